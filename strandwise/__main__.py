@@ -1,0 +1,5 @@
+import sys
+
+from strandwise.cli.main import main
+
+sys.exit(main())

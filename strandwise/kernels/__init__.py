@@ -1,0 +1,19 @@
+"""Compute ops: each op has a pure-PyTorch reference, a Triton path for CUDA, and a dispatcher."""
+
+from strandwise.kernels.conv_norm import (
+    CONV_NORM_EPS,
+    FusedDilatedConvNorm,
+    FusedDilatedConvNormFunc,
+    _cheri_conv_norm_cpu,
+    fused_dilated_conv_norm,
+    triton_available,
+)
+
+__all__ = [
+    "CONV_NORM_EPS",
+    "FusedDilatedConvNorm",
+    "FusedDilatedConvNormFunc",
+    "_cheri_conv_norm_cpu",
+    "fused_dilated_conv_norm",
+    "triton_available",
+]

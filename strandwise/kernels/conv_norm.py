@@ -1,0 +1,247 @@
+"""Fused dilated depthwise convolution + per-example layer normalization.
+
+This is the spatial half of a Cheri Block (spec ``cherimoya.md`` §2). For an input ``x`` of shape
+``(N, L, C)`` (channels-last) and a weight ``w`` of shape ``(3, C)``::
+
+    y[n, i, c] = w[0, c] * x[n, i - d, c] + w[1, c] * x[n, i, c] + w[2, c] * x[n, i + d, c]
+
+with zero padding outside ``[0, L)``, followed by a normalization of each example over its whole
+``(L, C)`` plane (biased variance, ``eps = 1e-3``, no affine), computed in fp32 and cast back to the
+input dtype.
+
+Three entry points, with the names the specs use:
+
+* :func:`_cheri_conv_norm_cpu` — the pure-PyTorch differentiable reference (any device).
+* :class:`FusedDilatedConvNormFunc` — an autograd ``Function`` with a hand-written backward (spec
+  §2.5). On CUDA with Triton it runs the Triton kernels from
+  :mod:`strandwise.kernels.conv_norm_triton`; elsewhere it runs the same formulas in PyTorch, which
+  is what lets ``gradcheck`` verify the formulas the kernels implement.
+* :func:`fused_dilated_conv_norm` — the dispatcher: Triton path iff ``x.is_cuda`` and Triton is
+  importable, else the reference (bit-exact to calling it directly).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+__all__ = [
+    "CONV_NORM_EPS",
+    "_cheri_conv_norm_cpu",
+    "conv_norm_forward_reference",
+    "conv_norm_backward_reference",
+    "FusedDilatedConvNormFunc",
+    "fused_dilated_conv_norm",
+    "FusedDilatedConvNorm",
+    "triton_available",
+]
+
+CONV_NORM_EPS = 1e-3
+
+
+@functools.lru_cache(maxsize=None)
+def triton_available() -> bool:
+    """True if Triton imports and CUDA is usable (the condition for the GPU kernels)."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import triton  # noqa: F401
+    except Exception:  # pragma: no cover - depends on the install
+        return False
+    return True
+
+
+def _triton_backend():
+    """The Triton implementation module, imported lazily so CPU installs never need Triton."""
+    from strandwise.kernels import conv_norm_triton
+
+    return conv_norm_triton
+
+
+def _check_conv_norm_inputs(x: torch.Tensor, w: torch.Tensor, dilation: int) -> None:
+    if not isinstance(x, torch.Tensor) or x.ndim != 3:
+        raise ValueError(
+            f"fused_dilated_conv_norm expects x of shape (N, L, C); got "
+            f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(f"fused_dilated_conv_norm expects a floating-point x; got {x.dtype}")
+    if w.ndim != 2 or w.shape[0] != 3 or w.shape[1] != x.shape[-1]:
+        raise ValueError(
+            f"conv weight must have shape (3, C={x.shape[-1]}); got {tuple(w.shape)}"
+        )
+    if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 1:
+        raise ValueError(f"dilation must be a positive int; got {dilation!r}")
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    # fp32 statistics for half inputs; float64 stays float64 so gradcheck is meaningful.
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _dilated_conv(x: torch.Tensor, w: torch.Tensor, dilation: int) -> torch.Tensor:
+    """3-tap depthwise dilated conv on channels-last ``(N, L, C)``, zero padding, in x's dtype."""
+    L = x.shape[1]
+    xp = F.pad(x, (0, 0, dilation, dilation))
+    return w[0] * xp[:, 0:L] + w[1] * xp[:, dilation : dilation + L] + w[2] * xp[:, 2 * dilation :]
+
+
+def _cheri_conv_norm_cpu(
+    x: torch.Tensor, w: torch.Tensor, dilation: int, eps: float = CONV_NORM_EPS
+) -> torch.Tensor:
+    """Reference fused conv + norm, pure PyTorch and differentiable.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (N, L, C)
+        Channels-last activations, any floating dtype.
+    w : torch.Tensor, shape (3, C)
+        Depthwise taps: row 0 multiplies ``x[i - d]``, row 1 ``x[i]``, row 2 ``x[i + d]``.
+    dilation : int
+        Tap spacing ``d >= 1``; ``d >= L`` leaves only the centre tap.
+    eps : float
+        Added to the variance before the reciprocal square root.
+
+    Returns
+    -------
+    torch.Tensor, shape (N, L, C), same dtype as ``x``.
+    """
+    _check_conv_norm_inputs(x, w, dilation)
+    ct = _compute_dtype(x.dtype)
+    y = _dilated_conv(x.to(ct), w.to(ct), dilation)
+    mean = y.mean(dim=(1, 2), keepdim=True)
+    var = (y - mean).pow(2).mean(dim=(1, 2), keepdim=True)
+    out = (y - mean) * torch.rsqrt(var + eps)
+    return out.to(x.dtype)
+
+
+def conv_norm_forward_reference(x, w, dilation, eps=CONV_NORM_EPS):
+    """Forward returning what the backward needs: ``(out, mean (N,), rstd (N,))``.
+
+    Same arithmetic as :func:`_cheri_conv_norm_cpu`, exposed for the autograd Function.
+    """
+    ct = _compute_dtype(x.dtype)
+    y = _dilated_conv(x.to(ct), w.to(ct), dilation)
+    mean = y.mean(dim=(1, 2))
+    var = (y - mean[:, None, None]).pow(2).mean(dim=(1, 2))
+    rstd = torch.rsqrt(var + eps)
+    out = (y - mean[:, None, None]) * rstd[:, None, None]
+    return out.to(x.dtype), mean, rstd
+
+
+def conv_norm_backward_reference(g, x, w, mean, rstd, dilation):
+    """Spec §2.5 backward formulas in PyTorch: returns ``(dx, dw)``.
+
+    With ``x̂`` the normalised conv output, ``S1 = Σ g`` and ``S2 = Σ g·x̂`` per example::
+
+        δ = (r / M) · (M·g − S1 − x̂·S2)
+        dw[k, c] = Σ_n Σ_i δ[n, i, c] · x[n, i + (k − 1)·d, c]
+        dx[n, p, c] = w[1,c]·δ[p] + w[0,c]·δ[p + d] + w[2,c]·δ[p − d]
+    """
+    ct = _compute_dtype(x.dtype)
+    N, L, C = x.shape
+    M = L * C
+    xf, wf, gf = x.to(ct), w.to(ct), g.to(ct)
+    y = _dilated_conv(xf, wf, dilation)
+    xhat = (y - mean[:, None, None]) * rstd[:, None, None]
+    s1 = gf.sum(dim=(1, 2), keepdim=True)
+    s2 = (gf * xhat).sum(dim=(1, 2), keepdim=True)
+    delta = (rstd[:, None, None] / M) * (M * gf - s1 - xhat * s2)
+    d = dilation
+    xp = F.pad(xf, (0, 0, d, d))
+    dw = torch.stack(
+        [
+            (delta * xp[:, 0:L]).sum(dim=(0, 1)),
+            (delta * xp[:, d : d + L]).sum(dim=(0, 1)),
+            (delta * xp[:, 2 * d :]).sum(dim=(0, 1)),
+        ]
+    )
+    dp = F.pad(delta, (0, 0, d, d))
+    # dx[p] = w1·δ[p] + w0·δ[p+d] + w2·δ[p−d]
+    dx = wf[1] * dp[:, d : d + L] + wf[0] * dp[:, 2 * d :] + wf[2] * dp[:, 0:L]
+    return dx.to(x.dtype), dw.to(w.dtype)
+
+
+class FusedDilatedConvNormFunc(torch.autograd.Function):
+    """Autograd Function for the fused op: ``apply(x, w, dilation) -> out``.
+
+    Saves only ``x, w, mean, rstd`` (never the conv output) and recomputes the conv in backward.
+    Runs the Triton kernels for CUDA tensors when Triton is available, the PyTorch formulas
+    otherwise. Returns gradients ``(dx, dw, None)``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w, dilation):
+        _check_conv_norm_inputs(x, w, dilation)
+        x = x.contiguous()
+        use_triton = x.is_cuda and triton_available()
+        if use_triton:
+            out, mean, rstd = _triton_backend().conv_norm_fwd(x, w, dilation, CONV_NORM_EPS)
+        else:
+            out, mean, rstd = conv_norm_forward_reference(x, w, dilation)
+        ctx.save_for_backward(x, w, mean, rstd)
+        ctx.dilation = dilation
+        ctx.use_triton = use_triton
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w, mean, rstd = ctx.saved_tensors
+        g = g.contiguous()
+        if ctx.use_triton:
+            dx, dw = _triton_backend().conv_norm_bwd(g, x, w, mean, rstd, ctx.dilation)
+        else:
+            dx, dw = conv_norm_backward_reference(g, x, w, mean, rstd, ctx.dilation)
+        return dx, dw, None
+
+
+def fused_dilated_conv_norm(x: torch.Tensor, w: torch.Tensor, dilation: int) -> torch.Tensor:
+    """Dispatcher for the fused dilated depthwise conv + per-example norm.
+
+    CUDA tensors with Triton installed go through :class:`FusedDilatedConvNormFunc` (Triton
+    forward and backward, under grad and no-grad alike); everything else goes through
+    :func:`_cheri_conv_norm_cpu`, bit-exact to calling the reference directly.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (N, L, C)
+    w : torch.Tensor, shape (3, C)
+    dilation : int
+
+    Returns
+    -------
+    torch.Tensor, shape (N, L, C), dtype of ``x``.
+    """
+    _check_conv_norm_inputs(x, w, dilation)
+    x = x.contiguous()
+    if x.is_cuda and triton_available():
+        return FusedDilatedConvNormFunc.apply(x, w, dilation)
+    return _cheri_conv_norm_cpu(x, w, dilation)
+
+
+class FusedDilatedConvNorm(nn.Module):
+    """Module owning the depthwise taps ``conv_weight`` of shape ``(3, n_filters)``.
+
+    It exists so attribution hooks have a node to attach to.
+    """
+
+    def __init__(self, n_filters: int, dilation: int):
+        super().__init__()
+        self.n_filters = int(n_filters)
+        self.dilation = int(dilation)
+        self.conv_weight = nn.Parameter(torch.empty(3, self.n_filters))
+        nn.init.trunc_normal_(self.conv_weight, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 3 or x.shape[-1] != self.n_filters:
+            raise ValueError(
+                f"FusedDilatedConvNorm({self.n_filters}) expects (N, L, {self.n_filters}); "
+                f"got {tuple(x.shape)}"
+            )
+        return fused_dilated_conv_norm(x, self.conv_weight, self.dilation)
+
+    def extra_repr(self) -> str:
+        return f"n_filters={self.n_filters}, dilation={self.dilation}"

@@ -1,0 +1,482 @@
+"""Cherimoya: a compact dilated-convolution model of base-resolution signal profiles and counts.
+
+Spec: ``cherimoya.md`` §1. Read top to bottom: configuration helpers, the Cheri Block, the model,
+then checkpoint reading and writing (our format and upstream Cherimoya 0.3.1 / CATv1 files, which
+are the same ``{'config', 'state_dict'}`` layout).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections import OrderedDict
+from typing import Sequence
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from strandwise.io.atomic import atomic_torch_save
+from strandwise.kernels.conv_norm import FusedDilatedConvNorm
+
+__all__ = [
+    "PRESETS",
+    "CheriBlock",
+    "Cherimoya",
+    "CheckpointFormatError",
+    "validate_signal_groups",
+    "channel_permutation_from_groups",
+    "default_trimming",
+]
+
+#: Defaults of the two named presets (spec §1.1, §1.2). ``description`` is the strandwise default.
+PRESETS = {
+    "description": {"n_filters": 96, "profile_kernel_size": 1},
+    "upstream": {"n_filters": 128, "profile_kernel_size": 75},
+}
+
+#: The exact config keys of an upstream checkpoint (spec §1.9); any other key breaks upstream load.
+UPSTREAM_CONFIG_KEYS = (
+    "n_filters",
+    "n_layers",
+    "signal_groups",
+    "n_control_tracks",
+    "expansion",
+    "residual_scale",
+    "name",
+    "trimming",
+    "verbose",
+)
+
+
+class CheckpointFormatError(ValueError):
+    """A file that is not a Cherimoya checkpoint, or one whose contents disagree with themselves."""
+
+
+def validate_signal_groups(signal_groups) -> list[int]:
+    """Normalise ``signal_groups``: ``None -> [1]``; else a non-empty list of positive ints.
+
+    Raises
+    ------
+    ValueError
+        For an empty list, zero, negatives, bools or non-ints (message says "non-empty list of
+        positive ints").
+    """
+    if signal_groups is None:
+        return [1]
+    if isinstance(signal_groups, (str, bytes)) or not isinstance(signal_groups, Sequence):
+        raise ValueError(
+            f"signal_groups must be a non-empty list of positive ints; got {signal_groups!r}"
+        )
+    groups = list(signal_groups)
+    if not groups or any(
+        isinstance(g, bool) or not isinstance(g, int) or g <= 0 for g in groups
+    ):
+        raise ValueError(
+            f"signal_groups must be a non-empty list of positive ints; got {signal_groups!r}"
+        )
+    return [int(g) for g in groups]
+
+
+def channel_permutation_from_groups(signal_groups) -> list[int]:
+    """Channel permutation for reverse complement: reverse channels *within* each group.
+
+    ``[1, 2] -> [0, 2, 1]``, ``[2, 1] -> [1, 0, 2]``, ``[1, 2, 1, 2] -> [0, 2, 1, 3, 5, 4]``.
+    """
+    perm, start = [], 0
+    for g in validate_signal_groups(signal_groups):
+        perm.extend(range(start + g - 1, start - 1, -1))
+        start += g
+    return perm
+
+
+def default_trimming(n_layers: int) -> int:
+    """Upstream's default trimming ``46 + Σ_{i<n_layers} 2**i`` (557 for 9 layers)."""
+    return 46 + sum(2**i for i in range(n_layers))
+
+
+class CheriBlock(nn.Module):
+    """One Cheri Block on channels-last activations ``(N, L, C)``.
+
+    ``out = x + residual_scale · linear2(gelu_tanh(linear1(conv_norm(x))))``, where ``conv_norm`` is
+    the fused dilated depthwise conv + per-example (L, C) normalization.
+
+    Parameters
+    ----------
+    n_filters : int
+        Channels ``C``.
+    dilation : int
+        Spacing of the three depthwise taps.
+    expansion : int
+        Hidden width factor of the MLP (``H = expansion · C``).
+    residual_scale : float
+        Fixed (not learned) scale of the MLP branch.
+
+    Notes
+    -----
+    The taps live on the sub-module ``conv`` (so attribution hooks have a node) but the state dict
+    names them ``blocks.N.conv_weight`` in upstream's position; both spellings load.
+    """
+
+    def __init__(self, n_filters: int, dilation: int, expansion: int = 2, residual_scale: float = 0.15):
+        super().__init__()
+        self.n_filters = int(n_filters)
+        self.dilation = int(dilation)
+        self.expansion = int(expansion)
+        self.residual_scale = float(residual_scale)
+        self.conv = FusedDilatedConvNorm(self.n_filters, self.dilation)
+        self.linear1 = nn.Linear(self.n_filters, self.expansion * self.n_filters, bias=False)
+        self.linear2 = nn.Linear(self.expansion * self.n_filters, self.n_filters, bias=False)
+        self.activation = nn.GELU(approximate="tanh")
+        self._register_state_dict_hook(_emit_legacy_conv_key)
+        self._register_load_state_dict_pre_hook(_accept_both_conv_keys)
+
+    @property
+    def conv_weight(self) -> nn.Parameter:
+        """Read-only alias of ``conv.conv_weight`` (shape ``(3, C)``)."""
+        return self.conv.conv_weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        h = self.linear2(self.activation(self.linear1(h)))
+        return x + self.residual_scale * h
+
+    def extra_repr(self) -> str:
+        return f"dilation={self.dilation}, residual_scale={self.residual_scale}"
+
+
+def _emit_legacy_conv_key(module, state_dict, prefix, local_metadata):
+    """Rename ``{prefix}conv.conv_weight`` to ``{prefix}conv_weight`` in place of order."""
+    old, new = prefix + "conv.conv_weight", prefix + "conv_weight"
+    if old not in state_dict:
+        return state_dict
+    items = [(new if k == old else k, v) for k, v in state_dict.items()]
+    state_dict.clear()
+    state_dict.update(items)
+    return state_dict
+
+
+def _accept_both_conv_keys(state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
+    """Accept ``conv_weight`` and ``conv.conv_weight``; the sub-module spelling wins if both exist."""
+    legacy, sub = prefix + "conv_weight", prefix + "conv.conv_weight"
+    if legacy in state_dict:
+        value = state_dict.pop(legacy)
+        state_dict.setdefault(sub, value)
+
+
+class Cherimoya(nn.Module):
+    """Cherimoya base-resolution profile + count model.
+
+    ``X (N, 4, L)`` one-hot DNA (+ optional controls ``(N, K, L)``) →
+    profile logits ``(N, O, L − 2t)`` and predicted ``log(1 + counts)`` ``(N, G)``.
+
+    Parameters
+    ----------
+    n_filters : int, optional
+        Channels ``F`` of the stem and every block (preset default: 96 description, 128 upstream).
+    n_layers : int
+        Number of Cheri Blocks; block ``i`` has dilation ``2**i``.
+    signal_groups : list of int, optional
+        Sizes of the signal groups: ``O = sum`` profile channels, ``G = len`` count outputs.
+        ``[2]`` is one stranded track; ``[1, 2, 2]`` three tasks. Default ``[1]``.
+    n_control_tracks : int
+        ``K`` control tracks fed to the profile head (and ``log(1 + Σ controls)`` to the count head).
+    expansion : int
+        MLP expansion factor of each block.
+    residual_scale : float
+        Fixed scale of each block's MLP branch (0.15).
+    name : str, optional
+        Default ``"cherimoya.{F}.{n_layers}"``.
+    trimming : int, optional
+        Positions cropped from each end of the output. Default ``46 + Σ 2**i`` (557 for 9 layers).
+    verbose : bool
+        Kept for upstream compatibility; unused.
+    compile : bool
+        Wrap the forward in ``torch.compile`` (opt-in; runtime only, never saved).
+    compile_mode : str
+        Mode for ``torch.compile``.
+    random_state : int, optional
+        Seeds a local generator for every weight draw (the global RNG stream is left alone).
+    profile_kernel_size : int, optional
+        Odd kernel size of the profile head (1 description, 75 upstream).
+    preset : {"description", "upstream"}
+        Supplies defaults for ``n_filters`` and ``profile_kernel_size``.
+    """
+
+    def __init__(
+        self,
+        n_filters: int | None = None,
+        n_layers: int = 9,
+        signal_groups=None,
+        n_control_tracks: int = 0,
+        expansion: int = 2,
+        residual_scale: float = 0.15,
+        name: str | None = None,
+        trimming: int | None = None,
+        verbose: bool = False,
+        compile: bool = False,
+        compile_mode: str = "max-autotune",
+        random_state: int | None = None,
+        profile_kernel_size: int | None = None,
+        preset: str = "description",
+    ):
+        super().__init__()
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+        defaults = PRESETS[preset]
+        n_filters = defaults["n_filters"] if n_filters is None else n_filters
+        k = defaults["profile_kernel_size"] if profile_kernel_size is None else profile_kernel_size
+        for label, value in (("n_filters", n_filters), ("n_layers", n_layers), ("expansion", expansion)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{label} must be a positive int; got {value!r}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0:
+            raise ValueError(f"profile_kernel_size must be a positive odd int; got {k!r}")
+        if isinstance(n_control_tracks, bool) or not isinstance(n_control_tracks, int) or n_control_tracks < 0:
+            raise ValueError(f"n_control_tracks must be a non-negative int; got {n_control_tracks!r}")
+
+        self.preset = preset
+        self.n_filters = n_filters
+        self.n_layers = n_layers
+        self.signal_groups = validate_signal_groups(signal_groups)
+        self.n_outputs = sum(self.signal_groups)
+        self.n_groups = len(self.signal_groups)
+        self.n_control_tracks = n_control_tracks
+        self.expansion = expansion
+        self.residual_scale = float(residual_scale)
+        self.profile_kernel_size = k
+        self.name = name if name is not None else f"cherimoya.{n_filters}.{n_layers}"
+        self.trimming = default_trimming(n_layers) if trimming is None else int(trimming)
+        if self.trimming < 0:
+            raise ValueError(f"trimming must be >= 0; got {trimming}")
+        self.verbose = False
+
+        F_, K = n_filters, n_control_tracks
+        self.iconv = nn.Conv1d(4, F_, kernel_size=21, padding=10)
+        self.igelu = nn.GELU(approximate="tanh")
+        self.blocks = nn.ModuleList(
+            CheriBlock(F_, 2**i, expansion, self.residual_scale) for i in range(n_layers)
+        )
+        self.fconv = nn.Conv1d(F_ + K, self.n_outputs, kernel_size=k, padding=k // 2)
+        self.linear = nn.Linear(F_ + (1 if K > 0 else 0), self.n_groups)
+        self.lw0 = nn.Parameter(torch.ones(self.n_groups))
+        self.lw1 = nn.Parameter(torch.ones(self.n_groups))
+        self.reset_parameters(random_state)
+
+        self._compiled_forward = None
+        if compile:
+            self._compiled_forward = torch.compile(self._forward, mode=compile_mode)
+
+    # ------------------------------------------------------------------ init
+    def reset_parameters(self, random_state: int | None = None) -> None:
+        """Upstream init: trunc-normal(0, 0.02) weights, zero biases, ``lw = 1``.
+
+        Draw order (for RNG-exact reproduction): per block ``conv_weight``, ``linear1``,
+        ``linear2``; then ``iconv``, ``fconv``, ``linear`` weights — all from one generator.
+        """
+        gen = None
+        if random_state is not None:
+            gen = torch.Generator(device="cpu")
+            gen.manual_seed(int(random_state))
+
+        def draw(p):
+            with torch.no_grad():
+                buf = torch.empty(p.shape, dtype=torch.float32)
+                nn.init.trunc_normal_(buf, mean=0.0, std=0.02, a=-2.0, b=2.0, generator=gen)
+                p.copy_(buf)
+
+        for block in self.blocks:
+            draw(block.conv.conv_weight)
+            draw(block.linear1.weight)
+            draw(block.linear2.weight)
+        draw(self.iconv.weight)
+        draw(self.fconv.weight)
+        draw(self.linear.weight)
+        with torch.no_grad():
+            for bias in (self.iconv.bias, self.fconv.bias, self.linear.bias):
+                bias.zero_()
+            self.lw0.fill_(1.0)
+            self.lw1.fill_(1.0)
+
+    # --------------------------------------------------------------- forward
+    def _check_inputs(self, X, X_ctl):
+        if not isinstance(X, torch.Tensor) or X.ndim != 3 or X.shape[1] != 4:
+            shape = tuple(X.shape) if isinstance(X, torch.Tensor) else type(X).__name__
+            raise ValueError(f"Cherimoya expects one-hot DNA X of shape (N, 4, L); got {shape}")
+        if not X.is_floating_point():
+            raise TypeError(
+                f"Cherimoya expects a floating-point X; got {X.dtype} (use X.float())"
+            )
+        L = X.shape[-1]
+        if L - 2 * self.trimming <= 0:
+            raise ValueError(
+                f"input length {L} leaves no output after trimming {self.trimming} from each end "
+                f"(need L > {2 * self.trimming})"
+            )
+        K = self.n_control_tracks
+        if K > 0:
+            if X_ctl is None:
+                raise ValueError(f"this model has {K} control track(s): pass X_ctl of shape (N, {K}, {L})")
+            if X_ctl.shape != (X.shape[0], K, L):
+                raise ValueError(
+                    f"X_ctl must have shape {(X.shape[0], K, L)}; got {tuple(X_ctl.shape)}"
+                )
+        elif X_ctl is not None:
+            raise ValueError("this model has no control tracks, but X_ctl was given")
+
+    def _forward(self, X, X_ctl=None):
+        start, end = self.trimming, X.shape[-1] - self.trimming
+        h = self.igelu(self.iconv(X))
+        h = h.transpose(1, 2).contiguous()
+        for block in self.blocks:
+            h = block(h)
+        h = h.transpose(1, 2).contiguous()
+        z = h if X_ctl is None else torch.cat([h, X_ctl.to(h.dtype)], dim=1)
+        y_profile = self.fconv(z)[:, :, start:end]
+        f = h[:, :, start:end].float().mean(dim=2)
+        if X_ctl is not None:
+            ctl_total = X_ctl[:, :, start:end].float().sum(dim=(1, 2))
+            f = torch.cat([f, torch.log(ctl_total + 1).unsqueeze(1)], dim=1)
+        y_counts = self.linear(f)
+        return y_profile, y_counts
+
+    def forward(self, X: torch.Tensor, X_ctl: torch.Tensor | None = None):
+        """Predict profiles and counts.
+
+        Parameters
+        ----------
+        X : torch.Tensor, shape (N, 4, L), floating
+        X_ctl : torch.Tensor, shape (N, K, L), optional
+            Required iff the model has control tracks.
+
+        Returns
+        -------
+        y_profile : torch.Tensor, shape (N, O, L - 2·trimming)
+            Unnormalised profile logits.
+        y_counts : torch.Tensor, shape (N, G)
+            Predicted ``log(1 + total count)`` per signal group.
+        """
+        self._check_inputs(X, X_ctl)
+        fwd = self._compiled_forward or self._forward
+        return fwd(X, X_ctl)
+
+    # ----------------------------------------------------------- properties
+    @property
+    def receptive_field(self) -> int:
+        """Convolutional receptive field of one profile output (bp): ``2·reach + 1``."""
+        reach = 10 + sum(2**i for i in range(self.n_layers)) + (self.profile_kernel_size - 1) // 2
+        return 2 * reach + 1
+
+    def output_length(self, input_length: int) -> int:
+        """Profile length for an input of ``input_length`` bp."""
+        return input_length - 2 * self.trimming
+
+    def config(self) -> dict:
+        """The upstream-compatible config dict (exactly the keys of spec §1.9)."""
+        return {
+            "n_filters": self.n_filters,
+            "n_layers": self.n_layers,
+            "signal_groups": list(self.signal_groups),
+            "n_control_tracks": self.n_control_tracks,
+            "expansion": self.expansion,
+            "residual_scale": self.residual_scale,
+            "name": self.name,
+            "trimming": self.trimming,
+            "verbose": False,
+        }
+
+    # ----------------------------------------------------------- checkpoints
+    def checkpoint_payload(self, state_dict: dict | None = None) -> dict:
+        """The dict :meth:`save` writes. Extra strandwise settings go outside ``config``."""
+        sd = self.state_dict() if state_dict is None else state_dict
+        payload = {
+            "config": self.config(),
+            "state_dict": OrderedDict((k, v.detach().cpu().clone()) for k, v in sd.items()),
+        }
+        if self.profile_kernel_size != PRESETS["upstream"]["profile_kernel_size"]:
+            # Upstream rebuilds with cls(**config); keep our extra settings where it won't look.
+            payload["strandwise"] = {"profile_kernel_size": self.profile_kernel_size}
+        return payload
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a checkpoint atomically: ``{'config', 'state_dict'[, 'strandwise']}``.
+
+        Loadable with ``torch.load(path, weights_only=True)`` and, for 75-bp heads, by upstream
+        Cherimoya itself.
+        """
+        atomic_torch_save(self.checkpoint_payload(), path)
+
+    @classmethod
+    def from_payload(cls, payload, device="cpu", **runtime) -> "Cherimoya":
+        """Build a model from a checkpoint dict (ours or upstream 0.3.1 / CATv1)."""
+        if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:
+            keys = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
+            raise CheckpointFormatError(
+                "not a Cherimoya checkpoint: expected a dict with 'config' and 'state_dict' "
+                f"(got {keys}); pickled whole-module files from cherimoya < 0.1.0 are not supported"
+            )
+        config = dict(payload["config"])
+        extra = dict(payload.get("strandwise") or {})
+        unknown = sorted(set(config) - set(UPSTREAM_CONFIG_KEYS))
+        if unknown:
+            raise CheckpointFormatError(
+                f"unknown Cherimoya checkpoint config key(s) {unknown}; configs with n_outputs or "
+                "single_count_output come from cherimoya < 0.1.1 and are not supported"
+            )
+        state = OrderedDict(payload["state_dict"])  # never mutate the caller's payload
+        _check_state_against_config(config, state)
+        head = state["fconv.weight"].shape[-1]
+        k = int(extra.get("profile_kernel_size", head))
+        if k != head:
+            raise CheckpointFormatError(
+                f"checkpoint says profile_kernel_size={k} but fconv.weight has kernel {head}"
+            )
+        config.pop("verbose", None)
+        model = cls(**config, profile_kernel_size=k, **runtime)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise CheckpointFormatError(
+                f"checkpoint does not match the architecture: missing {missing}, unexpected {unexpected}"
+            )
+        return model.to(device)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device="cpu", **runtime) -> "Cherimoya":
+        """Load a checkpoint written by :meth:`save` or by upstream Cherimoya (0.3.1, CATv1).
+
+        Parameters
+        ----------
+        path : str
+            The ``.torch`` file.
+        device : str or torch.device
+            Where to put the model.
+        **runtime
+            Runtime-only options such as ``compile=True``.
+        """
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+            raise CheckpointFormatError(
+                f"{path} is not a readable Cherimoya checkpoint ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from None
+        return cls.from_payload(payload, device=device, **runtime)
+
+
+def _check_state_against_config(config: dict, state: dict) -> None:
+    for key in ("iconv.weight", "fconv.weight", "linear.weight"):
+        if key not in state:
+            raise CheckpointFormatError(f"checkpoint state_dict lacks {key!r}")
+    block_ids = {int(k.split(".")[1]) for k in state if k.startswith("blocks.")}
+    n_layers = int(config.get("n_layers", -1))
+    if block_ids and block_ids != set(range(n_layers)):
+        raise CheckpointFormatError(
+            f"config says n_layers={n_layers} but the state_dict has {len(block_ids)} blocks"
+        )
+    n_filters = state["iconv.weight"].shape[0]
+    if int(config.get("n_filters", -1)) != n_filters:
+        raise CheckpointFormatError(
+            f"config says n_filters={config.get('n_filters')} but iconv.weight has {n_filters} filters"
+        )
