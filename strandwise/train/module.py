@@ -1,0 +1,314 @@
+"""Lightning module for Cherimoya training (spec ``cherimoya.md`` §4.5).
+
+One step: zero grads → forward (autocast per the trainer's precision) → per-group MNLL and count
+MSE on fp32 outputs → Kendall–Gal (or fixed) combination → backward → record ``|∂/∂lw0|`` → step
+Muon, AdamW (and SGD while the loss weights learn) → step schedules → EMA update. Validation runs
+with the EMA weights swapped in; the best EMA state (mean validation count Pearson on peaks) is
+kept, and early stopping counts epochs without improvement.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+
+import torch
+
+from strandwise.train._lightning import L
+from strandwise.train.ema import EMA
+from strandwise.train.losses import KendallGalWeights, mixture_loss
+from strandwise.train.optim import OptimizerConfig, build_optimizers, build_schedulers, schedule_steps
+from strandwise.train.stats import pearson_corr
+
+__all__ = ["TrainConfig", "CherimoyaModule", "unpack_batch"]
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Training settings; defaults are the description preset's recipe.
+
+    Attributes
+    ----------
+    batch_size : int
+        Examples per optimizer step (global batch under data parallelism).
+    max_epochs : int
+        Epochs (may be stretched by ``optimizer.min_total_steps``).
+    early_stopping : int or None
+        Stop after this many epochs without improving validation count Pearson; None = off.
+    ema_decay : float
+        Decay of the weight EMA; checkpoints hold the EMA weights.
+    ema_warmup : bool
+        Ramp the EMA decay as ``min(decay, (1+t)/(10+t))`` (see :class:`~strandwise.train.EMA`);
+        False = upstream's constant decay.
+    loss_weights : list of two floats or None
+        Fixed ``(profile, count)`` weights; None = learned Kendall–Gal weights with freezing.
+    precision : str
+        Lightning precision: ``"32-true"``, ``"bf16-mixed"`` or ``"16-mixed"``.
+    random_state : int
+        Seeds weights (via the model), sampling order and augmentation.
+    validation_batch_size : int
+        Batch size for validation and prediction.
+    num_workers : int
+        DataLoader workers (batches do not depend on it).
+    accelerator, devices, strategy :
+        Passed to ``lightning.Trainer``.
+    optimizer : OptimizerConfig
+    """
+
+    batch_size: int = 64
+    max_epochs: int = 20
+    early_stopping: int | None = None
+    ema_decay: float = 0.999
+    ema_warmup: bool = True
+    loss_weights: list | None = None
+    precision: str = "32-true"
+    random_state: int = 0
+    validation_batch_size: int = 512
+    num_workers: int = 0
+    accelerator: str = "auto"
+    devices: int | str = 1
+    strategy: str = "auto"
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+
+    def validate(self) -> None:
+        if self.batch_size < 1 or self.max_epochs < 1:
+            raise ValueError("batch_size and max_epochs must be >= 1")
+        if self.early_stopping is not None and self.early_stopping < 1:
+            raise ValueError("early_stopping must be None or >= 1")
+        if self.loss_weights is not None and len(self.loss_weights) != 2:
+            raise ValueError("loss_weights must be two numbers (profile, count) or null")
+        if self.precision not in ("32-true", "32", "bf16-mixed", "16-mixed", "64-true"):
+            raise ValueError(f"precision must be 32-true, bf16-mixed or 16-mixed; got {self.precision!r}")
+        self.optimizer.validate()
+
+
+def unpack_batch(batch, n_control_tracks: int):
+    """``(X, y, label)`` or ``(X, X_ctl, y, label)`` → ``(X float, X_ctl or None, y, label)``."""
+    if n_control_tracks > 0:
+        X, X_ctl, y, label = batch
+        return X.float(), X_ctl.float(), y, label
+    if len(batch) == 4:
+        X, _, y, label = batch
+    else:
+        X, y, label = batch
+    return X.float(), None, y, label
+
+
+class CherimoyaModule(L.LightningModule):
+    """Trains a :class:`~strandwise.models.Cherimoya` with manual multi-optimizer steps.
+
+    Parameters
+    ----------
+    model : Cherimoya
+    config : TrainConfig
+    steps_per_epoch : int
+        Optimizer steps per epoch (sets the warmup and cosine lengths).
+    """
+
+    def __init__(self, model, config: TrainConfig, steps_per_epoch: int):
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.automatic_optimization = False
+        self.steps_per_epoch = max(1, int(steps_per_epoch))
+        self.warmup_steps, self.decay_steps, self.max_epochs = schedule_steps(
+            self.steps_per_epoch, config.max_epochs, config.optimizer
+        )
+        self.weighting = KendallGalWeights(config.loss_weights)
+        if self.weighting.fixed is not None:
+            model.lw0.requires_grad_(False)
+            model.lw1.requires_grad_(False)
+        self.ema = EMA(model, config.ema_decay, warmup=config.ema_warmup)
+        self.step_count = 0
+        self.best_score = -math.inf
+        self.best_epoch = -1
+        self.best_state = None
+        self.epochs_without_improvement = 0
+        self.history: list[dict] = []
+        self._opt_names: list[str] = []
+        self._reset_epoch_sums()
+
+    # ------------------------------------------------------------- set-up
+    def configure_optimizers(self):
+        opts = build_optimizers(self.model, self.config.optimizer)
+        scheds = build_schedulers(opts, self.warmup_steps, self.decay_steps, self.config.optimizer)
+        self._opt_names = list(opts)
+        return list(opts.values()), [{"scheduler": scheds[n], "interval": "step"} for n in opts]
+
+    def forward(self, X, X_ctl=None):
+        return self.model(X, X_ctl)
+
+    def _reset_epoch_sums(self):
+        self._sum_mnll = 0.0
+        self._sum_count = 0.0
+        self._n_steps = 0
+        self._epoch_start = time.perf_counter()
+
+    # ------------------------------------------------------------ training
+    def on_train_epoch_start(self):
+        self._reset_epoch_sums()
+
+    def training_step(self, batch, batch_idx):
+        model = self.model
+        X, X_ctl, y, _ = unpack_batch(batch, model.n_control_tracks)
+        opts = self.optimizers()
+        opts = opts if isinstance(opts, list) else [opts]
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
+        y_profile, y_counts = model(X, X_ctl)
+        profile, count = mixture_loss(y, y_profile.float(), y_counts.float(), None, model.signal_groups)
+        depth = None
+        if self.weighting.fixed is not None:
+            depth = _group_depth(y, model.signal_groups)
+        loss = self.weighting(profile, count, model.lw0, model.lw1, depth)
+        self.manual_backward(loss)
+        self.weighting.record_gradient(model.lw0)
+        scheds = self.lr_schedulers()
+        scheds = scheds if isinstance(scheds, list) else [scheds]
+        for name, opt, sched in zip(self._opt_names, opts, scheds):
+            if name == "sgd" and self.weighting.frozen:
+                continue  # loss weights are constants now: their optimizer and schedule stop
+            opt.step()
+            sched.step()
+        self.ema.update(model)
+        self.step_count += 1
+        self._sum_mnll += float(profile.detach().mean())
+        self._sum_count += float(count.detach().mean())
+        self._n_steps += 1
+        self.log("train_loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=X.shape[0])
+        return loss.detach()
+
+    def on_train_epoch_end(self):
+        if self.weighting.maybe_freeze(self.model.lw0, self.model.lw1):
+            self.print(f"epoch {self.current_epoch}: loss weights frozen (lw0={self.model.lw0.tolist()})")
+
+    # ---------------------------------------------------------- validation
+    def on_validation_epoch_start(self):
+        self._val = {"logits": [], "counts": [], "y": [], "labels": []}
+        self._val_start = time.perf_counter()
+        if not self.ema.applied:
+            self.ema.apply_shadow(self.model)
+
+    def validation_step(self, batch, batch_idx):
+        X, X_ctl, y, label = unpack_batch(batch, self.model.n_control_tracks)
+        y_profile, y_counts = self.model(X, X_ctl)
+        self._val["logits"].append(y_profile.float().cpu())
+        self._val["counts"].append(y_counts.float().cpu())
+        self._val["y"].append(y.float().cpu())
+        self._val["labels"].append(label.reshape(-1).cpu())
+
+    def on_validation_epoch_end(self):
+        if not self._val["y"]:
+            self.ema.restore(self.model)
+            return
+        gather = self._gather_validation()
+        metrics = validation_metrics(*gather, self.model.signal_groups)
+        score = metrics["val_count_pearson"]
+        improved = score > self.best_score
+        if improved and not self.trainer.sanity_checking:
+            self.best_score = score
+            self.best_epoch = self.current_epoch
+            self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            self.epochs_without_improvement = 0
+        elif not self.trainer.sanity_checking:
+            self.epochs_without_improvement += 1
+        self.ema.restore(self.model)
+        if self.trainer.sanity_checking:
+            return
+        row = {
+            "epoch": self.current_epoch,
+            "iteration": self.step_count,
+            "train_time": time.perf_counter() - self._epoch_start,
+            "valid_time": time.perf_counter() - self._val_start,
+            "train_mnll": self._sum_mnll / max(1, self._n_steps),
+            "train_count_mse": self._sum_count / max(1, self._n_steps),
+            **metrics,
+            "saved": bool(improved),
+        }
+        self.history.append(row)
+        for k, v in metrics.items():
+            self.log(k, float(v), prog_bar=k in ("val_count_pearson", "val_profile_pearson"), sync_dist=False)
+        es = self.config.early_stopping
+        if es is not None and self.epochs_without_improvement >= es:
+            self.trainer.should_stop = True
+
+    def _gather_validation(self):
+        logits = torch.cat(self._val["logits"])
+        counts = torch.cat(self._val["counts"])
+        y = torch.cat(self._val["y"])
+        labels = torch.cat(self._val["labels"])
+        if self.trainer.world_size > 1:
+            logits, counts, y, labels = (
+                self.all_gather(t.to(self.device)).reshape(-1, *t.shape[1:]).cpu()
+                for t in (logits, counts, y, labels)
+            )
+        return logits, counts, y, labels
+
+    # ------------------------------------------------------- checkpointing
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["strandwise"] = {
+            "ema": self.ema.state_dict(),
+            "frozen": self.weighting.frozen,
+            "last_lw0_grad": self.weighting.last_lw0_grad,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "best_state": self.best_state,
+            "epochs_without_improvement": self.epochs_without_improvement,
+            "history": copy.deepcopy(self.history),
+            "step_count": self.step_count,
+        }
+
+    def on_load_checkpoint(self, checkpoint):
+        state = checkpoint.get("strandwise")
+        if not state:
+            return
+        self.ema.load_state_dict(state["ema"])
+        self.weighting.last_lw0_grad = state["last_lw0_grad"]
+        if state["frozen"] and not self.weighting.frozen:
+            self.weighting.frozen = True
+            self.model.lw0.requires_grad_(False)
+            self.model.lw1.requires_grad_(False)
+        self.best_score = state["best_score"]
+        self.best_epoch = state["best_epoch"]
+        self.best_state = state["best_state"]
+        self.epochs_without_improvement = state["epochs_without_improvement"]
+        self.history = list(state["history"])
+        self.step_count = int(state.get("step_count", 0))
+
+
+def _group_depth(y, signal_groups) -> torch.Tensor:
+    totals = y.float().sum(dim=-1)
+    out, start = [], 0
+    for g in signal_groups:
+        out.append(totals[:, start : start + g].sum(dim=1).mean())
+        start += g
+    return torch.stack(out)
+
+
+def validation_metrics(logits, counts, y, labels, signal_groups) -> dict:
+    """Per-epoch validation numbers (spec §4.5): MNLL, count MSE and Pearsons on peaks.
+
+    Also the count Pearson/MSE over peaks + negatives. NaN Pearsons are reported as 0.
+    """
+    peaks = labels.bool()
+    if not peaks.any():
+        peaks = torch.ones_like(peaks)
+    prof, cnt = mixture_loss(y[peaks], logits[peaks], counts[peaks], None, signal_groups)
+    prob = torch.softmax(logits[peaks].float(), dim=-1)
+    prof_r = torch.nan_to_num(pearson_corr(prob, y[peaks].float(), dim=-1), nan=0.0)
+    from strandwise.train.losses import count_targets
+
+    target = count_targets(y, signal_groups)
+    cp = torch.nan_to_num(pearson_corr(counts[peaks].T, target[peaks].T, dim=-1), nan=0.0)
+    cp_all = torch.nan_to_num(pearson_corr(counts.T, target.T, dim=-1), nan=0.0)
+    mse_all = ((counts - target) ** 2).mean(dim=0)
+    return {
+        "val_mnll": float(prof.mean()),
+        "val_profile_pearson": float(prof_r.mean()),
+        "val_count_pearson": float(cp.mean()),
+        "val_count_mse": float(cnt.mean()),
+        "val_count_pearson_all": float(cp_all.mean()),
+        "val_count_mse_all": float(mse_all.mean()),
+    }

@@ -1,0 +1,282 @@
+from collections import OrderedDict
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from strandwise.models.cherimoya import (
+    CheckpointFormatError,
+    CheriBlock,
+    Cherimoya,
+    channel_permutation_from_groups,
+    validate_signal_groups,
+)
+
+
+def n_params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def test_presets_defaults_and_parameter_counts():
+    d = Cherimoya()
+    assert (d.n_filters, d.n_layers, d.profile_kernel_size, d.trimming) == (96, 9, 1, 557)
+    assert n_params(d) == 342_724
+    u = Cherimoya(preset="upstream")
+    assert (u.n_filters, u.n_layers, u.trimming, u.expansion, u.residual_scale) == (128, 9, 557, 2, 0.15)
+    assert n_params(u) == 613_892
+    assert n_params(Cherimoya(preset="upstream", signal_groups=[2])) == 623_493
+    assert u.receptive_field == 1117 and d.receptive_field == 1043
+    assert d.name == "cherimoya.96.9"
+
+
+@pytest.mark.parametrize("groups,K", [([1], 0), ([2], 0), ([1, 2, 2], 0), ([2], 2)])
+def test_output_shapes(groups, K):
+    m = Cherimoya(n_filters=16, n_layers=3, signal_groups=groups, n_control_tracks=K, trimming=30)
+    X = torch.randn(2, 4, 100)
+    ctl = torch.rand(2, K, 100) if K else None
+    p, c = m(X, ctl)
+    assert p.shape == (2, sum(groups), 40) and c.shape == (2, len(groups))
+    assert m.linear.in_features == 16 + (1 if K else 0)
+
+
+@pytest.mark.parametrize("bad", [[], [0], [True], [1.0], "12", [-1], [1, 0]])
+def test_signal_groups_validation(bad):
+    with pytest.raises(ValueError, match="non-empty list of positive ints"):
+        validate_signal_groups(bad)
+
+
+def test_channel_permutations():
+    assert channel_permutation_from_groups([1, 2]) == [0, 2, 1]
+    assert channel_permutation_from_groups([2, 1]) == [1, 0, 2]
+    assert channel_permutation_from_groups([1, 2, 1, 2]) == [0, 2, 1, 3, 5, 4]
+
+
+def test_bad_inputs_have_clear_errors():
+    m = Cherimoya(n_filters=8, n_layers=2, trimming=10)
+    with pytest.raises(ValueError, match=r"\(N, 4, L\)"):
+        m(torch.zeros(2, 5, 50))
+    with pytest.raises(TypeError, match="floating"):
+        m(torch.zeros(2, 4, 50, dtype=torch.int8))
+    with pytest.raises(ValueError, match="leaves no output"):
+        m(torch.zeros(1, 4, 20))
+    with pytest.raises(ValueError, match="no control tracks"):
+        m(torch.zeros(1, 4, 50), torch.zeros(1, 1, 50))
+    mc = Cherimoya(n_filters=8, n_layers=2, trimming=10, n_control_tracks=2)
+    with pytest.raises(ValueError, match="X_ctl"):
+        mc(torch.zeros(1, 4, 50))
+    with pytest.raises(ValueError, match="profile_kernel_size"):
+        Cherimoya(profile_kernel_size=4)
+    with pytest.raises(ValueError, match="preset"):
+        Cherimoya(preset="nope")
+
+
+def test_init_statistics_and_seeding_leave_global_rng_alone():
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a = Cherimoya(n_filters=64, n_layers=2, random_state=7)
+    b = Cherimoya(n_filters=64, n_layers=2, random_state=7)
+    c = Cherimoya(n_filters=64, n_layers=2, random_state=8)
+    for (n, p), (_, q), (_, r) in zip(a.named_parameters(), b.named_parameters(), c.named_parameters()):
+        assert torch.equal(p, q), n
+        if n.endswith("weight") and p.numel() > 100:
+            assert not torch.equal(p, r)
+            assert abs(p.std().item() - 0.02) < 0.003
+        if n.endswith("bias"):
+            assert torch.all(p == 0)
+    assert torch.all(a.lw0 == 1) and torch.all(a.lw1 == 1)
+    # module default inits consume the global RNG, but the seeded draws do not depend on it
+    torch.set_rng_state(before)
+    torch.manual_seed(999)
+    d = Cherimoya(n_filters=64, n_layers=2, random_state=7)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), d.parameters()))
+
+
+def test_block_zero_mlp_is_identity_and_no_grad_matches_grad():
+    blk = CheriBlock(16, 2)
+    x = torch.randn(2, 30, 16)
+    with torch.no_grad():
+        blk.linear2.weight.zero_()
+    assert torch.equal(blk(x), x)
+    blk = CheriBlock(16, 4)
+    with torch.no_grad():
+        a = blk(x)
+    torch.testing.assert_close(a, blk(x).detach(), atol=1e-6, rtol=1e-5)
+    assert blk.conv_weight is blk.conv.conv_weight
+
+
+def test_count_head_controls_window_rule():
+    torch.manual_seed(0)
+    m = Cherimoya(n_filters=8, n_layers=2, n_control_tracks=2, trimming=20, random_state=0)
+    X = torch.randn(1, 4, 100)
+    ctl = torch.rand(1, 2, 100)
+    _, c0 = m(X, ctl)
+    inside = ctl.clone()
+    inside[0, 1, 50] += 7.0
+    _, c1 = m(X, inside)
+    expected = m.linear.weight[:, -1] * (torch.log(inside[0, :, 20:80].sum() + 1) - torch.log(ctl[0, :, 20:80].sum() + 1))
+    torch.testing.assert_close(c1 - c0, expected[None], atol=1e-5, rtol=1e-4)
+    outside = ctl.clone()
+    outside[0, 0, 5] += 7.0
+    _, c2 = m(X, outside)
+    torch.testing.assert_close(c2, c0)
+
+
+@pytest.mark.parametrize("preset,reach", [("upstream", 558), ("description", 521)])
+def test_receptive_field_with_frozen_norm_statistics(preset, reach, monkeypatch):
+    """With the norm's statistics frozen (treated as constants), outputs only see ±reach bp."""
+    import strandwise.kernels.conv_norm as cn
+
+    real = cn._cheri_conv_norm_cpu
+
+    def frozen(x, w, d, eps=1e-3):
+        out = real(x, w, d, eps)
+        y = cn._dilated_conv(x.float(), w.float(), d)
+        mu = y.mean(dim=(1, 2), keepdim=True).detach()
+        r = torch.rsqrt(y.var(dim=(1, 2), unbiased=False, keepdim=True) + eps).detach()
+        return ((y - mu) * r).to(x.dtype) + 0 * out
+
+    monkeypatch.setattr(cn, "_cheri_conv_norm_cpu", frozen)
+    m = Cherimoya(n_filters=8, preset=preset, random_state=0)
+    L = 1300
+    X = torch.randn(1, 4, L, requires_grad=True)
+    p, _ = m(X)
+    j = 60
+    p[0, 0, j].backward()
+    g = X.grad[0].abs().sum(0)
+    centre = j + m.trimming
+    far = torch.cat([g[: centre - reach], g[centre + reach + 1 :]])
+    assert torch.all(far == 0)
+    assert g[centre - reach] > 0 or g[centre + reach] > 0
+
+
+def test_save_load_round_trip(tmp_path):
+    m = Cherimoya(n_filters=16, n_layers=3, signal_groups=[2], random_state=0)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    path = tmp_path / "m.torch"
+    m.save(path)
+    payload = torch.load(path, weights_only=True)
+    assert set(payload) == {"config", "state_dict", "strandwise"}
+    assert list(payload["config"]) == [
+        "n_filters", "n_layers", "signal_groups", "n_control_tracks", "expansion",
+        "residual_scale", "name", "trimming", "verbose",
+    ]
+    assert payload["config"]["verbose"] is False
+    assert payload["strandwise"] == {"profile_kernel_size": 1}
+    keys = list(payload["state_dict"])
+    assert keys[:5] == ["lw0", "lw1", "iconv.weight", "iconv.bias", "blocks.0.conv_weight"]
+    assert keys[-4:] == ["fconv.weight", "fconv.bias", "linear.weight", "linear.bias"]
+    m2 = Cherimoya.load(path)
+    for (k, v), (k2, v2) in zip(m.state_dict().items(), m2.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+    X = torch.randn(2, 4, 1200)
+    for a, b in zip(m(X), m2(X)):
+        assert torch.equal(a, b)
+    up = Cherimoya(n_filters=8, n_layers=2, preset="upstream")
+    up.save(tmp_path / "u.torch")
+    assert set(torch.load(tmp_path / "u.torch", weights_only=True)) == {"config", "state_dict"}
+
+
+def _gelu_tanh(z):
+    return 0.5 * z * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (z + 0.044715 * z**3)))
+
+
+def independent_forward(sd, cfg, X):
+    """Spec §1.4 written from scratch with F.conv1d (channels-first), for parity."""
+    h = _gelu_tanh(F.conv1d(X, sd["iconv.weight"], sd["iconv.bias"], padding=10))
+    for i in range(cfg["n_layers"]):
+        d = 2**i
+        w = sd[f"blocks.{i}.conv_weight"]
+        y = F.conv1d(h, w.T.unsqueeze(1), padding=d, dilation=d, groups=h.shape[1])
+        mu = y.mean(dim=(1, 2), keepdim=True)
+        var = y.var(dim=(1, 2), unbiased=False, keepdim=True)
+        xn = (y - mu) / torch.sqrt(var + 1e-3)
+        z = torch.einsum("ncl,hc->nhl", xn, sd[f"blocks.{i}.linear1.weight"])
+        z = torch.einsum("nhl,ch->ncl", _gelu_tanh(z), sd[f"blocks.{i}.linear2.weight"])
+        h = h + cfg["residual_scale"] * z
+    t = cfg["trimming"]
+    k = sd["fconv.weight"].shape[-1]
+    prof = F.conv1d(h, sd["fconv.weight"], sd["fconv.bias"], padding=k // 2)[:, :, t : X.shape[-1] - t]
+    f = h[:, :, t : X.shape[-1] - t].mean(-1)
+    return prof, f @ sd["linear.weight"].T + sd["linear.bias"]
+
+
+def upstream_payload(F_=128, n_layers=9, k=75, legacy=True, seed=0):
+    """A CATv1-style file built by hand from the spec §1.9 key list."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g) * 0.05  # noqa: E731
+    sd = OrderedDict()
+    sd["lw0"] = torch.ones(1)
+    sd["lw1"] = torch.ones(1)
+    sd["iconv.weight"] = r(F_, 4, 21)
+    sd["iconv.bias"] = r(F_)
+    for i in range(n_layers):
+        sd[f"blocks.{i}.conv_weight" if legacy else f"blocks.{i}.conv.conv_weight"] = r(3, F_) * 10
+        sd[f"blocks.{i}.linear1.weight"] = r(2 * F_, F_)
+        sd[f"blocks.{i}.linear2.weight"] = r(F_, 2 * F_)
+    sd["fconv.weight"] = r(1, F_, k)
+    sd["fconv.bias"] = r(1)
+    sd["linear.weight"] = r(1, F_)
+    sd["linear.bias"] = r(1)
+    config = {
+        "n_filters": F_, "n_layers": n_layers, "signal_groups": [1], "n_control_tracks": 0,
+        "expansion": 2, "residual_scale": 0.15, "name": "ENCSR000XXX.catv1", "trimming": 557,
+        "verbose": False,
+    }
+    return {"config": config, "state_dict": sd}
+
+
+def test_upstream_catv1_checkpoint_loads_and_matches_independent_forward(tmp_path):
+    payload = upstream_payload()
+    path = tmp_path / "catv1.torch"
+    torch.save(payload, path)
+    m = Cherimoya.load(path)
+    assert m.profile_kernel_size == 75 and m.n_filters == 128
+    X = F.one_hot(torch.randint(0, 4, (2, 2114), generator=torch.Generator().manual_seed(1)), 4).permute(0, 2, 1).float()
+    with torch.no_grad():
+        p, c = m(X)
+        p_ref, c_ref = independent_forward(payload["state_dict"], payload["config"], X)
+    assert p.shape == (2, 1, 1000)
+    torch.testing.assert_close(p, p_ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(c, c_ref, atol=1e-5, rtol=0)
+    # re-saving emits the legacy key spelling in the same place and exactly two top-level keys
+    m.save(tmp_path / "resaved.torch")
+    again = torch.load(tmp_path / "resaved.torch", weights_only=True)
+    assert set(again) == {"config", "state_dict"}
+    assert list(again["state_dict"]) == list(payload["state_dict"])
+
+
+def test_both_key_spellings_submodule_wins_and_payload_untouched():
+    payload = upstream_payload(F_=8, n_layers=2, k=75)
+    sd = payload["state_dict"]
+    sub = torch.full((3, 8), 0.5)
+    sd["blocks.1.conv.conv_weight"] = sub
+    before = list(sd)
+    m = Cherimoya.from_payload(payload)
+    assert list(payload["state_dict"]) == before  # caller's dict not mutated
+    assert torch.equal(m.blocks[1].conv_weight.detach(), sub)
+    assert torch.equal(m.blocks[0].conv_weight.detach(), sd["blocks.0.conv_weight"])
+
+
+def test_unknown_and_inconsistent_checkpoints_rejected(tmp_path):
+    p = tmp_path / "x.torch"
+    torch.save({"weights": 1}, p)
+    with pytest.raises(CheckpointFormatError, match="not a Cherimoya checkpoint"):
+        Cherimoya.load(p)
+    payload = upstream_payload(F_=8, n_layers=2)
+    payload["config"]["n_outputs"] = 1
+    with pytest.raises(CheckpointFormatError, match="n_outputs"):
+        Cherimoya.from_payload(payload)
+    payload = upstream_payload(F_=8, n_layers=2)
+    payload["config"]["n_layers"] = 3
+    with pytest.raises(CheckpointFormatError, match="n_layers=3"):
+        Cherimoya.from_payload(payload)
+    p.write_bytes(b"not a torch file")
+    with pytest.raises(CheckpointFormatError, match="not a readable"):
+        Cherimoya.load(p)
+    with pytest.raises(FileNotFoundError):
+        Cherimoya.load(tmp_path / "missing.torch")
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "module.torch")
+    with pytest.raises(CheckpointFormatError):
+        Cherimoya.load(tmp_path / "module.torch")
