@@ -102,3 +102,21 @@ def test_fit_rejects_bad_inputs():
         fit(m, (X, y[..., :100]), quiet=True)
     with pytest.raises(ValueError, match="resume"):
         fit(m, (X, y), resume=True, quiet=True)
+
+
+def test_early_stopping_and_best_epoch_selection(monkeypatch):
+    import strandwise.train.module as module
+
+    scores = iter([0.5, 0.7, 0.6, 0.65, 0.9, 0.95])
+
+    def fake_metrics(*args, **kwargs):
+        return {"val_mnll": 1.0, "val_profile_pearson": 0.0, "val_count_pearson": next(scores),
+                "val_count_mse": 1.0, "val_count_pearson_all": 0.0, "val_count_mse_all": 1.0}
+
+    monkeypatch.setattr(module, "validation_metrics", fake_metrics)
+    X, y = planted_dataset(32, seed=7)
+    cfg = TrainConfig(batch_size=16, max_epochs=6, early_stopping=2, optimizer=OptimizerConfig(n_warmup_epochs=1))
+    r = fit(_model(), (X, y), valid=(X[:8], y[:8]), config=cfg, quiet=True)
+    assert len(r.history) == 4  # stopped after two epochs without beating 0.7
+    assert r.best_epoch == 1 and r.best_score == 0.7
+    assert [h["saved"] for h in r.history] == [True, True, False, False]
