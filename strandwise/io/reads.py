@@ -604,18 +604,27 @@ def call_peaks_pileup(
         loc = _box_sum(np.asarray(tracks[c], np.float64), local) * (smooth / local)
         lam = np.maximum(lam_g, loc)
         lams[c] = lam
-        # −log10 P(X ≥ k) = −log10 sf(k − 1); logsf keeps precision in the far tail.
-        logp[c] = -poisson.logsf(piles[c] - 1, lam) / math.log(10)
-    # Benjamini–Hochberg on all bases: q_(i) = min_{j ≥ i} p_(j) · m / j, done in −log10 space.
-    allp = np.concatenate([logp[c] for c in chroms])
-    m = len(allp)
-    order = np.argsort(-allp, kind="stable")
-    ranks = np.empty(m, np.int64)
-    ranks[order] = np.arange(1, m + 1)
-    q_sorted = allp[order] - np.log10(m / np.arange(1, m + 1))
+        # −log10 P(X ≥ k) = −log10 sf(k − 1); logsf keeps precision in the far tail. Only bases
+        # with pileup above λ can be significant (their p < ~0.5); the rest get p = 1, which
+        # leaves every BH q-value below 0.4 unchanged (they rank after all candidates) and saves
+        # evaluating the tail on most of the genome.
+        mlp = np.zeros(len(lam))
+        cand = piles[c] > lam
+        mlp[cand] = -poisson.logsf(piles[c][cand] - 1, lam[cand]) / math.log(10)
+        logp[c] = mlp
+    # Benjamini–Hochberg over all m bases: q_(i) = min_{j ≥ i} p_(j) · m / j (ranks by increasing
+    # p), done in −log10 space on the candidates only (non-candidates rank last with p = 1).
+    m = sum(len(logp[c]) for c in chroms)
+    cand_vals = np.concatenate([logp[c][logp[c] > 0] for c in chroms])
+    order = np.argsort(-cand_vals, kind="stable")
+    ranks = np.empty(len(order), np.int64)
+    ranks[order] = np.arange(1, len(order) + 1)
+    q_sorted = cand_vals[order] - np.log10(m / np.arange(1, len(order) + 1))
     # q_(i) = min_{j >= i} (...) in p-space is a running max from the end in −log10 space.
     q_sorted = np.maximum.accumulate(q_sorted[::-1])[::-1]
-    q_all = np.clip(q_sorted[ranks - 1], 0, None)
+    q_cand = np.clip(q_sorted[ranks - 1], 0, None)
+    q_all = np.zeros(m)
+    q_all[np.concatenate([logp[c] > 0 for c in chroms])] = q_cand
     thr = -math.log10(qvalue)
     out_c, out_s, out_e, out_sum, fold, mlp, mlq = [], [], [], [], [], [], []
     off = 0
