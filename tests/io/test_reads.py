@@ -156,3 +156,16 @@ def test_fallback_caller_finds_macs3_peaks():
     # summits lie inside their peaks and are pileup maxima with significant q-values
     assert ((peaks.summit >= 0) & (peaks.summit < peaks.end - peaks.start)).all()
     assert (stats["mlog10q"] >= 2).all() and (stats["fold"] > 1).all()
+
+
+def test_call_peaks_pileup_writes_narrowpeak(chrI_fragments, tmp_path):
+    from strandwise.io.reads import call_peaks
+
+    path, _ = chrI_fragments
+    out, used = call_peaks(path, tmp_path / "p.narrowPeak", {"chrI": SIZES["chrI"]}, method="pileup")
+    assert used == "pileup"
+    p = read_bed(out, keep_extra=True)
+    assert len(p) > 5 and (p.summit >= 0).all() and len(p.extra[0]) == 7
+    assert all(float(row[5]) >= -np.log10(0.05) for row in p.extra)  # column 9: −log10 q
+    with pytest.raises(ValueError, match="method must be auto, macs3 or pileup"):
+        call_peaks(path, tmp_path / "q.narrowPeak", {"chrI": SIZES["chrI"]}, method="homer")
