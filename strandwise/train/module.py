@@ -48,6 +48,10 @@ class TrainConfig:
         Lightning precision: ``"32-true"``, ``"bf16-mixed"`` or ``"16-mixed"``.
     random_state : int
         Seeds weights (via the model), sampling order and augmentation.
+    init_count_bias : bool
+        Before training a fresh model, set the count head's bias to the mean training
+        ``log(1 + counts)`` per group, so the first steps learn differences between loci instead
+        of the overall depth (upstream starts at 0, which costs hundreds of steps).
     validation_batch_size : int
         Batch size for validation and prediction.
     num_workers : int
@@ -65,6 +69,7 @@ class TrainConfig:
     loss_weights: list | None = None
     precision: str = "32-true"
     random_state: int = 0
+    init_count_bias: bool = True
     validation_batch_size: int = 512
     num_workers: int = 0
     accelerator: str = "auto"

@@ -120,3 +120,15 @@ def test_early_stopping_and_best_epoch_selection(monkeypatch):
     assert len(r.history) == 4  # stopped after two epochs without beating 0.7
     assert r.best_epoch == 1 and r.best_score == 0.7
     assert [h["saved"] for h in r.history] == [True, True, False, False]
+
+
+def test_init_count_bias_sets_mean_log_count():
+    from strandwise.train.api import init_count_bias
+
+    X, y = planted_dataset(40, seed=8)
+    m = _model()
+    ds = TensorProfileDataset(X, y, reverse_complement=True, random_state=0)
+    means = init_count_bias(m, ds)
+    expected = torch.log1p(y.sum(dim=(1, 2))).mean()
+    torch.testing.assert_close(means, expected[None], atol=1e-5, rtol=0)
+    torch.testing.assert_close(m.linear.bias.detach(), expected[None], atol=1e-5, rtol=0)
