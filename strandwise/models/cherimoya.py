@@ -17,6 +17,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from strandwise.io.atomic import atomic_torch_save
+from strandwise.kernels.cheri_infer import cheri_block_inference, cheri_infer_eligible
 from strandwise.kernels.conv_norm import FusedDilatedConvNorm
 
 __all__ = [
@@ -137,6 +138,12 @@ class CheriBlock(nn.Module):
         return self.conv.conv_weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # CUDA + no grad: the fused inference megakernel (spec §2.6); falls back silently when the
+        # shapes/dtypes are not eligible. CPU tensors never take this branch.
+        if x.is_cuda and not torch.is_grad_enabled():
+            cw, w1, w2 = self.conv.conv_weight, self.linear1.weight, self.linear2.weight
+            if cheri_infer_eligible(x, cw, w1, w2):
+                return cheri_block_inference(x, cw, w1, w2, self.dilation, self.residual_scale)
         h = self.conv(x)
         h = self.linear2(self.activation(self.linear1(h)))
         return x + self.residual_scale * h
