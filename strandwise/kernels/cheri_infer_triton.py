@@ -2,7 +2,7 @@
 
 Kept apart so that importing :mod:`strandwise.kernels` never imports Triton.
 
-Autotuning: ``BLOCK_M ∈ {32, 64, 128, 256}`` rows × ``BLOCK_H ∈ {32, 64}`` hidden units ×
+Autotuning: ``BLOCK_M ∈ {32, 64, 128, 256}`` rows × ``BLOCK_H = min(64, H)`` hidden units ×
 ``num_warps ∈ {4, 8, 16}`` × ``num_stages ∈ {2, 3}`` (the hidden-chunk loop is software-pipelined,
 so stages matter here), launch options on the Config, pruned to 32–64 accumulator elements per
 thread. Key ``(C, H, DOT, PRECISION)`` + the tensors' dtypes. The kernel only reads ``x`` and the
@@ -72,28 +72,34 @@ def mlp_kernel(
     out = xc + acc
     tl.store(out_ptr + offs, out.to(out_ptr.dtype.element_ty), mask=m_c)
 
+
+
 def configs():
-    out = []
-    for bm in (32, 64, 128, 256):
-        for nw in (4, 8, 16):
-            for bh in (32, 64):
-                for ns in (2, 3):
-                    out.append(triton.Config({"BLOCK_M": bm, "BLOCK_H": bh}, num_warps=nw, num_stages=ns))
-    return out
+    """Full search space: BLOCK_M × BLOCK_H × num_warps × num_stages (launch options on the Config)."""
+    return [
+        triton.Config({"BLOCK_M": bm, "BLOCK_H": bh}, num_warps=nw, num_stages=ns)
+        for bm in (32, 64, 128, 256)
+        for bh in (16, 32, 64)
+        for nw in (4, 8, 16)
+        for ns in (2, 3)
+    ]
+
 
 def prune(cfgs, named_args, **kwargs):
+    """Keep 32–64 fp32 accumulator elements per thread and one hidden-chunk width per H."""
     bc = kwargs["BLOCK_C"]
     H = named_args["H"]
+    bh = 64 if H >= 64 else 32 if H >= 32 else 16  # widest chunk; H % 16 == 0 is guaranteed
     keep = []
     for cfg in cfgs:
         per_thread = cfg.kwargs["BLOCK_M"] * bc // (32 * cfg.num_warps)
-        if not (32 <= per_thread <= 64):
+        if not (32 <= per_thread <= 64) or cfg.kwargs["BLOCK_H"] != bh:
             continue
-        if cfg.kwargs["BLOCK_H"] > max(16, triton.next_power_of_2(H)):
+        if cfg.kwargs["BLOCK_M"] < 64 and bc <= 256:  # small row tiles re-read the weights often
             continue
         keep.append(cfg)
     if not keep:
-        keep = [triton.Config({"BLOCK_M": 32, "BLOCK_H": 16}, num_warps=4, num_stages=2)]
+        keep = [triton.Config({"BLOCK_M": 32, "BLOCK_H": bh}, num_warps=4, num_stages=2)]
     return keep
 
 
