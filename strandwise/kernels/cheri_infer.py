@@ -20,6 +20,10 @@ Precision of the two matrix products (``tl.dot``, fp32 accumulation always):
   our tests); ``"ieee"`` — exact fp32 products on the ordinary FP32 units (slow; parity checks).
   The residual, conv and normalisation stay fp32 throughout.
 
+With half-precision operands (bf16/fp16 input, or ``fp32_dot="bf16"``) GELU uses the hardware
+``tanh.approx.f32`` (relative error ~2^-11, below the operand rounding that follows); the fp32
+modes use the exact ``z·sigmoid(·)`` form.
+
 Derived weights (``W1ᵀ`` and ``(s·W2)ᵀ``, contiguous, in the dot dtype) are cached per weight pair
 and invalidated by the weights' version counters and storage pointers (spec §7.4 #11): any in-place
 update through the tensor (optimizer step, ``copy_`` under ``no_grad``, ``load_state_dict``) bumps
@@ -160,12 +164,28 @@ def _infer_impl(x, conv_weight, w1, w2, dilation: int, residual_scale: float, ep
         return (triton.cdiv(NL, meta["BLOCK_M"]),)
 
     args = (x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, int(dilation))
-    if cnt.autotune_enabled():
-        k.mlp_kernel_tuned[grid](*args, BLOCK_C=bc, DOT=dot, PRECISION=prec)
+    fast = dot == 0 and _FAST_GELU["ok"]
+    try:
+        _launch_mlp(k, grid, args, bc, H, dot, prec, fast)
+    except Exception:
+        if not fast:
+            raise
+        # the hardware-tanh GELU needs inline PTX; where it does not compile, use the exp form
+        _FAST_GELU["ok"] = False
+        _launch_mlp(k, grid, args, bc, H, dot, prec, False)
+    return out
+
+
+_FAST_GELU = {"ok": True}
+
+
+def _launch_mlp(k, grid, args, bc, H, dot, prec, fast):
+    if k.cnt.autotune_enabled():
+        k.mlp_kernel_tuned[grid](*args, BLOCK_C=bc, DOT=dot, PRECISION=prec, FAST_GELU=fast)
     else:
         meta, nw = _heuristic(bc, H)
-        k.mlp_kernel[grid](*args, BLOCK_C=bc, DOT=dot, PRECISION=prec, num_warps=nw, num_stages=2, **meta)
-    return out
+        k.mlp_kernel[grid](*args, BLOCK_C=bc, DOT=dot, PRECISION=prec, FAST_GELU=fast,
+                           num_warps=nw, num_stages=2, **meta)
 
 
 @torch.library.custom_op("strandwise::cheri_block_infer", mutates_args=())
