@@ -191,6 +191,14 @@ def main(argv=None):
         f()
         plan_ms[k] = bench(f)
 
+    from strandwise.kernels import cheri_infer_triton
+
+    chosen = {}
+    for kname, kern in (("megakernel", cheri_infer_triton.mlp_kernel_tuned), ("fwd_stats", cnt._fwd_stats_tuned),
+                        ("fwd_norm", cnt._fwd_norm_tuned), ("bwd_stats", cnt._bwd_stats_tuned),
+                        ("bwd_main", cnt._bwd_main_tuned)):
+        chosen[kname] = {str(k): str(v) for k, v in kern.cache.items()}
+    print("autotuned configs:", json.dumps(chosen, indent=1))
     gpu = torch.cuda.get_device_name()
     print(f"\nCheri block N={N} L={L} C={C} d={d} on {gpu}; D2D {ceil['d2d_bytes_per_s'] / 1e12:.2f} TB/s, "
           f"matmul fp32 {ceil['matmul_fp32_flop_per_s'] / 1e12:.0f} / tf32 {ceil['matmul_tf32_flop_per_s'] / 1e12:.0f} "
@@ -207,7 +215,7 @@ def main(argv=None):
     result = {
         "gpu": gpu, "date": datetime.date.today().isoformat(), "torch": torch.__version__,
         "shape": dict(N=N, L=L, C=C, dilation=d), "ceilings": ceil, "rows": rows,
-        "conv_norm_bwd_plans_fp32_ms": plan_ms, "errors": errors,
+        "conv_norm_bwd_plans_fp32_ms": plan_ms, "errors": errors, "autotuned_configs": chosen,
     }
     import triton
 

@@ -95,6 +95,65 @@ def train_case(model, X, counts, dtype, device, iters, warmup):
     return t, peak
 
 
+def train_parts(model, X, counts, dtype, device, iters, warmup):
+    """Split the step: forward+backward alone, and the two optimizer steps alone (ms each)."""
+    opts = make_optimizers(model)
+    ac = torch.autocast(device.type, dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
+
+    def fb():
+        for o in opts:
+            o.zero_grad(set_to_none=True)
+        with ac:
+            yp, yc = model(X)
+        loss_fn(yp, yc, counts).backward()
+
+    t_fb = time_loop(fb, device, iters, warmup)
+    t_opt = {}
+    for o in opts:
+        t_opt[type(o).__name__] = time_loop(o.step, device, iters, warmup)
+    return t_fb, t_opt
+
+
+def train_graph_case(model, X, counts, dtype, device, iters, warmup):
+    """Whole training step (forward, backward, Muon + AdamW) captured once in a CUDA graph.
+
+    The learning rates are baked into the graph (torch.optim.Muon reads them as Python floats), so
+    this is the throughput of steps between learning-rate changes, not a drop-in training loop.
+    """
+    muon, adam = [], []
+    for name, p in model.named_parameters():
+        (muon if name.startswith("blocks.") and name.endswith(("linear1.weight", "linear2.weight")) else adam).append(p)
+    opts = [torch.optim.AdamW(adam, lr=1e-3, weight_decay=0.0, fused=True, capturable=True),
+            torch.optim.Muon(muon, lr=0.025, weight_decay=0.03)]
+    # autocast's weight-cast cache must be off under graph capture
+    ac = (torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False) if dtype == "bf16"
+          else nullcontext())
+
+    def step():
+        with ac:
+            yp, yc = model(X)
+        loss_fn(yp, yc, counts).backward()
+        for o in opts:
+            o.step()
+
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            for o in opts:
+                o.zero_grad(set_to_none=True)
+            step()
+    torch.cuda.current_stream().wait_stream(s)
+    for o in opts:
+        o.zero_grad(set_to_none=True)
+    g = torch.cuda.CUDAGraph()
+    torch.cuda.reset_peak_memory_stats()
+    with torch.cuda.graph(g):
+        step()
+    t = time_loop(g.replay, device, iters, warmup)
+    return t, torch.cuda.max_memory_allocated()
+
+
 def infer_case(model, X, dtype, device, iters, warmup, graph=False):
     ac = torch.autocast(device.type, dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
 
@@ -177,6 +236,21 @@ def run_gpu(args):
                 t = infer_case(model, Xi, dtype, device, args.iters, 2, graph=True)
                 rows.append(dict(case="infer", dtype=dtype, impl="strandwise_cudagraph", ms=t * 1e3,
                                  seq_per_s=args.infer_batch / t))
+                model.train()
+                t_fb, t_opt = train_parts(model, Xt, counts, dtype, device, args.iters, 2)
+                rows.append(dict(case="fwd+bwd", dtype=dtype, impl="strandwise_eager", ms=t_fb * 1e3,
+                                 seq_per_s=args.train_batch / t_fb))
+                for name, t in t_opt.items():
+                    rows.append(dict(case=f"{name}.step", dtype=dtype, impl="torch", ms=t * 1e3,
+                                     seq_per_s=float("nan")))
+                try:
+                    model = Cherimoya(preset="upstream", random_state=0).to(device)
+                    t, peak = train_graph_case(model, Xt, counts, dtype, device, args.iters, 2)
+                    rows.append(dict(case="train", dtype=dtype, impl="strandwise_graph_step", ms=t * 1e3,
+                                     seq_per_s=args.train_batch / t, peak_mem_gib=peak / 2**30))
+                except Exception as exc:
+                    print(f"graph-captured step {dtype} failed: {type(exc).__name__}: {str(exc)[:300]}", flush=True)
+                    errors.append(dict(mode="graph_step", dtype=dtype, error=f"{type(exc).__name__}: {str(exc)[:2000]}"))
             del model
             torch.cuda.empty_cache()
     with _PlainKernels():

@@ -4,8 +4,8 @@ Kept apart so that importing :mod:`strandwise.kernels` never imports Triton.
 
 Autotuning: ``BLOCK_M ∈ {32, 64, 128, 256}`` rows × ``BLOCK_H = min(64, H)`` hidden units ×
 ``num_warps ∈ {4, 8, 16}`` × ``num_stages ∈ {2, 3}`` (the hidden-chunk loop is software-pipelined,
-so stages matter here), launch options on the Config, pruned to 32–64 accumulator elements per
-thread. Key ``(C, H, DOT, PRECISION)`` + the tensors' dtypes. The kernel only reads ``x`` and the
+so stages matter here), launch options on the Config, pruned to 32–128 accumulator elements
+per thread. Key ``(C, H, DOT, PRECISION)`` + the tensors' dtypes. The kernel only reads ``x`` and the
 weights and writes ``out``: every trial is idempotent, so the first call is exact.
 """
 
@@ -94,14 +94,15 @@ def configs():
 
 
 def prune(cfgs, named_args, **kwargs):
-    """Keep 32–64 fp32 accumulator elements per thread and one hidden-chunk width per H."""
+    """Keep 32–128 fp32 accumulator elements per thread and one hidden-chunk width per H."""
     bc = kwargs["BLOCK_C"]
     H = named_args["H"]
     bh = 64 if H >= 64 else 32 if H >= 32 else 16  # widest chunk; H % 16 == 0 is guaranteed
     keep = []
     for cfg in cfgs:
         per_thread = cfg.kwargs["BLOCK_M"] * bc // (32 * cfg.num_warps)
-        if not (32 <= per_thread <= 64) or cfg.kwargs["BLOCK_H"] != bh:
+        # up to 128 accumulator registers per thread: the usual Hopper tile (128×128 per warpgroup)
+        if not (32 <= per_thread <= 128) or cfg.kwargs["BLOCK_H"] != bh:
             continue
         if cfg.kwargs["BLOCK_M"] < 64 and bc <= 256:  # small row tiles re-read the weights often
             continue
