@@ -129,35 +129,35 @@ def main(argv=None):
             impls["plain_compile"] = lambda x: compiled_plain(x, cw, w1, w2, d)
         impls["strandwise"] = ours
         for impl, fn in impls.items():
-          try:
-            with autocast:
-                with torch.no_grad():
-                    if impl == "strandwise":
-                        modes = {"tf32": "tf32", "bf16dot": "bf16"} if dt == torch.float32 else {"": "tf32"}
-                        for tag, mode in modes.items():
-                            def inf(mode=mode):
-                                return cheri_block_inference(x, cw, w1, w2, d, fp32_dot=mode)
-                            inf()
-                            name = impl + ("_megakernel" + (f"[{tag}]" if tag else ""))
-                            rows.append(dict(dtype=label, case="inference", impl=name, ms=bench(inf)))
-                    else:
-                        fn(x)
-                        rows.append(dict(dtype=label, case="inference", impl=impl, ms=bench(lambda: fn(x))))
-                    if impl == "strandwise":
-                        rows.append(dict(dtype=label, case="inference", impl="strandwise_trainpath",
-                                         ms=bench(lambda: fn(x))))
-                fn(xg)
-                rows.append(dict(dtype=label, case="train_fwd", impl=impl, ms=bench(lambda: fn(xg))))
+            try:
+                with autocast:
+                    with torch.no_grad():
+                        if impl == "strandwise":
+                            modes = {"tf32": "tf32", "bf16dot": "bf16"} if dt == torch.float32 else {"": "tf32"}
+                            for tag, mode in modes.items():
+                                def inf(mode=mode):
+                                    return cheri_block_inference(x, cw, w1, w2, d, fp32_dot=mode)
+                                inf()
+                                name = impl + ("_megakernel" + (f"[{tag}]" if tag else ""))
+                                rows.append(dict(dtype=label, case="inference", impl=name, ms=bench(inf)))
+                        else:
+                            fn(x)
+                            rows.append(dict(dtype=label, case="inference", impl=impl, ms=bench(lambda: fn(x))))
+                        if impl == "strandwise":
+                            rows.append(dict(dtype=label, case="inference", impl="strandwise_trainpath",
+                                             ms=bench(lambda: fn(x))))
+                    fn(xg)
+                    rows.append(dict(dtype=label, case="train_fwd", impl=impl, ms=bench(lambda: fn(xg))))
 
-                def fb():
-                    out = fn(xg)
-                    return torch.autograd.grad(out, [xg] + params, g)
+                    def fb():
+                        out = fn(xg)
+                        return torch.autograd.grad(out, [xg] + params, g)
 
-                fb()
-                rows.append(dict(dtype=label, case="fwd_bwd", impl=impl, ms=bench(fb)))
-          except Exception as exc:  # e.g. torch.compile failing: record it and go on
-            print(f"{label} {impl} failed: {type(exc).__name__}: {str(exc)[:300]}", flush=True)
-            errors.append(dict(dtype=label, impl=impl, error=f"{type(exc).__name__}: {str(exc)[:2000]}"))
+                    fb()
+                    rows.append(dict(dtype=label, case="fwd_bwd", impl=impl, ms=bench(fb)))
+            except Exception as exc:  # e.g. torch.compile failing: record it and go on
+                print(f"{label} {impl} failed: {type(exc).__name__}: {str(exc)[:300]}", flush=True)
+                errors.append(dict(dtype=label, impl=impl, error=f"{type(exc).__name__}: {str(exc)[:2000]}"))
         for r in rows:
             if r["dtype"] == label and "floor_ms" not in r:
                 nbytes, flops = floors[r["case"]]
