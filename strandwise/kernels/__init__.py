@@ -1,5 +1,11 @@
 """Compute ops: each op has a pure-PyTorch reference, a Triton path for CUDA, and a dispatcher."""
 
+from strandwise.kernels.cheri_infer import (
+    cheri_block_inference,
+    cheri_block_reference,
+    cheri_infer_eligible,
+    clear_derived_weight_cache,
+)
 from strandwise.kernels.conv_norm import (
     CONV_NORM_EPS,
     FusedDilatedConvNorm,
@@ -16,4 +22,8 @@ __all__ = [
     "_cheri_conv_norm_cpu",
     "fused_dilated_conv_norm",
     "triton_available",
+    "cheri_block_inference",
+    "cheri_block_reference",
+    "cheri_infer_eligible",
+    "clear_derived_weight_cache",
 ]

@@ -1,0 +1,247 @@
+"""No-grad inference path of a whole Cheri Block (spec ``cherimoya.md`` §2.4, §2.6).
+
+``out = x + s · W2 · gelu_tanh(W1 · x̂)``, ``x̂ = norm(conv(x))``, on channels-last ``(N, L, C)``.
+
+Two passes over ``x`` and one write — the memory floor of spec §8.3 — in three launches:
+
+1. stats prepass (shared with the training path, :func:`conv_norm_triton.conv_norm_stats`):
+   per-tile partial sums of the conv output, no atomics, then a per-example finalize → ``μ, r``;
+2. one kernel over flattened rows ``N·L`` in tiles of ``BLOCK_M × C``: recompute the 3-tap conv
+   from ``x`` (never stored), normalise, then loop over hidden chunks of ``BLOCK_H``:
+   ``z = x̂ · W1ᵀ[:, chunk]`` → GELU(tanh) → ``acc += h · (s·W2)ᵀ[chunk, :]``; finally
+   ``out = x + acc`` in the input dtype.
+
+Precision of the two matrix products (``tl.dot``, fp32 accumulation always):
+
+* bf16 / fp16 input: operands in the input dtype (weights cast once to it);
+* fp32 input: ``fp32_dot="bf16"`` (default, upstream 0.3.1's choice) — x̂ and the hidden
+  activations rounded to bf16 for the two products, weights cached in bf16; ``"tf32"`` — fp32
+  operands on the TF32 tensor-core path (measured 2.7× slower on an H200 and not more accurate in
+  our tests); ``"ieee"`` — exact fp32 products on the ordinary FP32 units (slow; parity checks).
+  The residual, conv and normalisation stay fp32 throughout.
+
+With half-precision operands (bf16/fp16 input, or ``fp32_dot="bf16"``) GELU uses the hardware
+``tanh.approx.f32`` (relative error ~2^-11, below the operand rounding that follows); the fp32
+modes use the exact ``z·sigmoid(·)`` form.
+
+Derived weights (``W1ᵀ`` and ``(s·W2)ᵀ``, contiguous, in the dot dtype) are cached per weight pair
+and invalidated by the weights' version counters and storage pointers (spec §7.4 #11): any in-place
+update through the tensor (optimizer step, ``copy_`` under ``no_grad``, ``load_state_dict``) bumps
+the version. Writes through ``param.data`` bypass version counters; call
+:func:`clear_derived_weight_cache` after such edits.
+
+Eligibility (:func:`cheri_infer_eligible`): CUDA tensors, Triton importable, grad disabled,
+``16 ≤ C ≤ 512``, ``H % 16 == 0``, fp32/bf16/fp16 input. Callers fall back silently otherwise.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+import torch.nn.functional as F
+
+from strandwise.kernels.conv_norm import CONV_NORM_EPS, _cheri_conv_norm_cpu, triton_available
+
+__all__ = [
+    "cheri_block_inference",
+    "cheri_infer_eligible",
+    "cheri_block_reference",
+    "clear_derived_weight_cache",
+    "FP32_DOT_MODES",
+]
+
+FP32_DOT_MODES = ("tf32", "bf16", "ieee")
+_MAX_C = 512
+
+
+def cheri_block_reference(x, conv_weight, w1, w2, dilation, residual_scale=0.15, eps=CONV_NORM_EPS):
+    """Plain-PyTorch block forward (the CPU path's arithmetic), any device.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (N, L, C)
+    conv_weight : torch.Tensor, shape (3, C)
+    w1 : torch.Tensor, shape (H, C)
+    w2 : torch.Tensor, shape (C, H)
+    dilation : int
+    residual_scale : float
+
+    Returns
+    -------
+    torch.Tensor, shape (N, L, C), dtype of ``x``.
+    """
+    h = _cheri_conv_norm_cpu(x, conv_weight, dilation, eps)
+    h = F.linear(F.gelu(F.linear(h, w1.to(h.dtype)), approximate="tanh"), w2.to(h.dtype))
+    return x + residual_scale * h
+
+
+def cheri_infer_eligible(x, conv_weight, w1, w2) -> bool:
+    """True iff the inference megakernel can run on these tensors (no error is ever raised)."""
+    try:
+        if torch.is_grad_enabled() or not isinstance(x, torch.Tensor) or not x.is_cuda:
+            return False
+        if x.dtype not in (torch.float32, torch.bfloat16, torch.float16) or x.ndim != 3:
+            return False
+        C = x.shape[-1]
+        H = w1.shape[0]
+        if not (16 <= C <= _MAX_C) or H % 16 != 0 or H == 0:
+            return False
+        if tuple(w1.shape) != (H, C) or tuple(w2.shape) != (C, H) or tuple(conv_weight.shape) != (3, C):
+            return False
+        if any(t.device != x.device for t in (conv_weight, w1, w2)):
+            return False
+        return triton_available()
+    except Exception:  # pragma: no cover - defensive: eligibility must never raise
+        return False
+
+
+# ------------------------------------------------------------------------------ weight cache
+
+_CACHE: dict = {}
+
+
+def clear_derived_weight_cache() -> None:
+    """Drop every cached derived weight (needed only after edits through ``param.data``)."""
+    _CACHE.clear()
+
+
+def _derived_weights(w1, w2, scale: float, dtype: torch.dtype):
+    """``(W1ᵀ (C, H), (s·W2)ᵀ (H, C))`` contiguous in ``dtype``, cached with version checks."""
+    key = (id(w1), id(w2), float(scale), dtype, w1.device)
+    stamp = (w1._version, w2._version, w1.data_ptr(), w2.data_ptr(), tuple(w1.shape), tuple(w2.shape),
+             w1.dtype, w2.dtype)
+    hit = _CACHE.get(key)
+    if hit is not None:
+        r1, r2, old_stamp, w1t, w2t = hit
+        if r1() is w1 and r2() is w2 and old_stamp == stamp:
+            return w1t, w2t
+    with torch.no_grad():
+        w1t = w1.detach().t().to(dtype).contiguous()
+        w2t = (w2.detach().float() * float(scale)).t().to(dtype).contiguous()
+    if len(_CACHE) > 512:  # bounded: stale entries of dead models go eventually
+        _CACHE.clear()
+    _CACHE[key] = (weakref.ref(w1), weakref.ref(w2), stamp, w1t, w2t)
+    return w1t, w2t
+
+
+# ------------------------------------------------------------------------------ Triton part
+
+def _kernels():
+    """The Triton module, imported lazily (Triton is an optional, GPU-only dependency)."""
+    from strandwise.kernels import cheri_infer_triton
+
+    return cheri_infer_triton
+
+
+def _heuristic(bc: int, H: int):
+    bm = max(32, min(128, 8192 // bc))
+    nw = max(4, min(16, bm * bc // (32 * 64)))
+    return {"BLOCK_M": bm, "BLOCK_H": 64 if H >= 64 else 32 if H >= 32 else 16}, nw
+
+
+def _infer_impl(x, conv_weight, w1, w2, dilation: int, residual_scale: float, eps: float, fp32_dot: str):
+    k = _kernels()
+    triton, cnt = k.triton, k.cnt
+    x = x.contiguous()
+    N, L, C = x.shape
+    H = w1.shape[0]
+    out = torch.empty_like(x)
+    if x.numel() == 0:
+        return out
+    cw = conv_weight.contiguous()
+    mean, rstd = cnt.conv_norm_stats(x, cw, dilation, eps)
+    if x.dtype == torch.float32:
+        dot, prec = (0, "ieee") if fp32_dot == "bf16" else (1, fp32_dot)
+        wdtype = torch.bfloat16 if fp32_dot == "bf16" else torch.float32
+    else:
+        dot, prec, wdtype = 0, "ieee", x.dtype
+    w1t, w2t = _derived_weights(w1, w2, residual_scale, wdtype)
+    bc = max(16, triton.next_power_of_2(C))
+    NL = N * L
+
+    def grid(meta):
+        return (triton.cdiv(NL, meta["BLOCK_M"]),)
+
+    args = (x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, int(dilation))
+    fast = dot == 0 and _FAST_GELU["ok"]
+    try:
+        _launch_mlp(k, grid, args, bc, H, dot, prec, fast)
+    except Exception:
+        if not fast:
+            raise
+        # the hardware-tanh GELU needs inline PTX; where it does not compile, use the exp form
+        _FAST_GELU["ok"] = False
+        _launch_mlp(k, grid, args, bc, H, dot, prec, False)
+    return out
+
+
+_FAST_GELU = {"ok": True}
+
+
+def _launch_mlp(k, grid, args, bc, H, dot, prec, fast):
+    if k.cnt.autotune_enabled():
+        k.mlp_kernel_tuned[grid](*args, BLOCK_C=bc, DOT=dot, PRECISION=prec, FAST_GELU=fast)
+    else:
+        meta, nw = _heuristic(bc, H)
+        k.mlp_kernel[grid](*args, BLOCK_C=bc, DOT=dot, PRECISION=prec, FAST_GELU=fast,
+                           num_warps=nw, num_stages=2, **meta)
+
+
+@torch.library.custom_op("strandwise::cheri_block_infer", mutates_args=())
+def _infer_op(
+    x: torch.Tensor, conv_weight: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor,
+    dilation: int, residual_scale: float, eps: float, fp32_dot: str,
+) -> torch.Tensor:
+    return _infer_impl(x, conv_weight, w1, w2, dilation, residual_scale, eps, fp32_dot)
+
+
+@_infer_op.register_fake
+def _(x, conv_weight, w1, w2, dilation, residual_scale, eps, fp32_dot):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+def cheri_block_inference(
+    x: torch.Tensor,
+    conv_weight: torch.Tensor,
+    w1: torch.Tensor,
+    w2: torch.Tensor,
+    dilation: int,
+    residual_scale: float = 0.15,
+    eps: float = CONV_NORM_EPS,
+    fp32_dot: str = "bf16",
+) -> torch.Tensor:
+    """Whole Cheri Block forward without autograd, in one fused Triton pass (plus a stats prepass).
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (N, L, C), CUDA, fp32/bf16/fp16 (made contiguous if it is not)
+    conv_weight : torch.Tensor, shape (3, C)
+    w1 : torch.Tensor, shape (H, C) — ``linear1.weight``
+    w2 : torch.Tensor, shape (C, H) — ``linear2.weight``
+    dilation : int
+    residual_scale : float
+    eps : float
+    fp32_dot : {"tf32", "bf16", "ieee"}
+        Matrix-product precision for fp32 input (ignored for bf16/fp16 input).
+
+    Returns
+    -------
+    torch.Tensor, shape (N, L, C), dtype of ``x``.
+
+    Raises
+    ------
+    ValueError
+        If the tensors are not eligible (see :func:`cheri_infer_eligible`) or ``fp32_dot`` is
+        unknown. Callers that want a silent fallback check eligibility first.
+    """
+    if fp32_dot not in FP32_DOT_MODES:
+        raise ValueError(f"fp32_dot must be one of {FP32_DOT_MODES}; got {fp32_dot!r}")
+    if not cheri_infer_eligible(x, conv_weight, w1, w2):
+        raise ValueError(
+            "cheri_block_inference needs CUDA fp32/bf16/fp16 x (N, L, C) with 16 <= C <= 512, "
+            "H % 16 == 0, matching weight shapes, Triton, and grad disabled"
+        )
+    if isinstance(dilation, bool) or int(dilation) < 1:
+        raise ValueError(f"dilation must be a positive int; got {dilation!r}")
+    return _infer_op(x, conv_weight, w1, w2, int(dilation), float(residual_scale), float(eps), fp32_dot)

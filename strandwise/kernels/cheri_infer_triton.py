@@ -1,0 +1,118 @@
+"""Triton kernel of the Cheri Block inference megakernel (see :mod:`strandwise.kernels.cheri_infer`).
+
+Kept apart so that importing :mod:`strandwise.kernels` never imports Triton.
+
+Autotuning: ``BLOCK_M ∈ {32, 64, 128, 256}`` rows × ``BLOCK_H = min(64, H)`` hidden units ×
+``num_warps ∈ {4, 8, 16}`` × ``num_stages ∈ {2, 3}`` (the hidden-chunk loop is software-pipelined,
+so stages matter here), launch options on the Config, pruned to 32–128 accumulator elements
+per thread. Key ``(C, H, DOT, PRECISION)`` + the tensors' dtypes. The kernel only reads ``x`` and the
+weights and writes ``out``: every trial is idempotent, so the first call is exact.
+"""
+
+import triton
+import triton.language as tl
+
+from strandwise.kernels import conv_norm_triton as cnt
+
+__all__ = ["mlp_kernel", "mlp_kernel_tuned", "configs", "prune"]
+
+
+@triton.jit
+def mlp_kernel(
+    x_ptr, cw_ptr, w1t_ptr, w2t_ptr, mean_ptr, rstd_ptr, out_ptr, NL, L, C, H, D,
+    BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
+    DOT: tl.constexpr, PRECISION: tl.constexpr, FAST_GELU: tl.constexpr,
+):
+    # DOT: 0 = operands in the weights' dtype (input dtype, or bf16 for fp32 input);
+    #      1 = fp32 operands with PRECISION ("tf32" or "ieee").
+    pid = tl.program_id(0).to(tl.int64)
+    rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
+    rmask = rows < NL
+    n = rows // L
+    pos = rows - n * L
+    cols = tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    w0 = tl.load(cw_ptr + cols, mask=cmask, other=0.0).to(tl.float32)
+    w1 = tl.load(cw_ptr + C + cols, mask=cmask, other=0.0).to(tl.float32)
+    w2 = tl.load(cw_ptr + 2 * C + cols, mask=cmask, other=0.0).to(tl.float32)
+    offs = rows[:, None] * C + cols[None, :]
+    m_c = rmask[:, None] & cmask[None, :]
+    m_m = (rmask & (pos >= D))[:, None] & cmask[None, :]
+    m_p = (rmask & (pos + D < L))[:, None] & cmask[None, :]
+    xm = tl.load(x_ptr + offs - D * C, mask=m_m, other=0.0).to(tl.float32)
+    xc = tl.load(x_ptr + offs, mask=m_c, other=0.0).to(tl.float32)
+    xp = tl.load(x_ptr + offs + D * C, mask=m_p, other=0.0).to(tl.float32)
+    y = w0[None, :] * xm + w1[None, :] * xc + w2[None, :] * xp
+    mu = tl.load(mean_ptr + n, mask=rmask, other=0.0)
+    r = tl.load(rstd_ptr + n, mask=rmask, other=0.0)
+    xhat = tl.where(m_c, (y - mu[:, None]) * r[:, None], 0.0)
+    if DOT == 0:
+        a = xhat.to(w1t_ptr.dtype.element_ty)
+    else:
+        a = xhat
+    acc = tl.zeros([BLOCK_M, BLOCK_C], dtype=tl.float32)
+    for h0 in range(0, H, BLOCK_H):
+        hid = h0 + tl.arange(0, BLOCK_H)
+        hmask = hid < H
+        w1c = tl.load(w1t_ptr + cols[:, None] * H + hid[None, :],
+                      mask=cmask[:, None] & hmask[None, :], other=0.0)
+        if DOT == 0:
+            z = tl.dot(a, w1c)
+        else:
+            z = tl.dot(a, w1c, input_precision=PRECISION)
+        if FAST_GELU:
+            # half-precision operands: one hardware tanh (rel. error ~2^-11, below the bf16/fp16
+            # rounding that follows) instead of exp + reciprocal
+            u = 0.7978845608028654 * z * (1.0 + 0.044715 * z * z)
+            th = tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f", [u], dtype=tl.float32,
+                                           is_pure=True, pack=1)
+            g = 0.5 * z * (1.0 + th)
+        else:
+            # gelu_tanh(z) = z·sigmoid(2·√(2/π)·(z + 0.044715 z³)), the overflow-safe form
+            t = 1.5957691216057308 * z * (1.0 + 0.044715 * z * z)
+            g = z / (1.0 + tl.exp(-t))
+        w2c = tl.load(w2t_ptr + hid[:, None] * C + cols[None, :],
+                      mask=hmask[:, None] & cmask[None, :], other=0.0)
+        if DOT == 0:
+            acc += tl.dot(g.to(w2t_ptr.dtype.element_ty), w2c)
+        else:
+            acc += tl.dot(g, w2c, input_precision=PRECISION)
+    out = xc + acc
+    tl.store(out_ptr + offs, out.to(out_ptr.dtype.element_ty), mask=m_c)
+
+
+
+def configs():
+    """Full search space: BLOCK_M × BLOCK_H × num_warps × num_stages (launch options on the Config)."""
+    return [
+        triton.Config({"BLOCK_M": bm, "BLOCK_H": bh}, num_warps=nw, num_stages=ns)
+        for bm in (32, 64, 128, 256)
+        for bh in (16, 32, 64)
+        for nw in (4, 8, 16)
+        for ns in (2, 3)
+    ]
+
+
+def prune(cfgs, named_args, **kwargs):
+    """Keep 32–128 fp32 accumulator elements per thread and one hidden-chunk width per H."""
+    bc = kwargs["BLOCK_C"]
+    H = named_args["H"]
+    bh = 64 if H >= 64 else 32 if H >= 32 else 16  # widest chunk; H % 16 == 0 is guaranteed
+    keep = []
+    for cfg in cfgs:
+        per_thread = cfg.kwargs["BLOCK_M"] * bc // (32 * cfg.num_warps)
+        # up to 128 accumulator registers per thread: the usual Hopper tile (128×128 per warpgroup)
+        if not (32 <= per_thread <= 128) or cfg.kwargs["BLOCK_H"] != bh:
+            continue
+        if cfg.kwargs["BLOCK_M"] < 64 and bc <= 256:  # small row tiles re-read the weights often
+            continue
+        keep.append(cfg)
+    if not keep:
+        keep = [triton.Config({"BLOCK_M": 32, "BLOCK_H": bh}, num_warps=4, num_stages=2)]
+    return keep
+
+
+mlp_kernel_tuned = triton.autotune(
+    configs=configs(), key=["C", "H", "DOT", "PRECISION", "FAST_GELU"],
+    prune_configs_by={"early_config_prune": prune}, do_bench=cnt._bench,
+)(mlp_kernel)

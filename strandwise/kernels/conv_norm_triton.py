@@ -1,0 +1,598 @@
+"""Triton kernels of the fused dilated depthwise conv + per-example norm (spec ``cherimoya.md`` §2).
+
+Entry points (called by :class:`strandwise.kernels.conv_norm.FusedDilatedConvNormFunc`):
+
+* :func:`conv_norm_fwd` ``(x, w, dilation, eps) -> (out, mean (N,) fp32, rstd (N,) fp32)``
+* :func:`conv_norm_bwd` ``(g, x, w, mean, rstd, dilation) -> (dx in x.dtype, dw in w.dtype)``
+
+Both are also registered as PyTorch custom ops (``strandwise::conv_norm_fwd`` /
+``strandwise::conv_norm_bwd``) so that ``torch.compile`` treats them as opaque calls instead of
+tracing into the Triton launcher.
+
+Plan
+----
+Every kernel works on a tile of ``BLOCK_L`` positions × ``BLOCK_C`` channels of one example; the
+grid is ``(N, ceil(L / BLOCK_L), ceil(C / BLOCK_C))`` with ``BLOCK_C = min(next_pow2(C), 256)``
+(wider channel counts are split over the third grid axis, which is the same thing as a C-chunk
+loop but keeps each program's register footprint bounded). The conv is always recomputed from
+``x`` (three taps, all in fp32); nothing of shape ``(N, L, C)`` is ever written except the result.
+
+Forward (3 launches):
+  1. ``_fwd_stats``: per tile, ``Σy`` and the tile-centred ``Σ(y − ȳ_tile)²`` and the element count,
+     into per-tile partial buffers (no atomics: deterministic run to run).
+  2. ``_fwd_finalize`` (grid ``N``): combines the partials with Chan's parallel-variance formula
+     (numerically better than ``E[y²] − μ²``) into ``mean``, ``rstd``.
+  3. ``_fwd_norm``: recompute the conv, write ``(y − μ)·r`` in the input dtype.
+
+Backward (3 launches + one deterministic ``torch.sum``), the single-pass "recompute δ" plan of
+spec §2.5 — no ``(N, L, C)`` scratch:
+  1. ``_bwd_stats``: per-tile partials of ``S1 = Σg`` and ``S2 = Σ g·x̂``; summed by ``torch``.
+  2. ``_bwd_main``: recomputes ``δ`` at ``p − d``, ``p`` and ``p + d`` (reading ``x`` at
+     ``p ± 2d`` and ``g`` at ``p ± d``, mostly cache hits), writes ``dx`` and per-tile ``dw``
+     partials ``(N, T, 3, C)``.
+  3. ``dw = partials.sum((0, 1))`` in ``torch`` (fixed order ⇒ deterministic).
+The alternative scratch plan (upstream's) is :func:`conv_norm_bwd_scratch`, kept for benchmarking.
+
+Autotuning
+----------
+``num_warps ∈ {4, 8, 16}`` × ``BLOCK_L ∈ {32, 64, 128, 256}``, launch options on the
+:class:`triton.Config` (never in its kwargs), pruned to tiles of 2K–32K elements. ``num_stages`` is
+not searched for these kernels: they contain no loop for the software pipeliner to act on, so
+different stage counts compile to the same code — listing them would only create indistinguishable
+configs. No kernel reads a buffer it writes, so every autotune trial is idempotent and the first
+call returns the same result as later ones (upstream's first backward per shape was wrong because a
+trial overwrote scratch the next trial read). Key: ``(C, L)`` plus the tensors' dtypes.
+
+:func:`set_autotune` switches to a single heuristic config per kernel (used by tests that sweep
+many shapes, where compiling every config would dominate the run time).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = [
+    "conv_norm_fwd",
+    "conv_norm_bwd",
+    "conv_norm_bwd_scratch",
+    "conv_norm_stats",
+    "set_autotune",
+    "autotune_enabled",
+    "conv_norm_configs",
+    "MAX_BLOCK_C",
+]
+
+#: Channel tile cap; wider C is split over the third grid axis.
+MAX_BLOCK_C = 256
+_BLOCK_LS = (32, 64, 128, 256)
+_WARPS = (4, 8, 16)
+_STATE = {"autotune": True}
+
+
+def set_autotune(enabled: bool) -> None:
+    """Turn autotuning on (default) or off (one heuristic config per kernel, no benchmarking)."""
+    _STATE["autotune"] = bool(enabled)
+
+
+def autotune_enabled() -> bool:
+    return _STATE["autotune"]
+
+
+def _bench(fn, quantiles):
+    # Short warm-up/repeat: these kernels run in microseconds and a per-shape tuning of ~10
+    # configs must stay well under a second (excluding compilation).
+    return triton.testing.do_bench(fn, warmup=5, rep=20, quantiles=quantiles)
+
+
+def conv_norm_configs():
+    """The full search space (list of ``triton.Config``) before pruning."""
+    return [
+        triton.Config({"BLOCK_L": bl}, num_warps=nw, num_stages=1)
+        for bl in _BLOCK_LS
+        for nw in _WARPS
+    ]
+
+
+def _prune(configs, named_args, **kwargs):
+    block_c = kwargs.get("BLOCK_C", named_args.get("BLOCK_C"))
+    L = named_args["L"]
+    keep = []
+    for cfg in configs:
+        bl = cfg.kwargs["BLOCK_L"]
+        tile = bl * block_c
+        per_thread = tile // (32 * cfg.num_warps)
+        if tile > 32768 or tile < 2048 and bl != _BLOCK_LS[0]:
+            continue
+        if per_thread < 4 or per_thread > 64:
+            continue
+        if bl > 32 and bl // 2 >= L:  # a tile twice as long as the sequence only wastes lanes
+            continue
+        keep.append(cfg)
+    if not keep:  # tiny tiles (C = 1..8): keep the smallest config
+        keep = [min(configs, key=lambda c: (c.kwargs["BLOCK_L"], c.num_warps))]
+    return keep
+
+
+def _heuristic(L: int, block_c: int):
+    bl = max(32, min(256, 8192 // block_c))
+    while bl > 32 and bl // 2 >= L:
+        bl //= 2
+    nw = 4 if bl * block_c <= 8192 else 8
+    return {"BLOCK_L": bl}, nw
+
+
+def _block_c(C: int) -> int:
+    return min(triton.next_power_of_2(C), MAX_BLOCK_C)
+
+
+def _tuned(fn):
+    """Wrap a jitted kernel: (autotuned launcher, plain launcher)."""
+    tuned = triton.autotune(
+        configs=conv_norm_configs(),
+        key=["C", "L"],
+        prune_configs_by={"early_config_prune": _prune},
+        do_bench=_bench,
+    )(fn)
+    return tuned, fn
+
+
+# --------------------------------------------------------------------------------------------
+# shared device helpers
+
+
+@triton.jit
+def _load_taps(w_ptr, cols, cmask, C):
+    w0 = tl.load(w_ptr + cols, mask=cmask, other=0.0).to(tl.float32)
+    w1 = tl.load(w_ptr + C + cols, mask=cmask, other=0.0).to(tl.float32)
+    w2 = tl.load(w_ptr + 2 * C + cols, mask=cmask, other=0.0).to(tl.float32)
+    return w0, w1, w2
+
+
+@triton.jit
+def _load_rows(xb, rows, cols, cmask, L, C):
+    """x[rows, cols] as fp32, zero outside [0, L) (the conv's zero padding)."""
+    m = ((rows >= 0) & (rows < L))[:, None] & cmask[None, :]
+    ptrs = xb + rows[:, None].to(tl.int64) * C + cols[None, :]
+    return tl.load(ptrs, mask=m, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _conv3(xm, xc, xp, w0, w1, w2):
+    return w0[None, :] * xm + w1[None, :] * xc + w2[None, :] * xp
+
+
+# --------------------------------------------------------------------------------------------
+# forward
+
+
+@triton.jit
+def _fwd_stats_kernel(
+    x_ptr, w_ptr, part_ptr, L, C, D, TMAX, NCT,
+    BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    n = tl.program_id(0).to(tl.int64)
+    lt = tl.program_id(1)
+    ct = tl.program_id(2)
+    rows = lt * BLOCK_L + tl.arange(0, BLOCK_L)
+    cols = ct * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    xb = x_ptr + n * L * C
+    w0, w1, w2 = _load_taps(w_ptr, cols, cmask, C)
+    y = _conv3(
+        _load_rows(xb, rows - D, cols, cmask, L, C),
+        _load_rows(xb, rows, cols, cmask, L, C),
+        _load_rows(xb, rows + D, cols, cmask, L, C),
+        w0, w1, w2,
+    )
+    valid = (rows < L)[:, None] & cmask[None, :]
+    y = tl.where(valid, y, 0.0)
+    nrows = tl.minimum(L - lt * BLOCK_L, BLOCK_L)
+    ncols = tl.minimum(C - ct * BLOCK_C, BLOCK_C)
+    cnt = (nrows * ncols).to(tl.float32)
+    s = tl.sum(tl.sum(y, axis=1), axis=0)
+    dev = tl.where(valid, y - s / cnt, 0.0)
+    m2 = tl.sum(tl.sum(dev * dev, axis=1), axis=0)
+    slot = n * TMAX + lt * NCT + ct
+    NT = tl.num_programs(0).to(tl.int64) * TMAX
+    tl.store(part_ptr + slot, s)
+    tl.store(part_ptr + NT + slot, m2)
+    tl.store(part_ptr + 2 * NT + slot, cnt)
+
+
+@triton.jit
+def _fwd_finalize_kernel(part_ptr, mean_ptr, rstd_ptr, NT, TMAX, T, M, eps, CHUNK: tl.constexpr):
+    """Chan's combination of per-tile (sum, centred M2, count) into (mean, 1/sqrt(var + eps))."""
+    n = tl.program_id(0).to(tl.int64)
+    base = part_ptr + n * TMAX
+    acc = tl.zeros([CHUNK], dtype=tl.float32)
+    for t0 in range(0, T, CHUNK):
+        idx = t0 + tl.arange(0, CHUNK)
+        acc += tl.load(base + idx, mask=idx < T, other=0.0)
+    mean = tl.sum(acc, axis=0) / M
+    m2 = tl.zeros([CHUNK], dtype=tl.float32)
+    for t0 in range(0, T, CHUNK):
+        idx = t0 + tl.arange(0, CHUNK)
+        msk = idx < T
+        s = tl.load(base + idx, mask=msk, other=0.0)
+        q = tl.load(base + NT + idx, mask=msk, other=0.0)
+        c = tl.load(base + 2 * NT + idx, mask=msk, other=1.0)
+        dm = s / c - mean
+        m2 += tl.where(msk, q + c * dm * dm, 0.0)
+    var = tl.maximum(tl.sum(m2, axis=0) / M, 0.0)
+    tl.store(mean_ptr + n, mean)
+    tl.store(rstd_ptr + n, 1.0 / tl.sqrt(var + eps))
+
+
+@triton.jit
+def _fwd_norm_kernel(
+    x_ptr, w_ptr, mean_ptr, rstd_ptr, out_ptr, L, C, D,
+    BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    n = tl.program_id(0).to(tl.int64)
+    rows = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
+    cols = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    xb = x_ptr + n * L * C
+    w0, w1, w2 = _load_taps(w_ptr, cols, cmask, C)
+    y = _conv3(
+        _load_rows(xb, rows - D, cols, cmask, L, C),
+        _load_rows(xb, rows, cols, cmask, L, C),
+        _load_rows(xb, rows + D, cols, cmask, L, C),
+        w0, w1, w2,
+    )
+    mean = tl.load(mean_ptr + n)
+    rstd = tl.load(rstd_ptr + n)
+    out = (y - mean) * rstd
+    m = (rows < L)[:, None] & cmask[None, :]
+    optrs = out_ptr + n * L * C + rows[:, None].to(tl.int64) * C + cols[None, :]
+    tl.store(optrs, out.to(out_ptr.dtype.element_ty), mask=m)
+
+
+_fwd_stats_tuned, _fwd_stats_plain = _tuned(_fwd_stats_kernel)
+_fwd_norm_tuned, _fwd_norm_plain = _tuned(_fwd_norm_kernel)
+
+
+def _launch(tuned, plain, grid_fn, args, L, block_c):
+    """Launch autotuned or with the heuristic config; returns the BLOCK_L used."""
+    if _STATE["autotune"]:
+        tuned[grid_fn](*args, BLOCK_C=block_c)
+        return tuned.best_config.kwargs["BLOCK_L"]
+    meta, nw = _heuristic(L, block_c)
+    plain[grid_fn](*args, BLOCK_C=block_c, num_warps=nw, num_stages=1, **meta)
+    return meta["BLOCK_L"]
+
+
+def _check(x, w, dilation):
+    if x.ndim != 3 or not x.is_contiguous():
+        raise ValueError(f"x must be a contiguous (N, L, C) tensor; got shape {tuple(x.shape)}")
+    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise TypeError(f"Triton conv-norm supports fp32/bf16/fp16 inputs; got {x.dtype}")
+    if w.shape != (3, x.shape[2]):
+        raise ValueError(f"w must have shape (3, {x.shape[2]}); got {tuple(w.shape)}")
+    if int(dilation) < 1:
+        raise ValueError(f"dilation must be >= 1; got {dilation}")
+
+
+def conv_norm_stats(x: torch.Tensor, w: torch.Tensor, dilation: int, eps: float):
+    """Per-example ``(mean, rstd)`` of the conv output, each ``(N,)`` fp32 (2 launches).
+
+    Shared with the inference megakernel (:mod:`strandwise.kernels.cheri_infer`).
+    """
+    N, L, C = x.shape
+    w = w.contiguous()
+    bc = _block_c(C)
+    nct = triton.cdiv(C, bc)
+    tmax = triton.cdiv(L, _BLOCK_LS[0]) * nct
+    part = torch.empty((3, N, tmax), device=x.device, dtype=torch.float32)
+    mean = torch.empty((N,), device=x.device, dtype=torch.float32)
+    rstd = torch.empty((N,), device=x.device, dtype=torch.float32)
+
+    def grid(meta):
+        return (N, triton.cdiv(L, meta["BLOCK_L"]), nct)
+
+    bl = _launch(
+        _fwd_stats_tuned, _fwd_stats_plain, grid,
+        (x, w, part, L, C, int(dilation), tmax, nct), L, bc,
+    )
+    t_used = triton.cdiv(L, bl) * nct
+    _fwd_finalize_kernel[(N,)](
+        part, mean, rstd, N * tmax, tmax, t_used, float(L * C), float(eps), CHUNK=128, num_warps=4
+    )
+    return mean, rstd
+
+
+def _conv_norm_fwd_impl(x, w, dilation, eps):
+    _check(x, w, dilation)
+    N, L, C = x.shape
+    out = torch.empty_like(x)
+    if x.numel() == 0:
+        z = torch.zeros((N,), device=x.device, dtype=torch.float32)
+        return out, z, z.clone()
+    w = w.contiguous()
+    mean, rstd = conv_norm_stats(x, w, dilation, eps)
+    bc = _block_c(C)
+    nct = triton.cdiv(C, bc)
+
+    def grid(meta):
+        return (N, triton.cdiv(L, meta["BLOCK_L"]), nct)
+
+    _launch(_fwd_norm_tuned, _fwd_norm_plain, grid, (x, w, mean, rstd, out, L, C, int(dilation)), L, bc)
+    return out, mean, rstd
+
+
+# --------------------------------------------------------------------------------------------
+# backward
+
+
+@triton.jit
+def _bwd_stats_kernel(
+    g_ptr, x_ptr, w_ptr, mean_ptr, rstd_ptr, part_ptr, L, C, D, TMAX, NCT,
+    BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    n = tl.program_id(0).to(tl.int64)
+    lt = tl.program_id(1)
+    ct = tl.program_id(2)
+    rows = lt * BLOCK_L + tl.arange(0, BLOCK_L)
+    cols = ct * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    xb = x_ptr + n * L * C
+    w0, w1, w2 = _load_taps(w_ptr, cols, cmask, C)
+    y = _conv3(
+        _load_rows(xb, rows - D, cols, cmask, L, C),
+        _load_rows(xb, rows, cols, cmask, L, C),
+        _load_rows(xb, rows + D, cols, cmask, L, C),
+        w0, w1, w2,
+    )
+    xhat = (y - tl.load(mean_ptr + n)) * tl.load(rstd_ptr + n)
+    g = _load_rows(g_ptr + n * L * C, rows, cols, cmask, L, C)  # zero outside the tile
+    s1 = tl.sum(tl.sum(g, axis=1), axis=0)
+    s2 = tl.sum(tl.sum(g * xhat, axis=1), axis=0)
+    slot = n * TMAX + lt * NCT + ct
+    NT = tl.num_programs(0).to(tl.int64) * TMAX
+    tl.store(part_ptr + slot, s1)
+    tl.store(part_ptr + NT + slot, s2)
+
+
+@triton.jit
+def _delta_at(g_ptr, xm, xc, xp, w0, w1, w2, rows, cols, cmask, L, C, mean, a, b, c):
+    """δ = r·g − (r/M)·S1 − (r/M)·S2·x̂ at ``rows``; zero outside [0, L) (δ is only defined there)."""
+    xhat = (_conv3(xm, xc, xp, w0, w1, w2) - mean) * a
+    g = _load_rows(g_ptr, rows, cols, cmask, L, C)
+    valid = ((rows >= 0) & (rows < L))[:, None] & cmask[None, :]
+    return tl.where(valid, a * g - b - c * xhat, 0.0)
+
+
+@triton.jit
+def _bwd_main_kernel(
+    g_ptr, x_ptr, w_ptr, mean_ptr, rstd_ptr, s_ptr, dx_ptr, dwp_ptr, L, C, D, TLMAX, NB,
+    BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    n = tl.program_id(0).to(tl.int64)
+    lt = tl.program_id(1)
+    ct = tl.program_id(2)
+    rows = lt * BLOCK_L + tl.arange(0, BLOCK_L)
+    cols = ct * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    xb = x_ptr + n * L * C
+    gb = g_ptr + n * L * C
+    w0, w1, w2 = _load_taps(w_ptr, cols, cmask, C)
+    mean = tl.load(mean_ptr + n)
+    r = tl.load(rstd_ptr + n)
+    inv_m = 1.0 / (L * C).to(tl.float32)
+    b = r * inv_m * tl.load(s_ptr + n)
+    c = r * inv_m * tl.load(s_ptr + NB + n)
+    x_m2 = _load_rows(xb, rows - 2 * D, cols, cmask, L, C)
+    x_m1 = _load_rows(xb, rows - D, cols, cmask, L, C)
+    x_0 = _load_rows(xb, rows, cols, cmask, L, C)
+    x_p1 = _load_rows(xb, rows + D, cols, cmask, L, C)
+    x_p2 = _load_rows(xb, rows + 2 * D, cols, cmask, L, C)
+    d_0 = _delta_at(gb, x_m1, x_0, x_p1, w0, w1, w2, rows, cols, cmask, L, C, mean, r, b, c)
+    d_m = _delta_at(gb, x_m2, x_m1, x_0, w0, w1, w2, rows - D, cols, cmask, L, C, mean, r, b, c)
+    d_p = _delta_at(gb, x_0, x_p1, x_p2, w0, w1, w2, rows + D, cols, cmask, L, C, mean, r, b, c)
+    # transposed conv: dx[p] = w1·δ[p] + w0·δ[p+d] + w2·δ[p−d]
+    dx = w1[None, :] * d_0 + w0[None, :] * d_p + w2[None, :] * d_m
+    m = (rows < L)[:, None] & cmask[None, :]
+    optrs = dx_ptr + n * L * C + rows[:, None].to(tl.int64) * C + cols[None, :]
+    tl.store(optrs, dx.to(dx_ptr.dtype.element_ty), mask=m)
+    # dw[k] partial over this tile: Σ_i δ[i]·x[i + (k−1)·d]  (δ is already 0 on padded rows)
+    pb = dwp_ptr + ((n * TLMAX + lt) * 3) * C + cols
+    tl.store(pb, tl.sum(d_0 * x_m1, axis=0), mask=cmask)
+    tl.store(pb + C, tl.sum(d_0 * x_0, axis=0), mask=cmask)
+    tl.store(pb + 2 * C, tl.sum(d_0 * x_p1, axis=0), mask=cmask)
+
+
+_bwd_stats_tuned, _bwd_stats_plain = _tuned(_bwd_stats_kernel)
+_bwd_main_tuned, _bwd_main_plain = _tuned(_bwd_main_kernel)
+
+
+def _bwd_sums(g, x, w, mean, rstd, dilation):
+    """``(2, N)`` fp32: ``S1 = Σ g`` and ``S2 = Σ g·x̂`` per example (deterministic)."""
+    N, L, C = x.shape
+    bc = _block_c(C)
+    nct = triton.cdiv(C, bc)
+    tmax = triton.cdiv(L, _BLOCK_LS[0]) * nct
+    part = torch.empty((2, N, tmax), device=x.device, dtype=torch.float32)
+
+    def grid(meta):
+        return (N, triton.cdiv(L, meta["BLOCK_L"]), nct)
+
+    bl = _launch(
+        _bwd_stats_tuned, _bwd_stats_plain, grid,
+        (g, x, w, mean, rstd, part, L, C, int(dilation), tmax, nct), L, bc,
+    )
+    t_used = triton.cdiv(L, bl) * nct
+    return part[:, :, :t_used].sum(dim=2).contiguous()
+
+
+def _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation):
+    _check(x, w, dilation)
+    if g.shape != x.shape:
+        raise ValueError(f"grad shape {tuple(g.shape)} != input shape {tuple(x.shape)}")
+    N, L, C = x.shape
+    g = g.contiguous()
+    w = w.contiguous()
+    mean = mean.contiguous().float()
+    rstd = rstd.contiguous().float()
+    dx = torch.empty_like(x)
+    if x.numel() == 0:
+        return dx, torch.zeros_like(w)
+    sums = _bwd_sums(g, x, w, mean, rstd, dilation)
+    bc = _block_c(C)
+    nct = triton.cdiv(C, bc)
+    # dw partials per (example, L-tile); channel chunks of one tile write disjoint columns.
+    tlmax = triton.cdiv(L, _BLOCK_LS[0])
+    dwp = torch.empty((N, tlmax, 3, C), device=x.device, dtype=torch.float32)
+
+    def grid(meta):
+        return (N, triton.cdiv(L, meta["BLOCK_L"]), nct)
+
+    bl = _launch(
+        _bwd_main_tuned, _bwd_main_plain, grid,
+        (g, x, w, mean, rstd, sums, dx, dwp, L, C, int(dilation), tlmax, N), L, bc,
+    )
+    dw = dwp[:, : triton.cdiv(L, bl)].sum(dim=(0, 1))
+    return dx, dw.to(w.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# the scratch plan (upstream's structure), kept only to benchmark against the recompute plan
+
+
+@triton.jit
+def _scratch_delta_kernel(
+    g_ptr, x_ptr, w_ptr, mean_ptr, rstd_ptr, s_ptr, delta_ptr, dwp_ptr, L, C, D, TLMAX, NB,
+    BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    n = tl.program_id(0).to(tl.int64)
+    lt = tl.program_id(1)
+    ct = tl.program_id(2)
+    rows = lt * BLOCK_L + tl.arange(0, BLOCK_L)
+    cols = ct * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    xb = x_ptr + n * L * C
+    w0, w1, w2 = _load_taps(w_ptr, cols, cmask, C)
+    mean = tl.load(mean_ptr + n)
+    r = tl.load(rstd_ptr + n)
+    inv_m = 1.0 / (L * C).to(tl.float32)
+    b = r * inv_m * tl.load(s_ptr + n)
+    c = r * inv_m * tl.load(s_ptr + NB + n)
+    x_m1 = _load_rows(xb, rows - D, cols, cmask, L, C)
+    x_0 = _load_rows(xb, rows, cols, cmask, L, C)
+    x_p1 = _load_rows(xb, rows + D, cols, cmask, L, C)
+    d_0 = _delta_at(g_ptr + n * L * C, x_m1, x_0, x_p1, w0, w1, w2, rows, cols, cmask, L, C,
+                    mean, r, b, c)
+    m = (rows < L)[:, None] & cmask[None, :]
+    tl.store(delta_ptr + n * L * C + rows[:, None].to(tl.int64) * C + cols[None, :], d_0, mask=m)
+    pb = dwp_ptr + ((n * TLMAX + lt) * 3) * C + cols
+    tl.store(pb, tl.sum(d_0 * x_m1, axis=0), mask=cmask)
+    tl.store(pb + C, tl.sum(d_0 * x_0, axis=0), mask=cmask)
+    tl.store(pb + 2 * C, tl.sum(d_0 * x_p1, axis=0), mask=cmask)
+
+
+@triton.jit
+def _scratch_dx_kernel(
+    delta_ptr, w_ptr, dx_ptr, L, C, D, BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    n = tl.program_id(0).to(tl.int64)
+    rows = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
+    cols = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    db = delta_ptr + n * L * C
+    w0, w1, w2 = _load_taps(w_ptr, cols, cmask, C)
+    dx = _conv3(
+        _load_rows(db, rows + D, cols, cmask, L, C),
+        _load_rows(db, rows, cols, cmask, L, C),
+        _load_rows(db, rows - D, cols, cmask, L, C),
+        w0, w1, w2,
+    )
+    m = (rows < L)[:, None] & cmask[None, :]
+    tl.store(dx_ptr + n * L * C + rows[:, None].to(tl.int64) * C + cols[None, :],
+             dx.to(dx_ptr.dtype.element_ty), mask=m)
+
+
+def conv_norm_bwd_scratch(g, x, w, mean, rstd, dilation):
+    """Backward with an fp32 ``δ`` scratch and a separate ``dx`` launch (benchmark baseline).
+
+    Same results as :func:`conv_norm_bwd` (heuristic configs, no autotuning).
+    """
+    _check(x, w, dilation)
+    N, L, C = x.shape
+    g, w = g.contiguous(), w.contiguous()
+    mean, rstd = mean.float().contiguous(), rstd.float().contiguous()
+    sums = _bwd_sums(g, x, w, mean, rstd, dilation)
+    bc = _block_c(C)
+    nct = triton.cdiv(C, bc)
+    meta, nw = _heuristic(L, bc)
+    bl = meta["BLOCK_L"]
+    tlmax = triton.cdiv(L, bl)
+    delta = torch.empty(x.shape, device=x.device, dtype=torch.float32)
+    dwp = torch.empty((N, tlmax, 3, C), device=x.device, dtype=torch.float32)
+    grid = (N, triton.cdiv(L, bl), nct)
+    _scratch_delta_kernel[grid](
+        g, x, w, mean, rstd, sums, delta, dwp, L, C, int(dilation), tlmax, N,
+        BLOCK_L=bl, BLOCK_C=bc, num_warps=nw,
+    )
+    dx = torch.empty_like(x)
+    _scratch_dx_kernel[grid](delta, w, dx, L, C, int(dilation), BLOCK_L=bl, BLOCK_C=bc, num_warps=nw)
+    return dx, dwp.sum(dim=(0, 1)).to(w.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# custom ops: opaque to torch.compile, eager-callable like plain functions
+
+
+@torch.library.custom_op("strandwise::conv_norm_fwd", mutates_args=())
+def _conv_norm_fwd_op(
+    x: torch.Tensor, w: torch.Tensor, dilation: int, eps: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _conv_norm_fwd_impl(x, w, dilation, eps)
+
+
+@_conv_norm_fwd_op.register_fake
+def _(x, w, dilation, eps):
+    N = x.shape[0]
+    return (
+        torch.empty_like(x),
+        x.new_empty((N,), dtype=torch.float32),
+        x.new_empty((N,), dtype=torch.float32),
+    )
+
+
+@torch.library.custom_op("strandwise::conv_norm_bwd", mutates_args=())
+def _conv_norm_bwd_op(
+    g: torch.Tensor, x: torch.Tensor, w: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor,
+    dilation: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation)
+
+
+@_conv_norm_bwd_op.register_fake
+def _(g, x, w, mean, rstd, dilation):
+    return torch.empty_like(x), torch.empty_like(w)
+
+
+def conv_norm_fwd(x: torch.Tensor, w: torch.Tensor, dilation: int, eps: float):
+    """Triton forward of the fused conv + norm.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (N, L, C), contiguous, fp32/bf16/fp16, CUDA
+    w : torch.Tensor, shape (3, C), any float dtype (taps are applied in fp32)
+    dilation : int
+    eps : float
+
+    Returns
+    -------
+    out : torch.Tensor, shape (N, L, C), dtype of ``x``
+    mean, rstd : torch.Tensor, shape (N,), fp32
+    """
+    return _conv_norm_fwd_op(x, w, int(dilation), float(eps))
+
+
+def conv_norm_bwd(g, x, w, mean, rstd, dilation):
+    """Triton backward: ``(dx (N, L, C) in x.dtype, dw (3, C) in w.dtype)`` (spec §2.5)."""
+    return _conv_norm_bwd_op(g, x, w, mean, rstd, int(dilation))
