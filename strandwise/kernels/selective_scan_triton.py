@@ -162,19 +162,23 @@ def _fwd_kernel(
     s_ub, s_ud, s_db, s_dd, s_zb, s_zd, s_bb, s_bn, s_cb, s_cn,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DBIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_H0: tl.constexpr, REVERSE: tl.constexpr, STORE_LAST: tl.constexpr,
-    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, TF: tl.constexpr,
 ):
+    # Tiles are laid out [N, TF, BLOCK_D]: Triton's default layout puts lanes on the last axis,
+    # so each thread owns one channel with all its states and TF consecutive positions. The
+    # scan along TF and the sum over N then run inside the thread, with no shuffles.
+    # ``T`` is the state-saving granularity (the backward's chunk); TF divides it.
     pid0 = tl.program_id(0)
     pid_d = tl.program_id(1)
     b = pid0 // n_seg
     seg = pid0 % n_seg
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, NP)
-    offs_t = tl.arange(0, T)
+    offs_t = tl.arange(0, TF)
     md = offs_d < DI
     mn = offs_n < N
-    mdn = md[:, None] & mn[None, :]
-    A2 = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mdn, other=0.0) * 1.4426950408889634
+    mnd = mn[:, None] & md[None, :]
+    A2 = tl.load(A_ptr + offs_d[None, :] * N + offs_n[:, None], mask=mnd, other=0.0) * 1.4426950408889634
     dbias = tl.zeros([BLOCK_D], dtype=tl.float32)
     if HAS_DBIAS:
         dbias = tl.load(dbias_ptr + offs_d, mask=md, other=0.0)
@@ -182,57 +186,64 @@ def _fwd_kernel(
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=md, other=0.0)
     b64 = b.to(tl.int64)
-    dn_off = (b64 * DI + offs_d[:, None]) * N + offs_n[None, :]  # (B, DI, N) layout
-    h = tl.zeros([BLOCK_D, NP], dtype=tl.float32)
+    nd_off = (b64 * DI + offs_d[None, :]) * N + offs_n[:, None]  # (B, DI, N) layout, [N, D] tile
+    h = tl.zeros([NP, BLOCK_D], dtype=tl.float32)
     if HAS_H0:
-        h = tl.load(h0_ptr + dn_off, mask=mdn, other=0.0)
+        h = tl.load(h0_ptr + nd_off, mask=mnd, other=0.0)
     # fold the summaries of the segments before this one into the start state
     for j in range(0, seg):
         sb = (b64 * n_seg + j) * DI
         tot = tl.load(dsum_ptr + sb + offs_d, mask=md, other=0.0)
-        hl = tl.load(hsum_ptr + (sb + offs_d[:, None]) * N + offs_n[None, :], mask=mdn, other=0.0)
-        h = tl.exp2(A2 * tot[:, None]) * h + hl
+        hl = tl.load(hsum_ptr + (sb + offs_d[None, :]) * N + offs_n[:, None], mask=mnd, other=0.0)
+        h = tl.exp2(A2 * tot[None, :]) * h + hl
     u_base = u_ptr + b64 * s_ub
     d_base = delta_ptr + b64 * s_db
     z_base = z_ptr + b64 * s_zb
     B_base = B_ptr + b64 * s_bb
     C_base = C_ptr + b64 * s_cb
     o_base = out_ptr + b64 * DI * L
-    first = (offs_t == 0)[None, None, :]
-    last_t = (offs_t == T - 1)[None, None, :]
+    first = (offs_t == 0)[None, :, None]
+    last_t = (offs_t == TF - 1)[None, :, None]
+    SUB: tl.constexpr = T // TF
     c0 = seg * seg_chunks
     c1 = tl.minimum(c0 + seg_chunks, n_chunks)
-    for c in range(c0, c1):
-        tl.store(states_ptr + ((b64 * DI + offs_d[:, None]) * n_chunks + c) * N + offs_n[None, :],
-                 h, mask=mdn)
-        p = c * T + offs_t
+    for k in range(c0 * SUB, c1 * SUB):
+        if k % SUB == 0:
+            tl.store(states_ptr + ((b64 * DI + offs_d[None, :]) * n_chunks + k // SUB) * N
+                     + offs_n[:, None], h, mask=mnd)
+        p = k * TF + offs_t
         pm = p < L
         if REVERSE:
             phys = L - 1 - p
         else:
             phys = p
-        m2 = md[:, None] & pm[None, :]
-        mnt = mn[:, None] & pm[None, :]
-        dt, raw = _load_delta(d_base, offs_d[:, None] * s_dd + phys[None, :], m2, dbias,
-                              HAS_DBIAS, SOFTPLUS)
-        u = tl.load(u_base + offs_d[:, None] * s_ud + phys[None, :], mask=m2, other=0.0).to(tl.float32)
+        m2 = pm[:, None] & md[None, :]  # [TF, D]
+        mnt = mn[:, None] & pm[None, :]  # [N, TF]
+        raw = tl.load(d_base + offs_d[None, :] * s_dd + phys[:, None], mask=m2, other=0.0).to(tl.float32)
+        if HAS_DBIAS:
+            raw = raw + dbias[None, :]
+        dt = raw
+        if SOFTPLUS:
+            dt = _softplus(raw)
+        dt = tl.where(m2, dt, 0.0)
+        u = tl.load(u_base + offs_d[None, :] * s_ud + phys[:, None], mask=m2, other=0.0).to(tl.float32)
         Bt = tl.load(B_base + offs_n[:, None] * s_bn + phys[None, :], mask=mnt, other=0.0).to(tl.float32)
         Ct = tl.load(C_base + offs_n[:, None] * s_cn + phys[None, :], mask=mnt, other=0.0).to(tl.float32)
-        a = tl.exp2(dt[:, None, :] * A2[:, :, None])
-        bb = (dt * u)[:, None, :] * Bt[None, :, :]
-        bb = tl.where(first, bb + a * h[:, :, None], bb)
-        _, hs = tl.associative_scan((a, bb), axis=2, combine_fn=_combine)
-        y = tl.sum(hs * Ct[None, :, :], axis=1)
+        a = tl.exp2(dt[None, :, :] * A2[:, None, :])  # [N, TF, D]
+        bb = (dt * u)[None, :, :] * Bt[:, :, None]
+        bb = tl.where(first, bb + a * h[:, None, :], bb)
+        _, hs = tl.associative_scan((a, bb), axis=1, combine_fn=_combine)
+        y = tl.sum(hs * Ct[:, :, None], axis=0)  # [TF, D]
         if HAS_D:
-            y += Dv[:, None] * u
+            y += Dv[None, :] * u
         if HAS_Z:
-            zz = tl.load(z_base + offs_d[:, None] * s_zd + phys[None, :], mask=m2, other=0.0).to(tl.float32)
+            zz = tl.load(z_base + offs_d[None, :] * s_zd + phys[:, None], mask=m2, other=0.0).to(tl.float32)
             y = y * zz * _sigmoid(zz)
-        tl.store(o_base + offs_d[:, None] * L + phys[None, :], y.to(out_ptr.dtype.element_ty), mask=m2)
-        h = tl.sum(tl.where(last_t, hs, 0.0), axis=2)
+        tl.store(o_base + offs_d[None, :] * L + phys[:, None], y.to(out_ptr.dtype.element_ty), mask=m2)
+        h = tl.sum(tl.where(last_t, hs, 0.0), axis=1)
     if STORE_LAST:
         if seg == n_seg - 1:
-            tl.store(last_ptr + dn_off, h, mask=mdn)
+            tl.store(last_ptr + nd_off, h, mask=mnd)
 
 
 # --------------------------------------------------------------------------------------------
@@ -436,9 +447,9 @@ def _bwd_kernel(
 # --------------------------------------------------------------------------------------------
 
 _FWD_CONFIGS = [
-    triton.Config({"BLOCK_D": bd}, num_warps=w, num_stages=s)
-    for bd in (2, 4, 8)
-    for w in (4, 8)
+    triton.Config({"BLOCK_D": 32 * w, "TF": tf}, num_warps=w, num_stages=s)
+    for w in (1, 2)
+    for tf in (2, 4)
     for s in (1, 2)
 ]
 _BWD_CONFIGS = [
@@ -457,8 +468,8 @@ _bwd_kernel_tuned = triton.autotune(configs=_BWD_CONFIGS, key=_AUTOTUNE_KEY)(_bw
 _MIN_BLOCK_D_BWD = min(c.kwargs["BLOCK_D"] for c in _BWD_CONFIGS)
 _SUMMARY_BLOCK_D = 4
 _DEFAULT_BLOCK_D = 4  # used when interpreting (no autotuning on CPU)
-_SEG_MIN_CHUNKS = 16  # module-level so tests can force sequence splits on short inputs
-_PROGRAMS_PER_SM = 4
+_SEG_MIN_CHUNKS = 4  # module-level so tests can force sequence splits on short inputs
+_PROGRAMS_PER_SM = 8
 
 
 def _chunk_len(L: int) -> int:
@@ -479,7 +490,7 @@ def _plan_segments(batch: int, di: int, n_chunks: int, device) -> tuple[int, int
     Each segment keeps at least ``_SEG_MIN_CHUNKS`` chunks so the summary pass stays a small
     fraction of the work.
     """
-    programs = batch * triton.cdiv(di, 4)
+    programs = batch * triton.cdiv(di, 32)
     target = _PROGRAMS_PER_SM * _num_sms(device)
     n_seg = 1
     if programs < target:
@@ -545,7 +556,7 @@ def selective_scan_triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplu
     )
     if _interpreting():
         grid = (batch * n_seg, triton.cdiv(di, _DEFAULT_BLOCK_D))
-        _fwd_kernel[grid](*args, **flags, BLOCK_D=_DEFAULT_BLOCK_D, num_warps=4)
+        _fwd_kernel[grid](*args, **flags, BLOCK_D=_DEFAULT_BLOCK_D, TF=4, num_warps=1)
     else:
         grid = lambda meta: (batch * n_seg, triton.cdiv(di, meta["BLOCK_D"]))  # noqa: E731
         _fwd_kernel_tuned[grid](*args, **flags)
