@@ -58,6 +58,11 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def _autotuning() -> bool:
+    # STRANDWISE_SCAN_AUTOTUNE=0 pins the default configs (quick test runs: no per-shape tuning).
+    return not _interpreting() and os.environ.get("STRANDWISE_SCAN_AUTOTUNE", "1") != "0"
+
+
 # --------------------------------------------------------------------------------------------
 # device helpers
 # --------------------------------------------------------------------------------------------
@@ -554,9 +559,10 @@ def selective_scan_triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplu
         SOFTPLUS=bool(delta_softplus), HAS_H0=initial_state is not None, REVERSE=bool(reverse),
         STORE_LAST=bool(return_last_state), NP=NP, T=T,
     )
-    if _interpreting():
-        grid = (batch * n_seg, triton.cdiv(di, _DEFAULT_BLOCK_D))
-        _fwd_kernel[grid](*args, **flags, BLOCK_D=_DEFAULT_BLOCK_D, TF=4, num_warps=1)
+    if not _autotuning():
+        bd = _DEFAULT_BLOCK_D if _interpreting() else 32
+        grid = (batch * n_seg, triton.cdiv(di, bd))
+        _fwd_kernel[grid](*args, **flags, BLOCK_D=bd, TF=4, num_warps=1)
     else:
         grid = lambda meta: (batch * n_seg, triton.cdiv(di, meta["BLOCK_D"]))  # noqa: E731
         _fwd_kernel_tuned[grid](*args, **flags)
@@ -594,7 +600,7 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
     du = torch.empty((batch, di, L), device=dev, dtype=u.dtype)
     ddelta = torch.empty((batch, di, L), device=dev, dtype=delta.dtype)
     dz = torch.empty((batch, di, L), device=dev, dtype=z.dtype) if z is not None else du
-    block_d = _DEFAULT_BLOCK_D if _interpreting() else _MIN_BLOCK_D_BWD
+    block_d = _MIN_BLOCK_D_BWD if _autotuning() else _DEFAULT_BLOCK_D
     n_dblk_max = triton.cdiv(di, block_d)
     dBp = torch.empty((batch, n_dblk_max, N, L), device=dev, dtype=f32)
     dCp = torch.empty((batch, n_dblk_max, N, L), device=dev, dtype=f32)
@@ -614,9 +620,9 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
         SOFTPLUS=bool(delta_softplus), HAS_DLAST=dlast is not None, REVERSE=bool(reverse),
         NP=NP, T=T,
     )
-    if _interpreting():
+    if not _autotuning():
         grid = (batch * n_seg, triton.cdiv(di, block_d))
-        _bwd_kernel[grid](*args, **flags, BLOCK_D=block_d, num_warps=4)
+        _bwd_kernel[grid](*args, **flags, BLOCK_D=block_d, num_warps=4 if _interpreting() else 8)
         used_bd = block_d
     else:
         grid = lambda meta: (batch * n_seg, triton.cdiv(di, meta["BLOCK_D"]))  # noqa: E731

@@ -276,7 +276,8 @@ def test_gpu_long_gradients_bf16():
 
 
 @pytest.mark.gpu
-def test_gpu_first_call_after_autotune_is_correct():
+def test_gpu_first_call_after_autotune_is_correct(monkeypatch):
+    monkeypatch.setenv("STRANDWISE_SCAN_AUTOTUNE", "1")
     # A shape no other test uses: the first call autotunes forward and backward, and its result
     # must equal the second (tuned, cached) call bit for bit and match the reference.
     from strandwise.kernels.selective_scan_triton import selective_scan_triton
