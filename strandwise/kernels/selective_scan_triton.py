@@ -1,0 +1,755 @@
+"""Triton Mamba-1 selective scan, forward and backward (spec ``caduceus.md`` §5.2, §5.4, §5.6).
+
+Per (batch b, channel d, state n), in scan order t (``reverse=True`` walks positions L-1 … 0)::
+
+    Δ_t   = softplus(delta_t + delta_bias)          (if delta_softplus; threshold 20)
+    h_t   = exp(Δ_t·A) · h_{t-1} + Δ_t·B_t·u_t        (h_{-1} = initial_state or 0)
+    y_t   = Σ_n C_t·h_t + D·u_t
+    out_t = y_t · silu(z_t)                           (if z is given)
+
+Design (why it looks like this):
+
+* **Chunks of T positions.** A program owns ``BLOCK_D`` channels of one batch row and one *segment*
+  of the sequence. It walks its segment in chunks of ``T`` positions; inside a chunk the recurrence
+  is a ``tl.associative_scan`` over ``(a, b)`` pairs of the ``[BLOCK_D, N, T]`` tile with the
+  combine ``(a1·a2, a2·b1 + b2)``; the carry ``h`` enters through the first element. Nothing of
+  shape ``(B, d_inner, L, N)`` ever reaches memory.
+* **Sequence split.** When ``B · cdiv(d_inner, BLOCK_D)`` programs would not fill the GPU (batch 1,
+  L = 131,072) the sequence is cut into segments handled by separate programs. A cheap summary
+  kernel first reduces each segment to its end state from a zero start,
+  ``Σ_s exp(A·(S_end − S_s))·Δ_s·B_s·u_s`` (no scan: a cumulative sum of Δ and one exp per
+  element), and ``ΣΔ``; each program then folds the summaries of the segments before it into its
+  start state. The backward does the same for the adjoint ``g`` running the other way.
+* **Saved state.** The forward stores the state at every chunk start, ``(B, d_inner, n_chunks, N)``
+  fp32 (``N/T`` floats per position and channel); the backward recomputes ``h`` inside each chunk
+  from it instead of storing per-step states.
+* **Backward.** Per chunk, walked in reverse: recompute ``h`` (forward scan), run the reverse scan
+  ``g_t = C_t·dy_t + a_{t+1}·g_{t+1}`` (``a_{t+1}`` comes from re-reading Δ one position ahead),
+  and use ``a_t·h_{t-1} = h_t − Δ_t·B_t·u_t`` so no shifted state is needed. dA, dD and
+  d delta_bias accumulate in registers; dB and dC (reductions over channels) are written as
+  per-channel-block partials and summed afterwards, which keeps them deterministic.
+* **Reverse** maps logical position p to physical ``L-1-p`` in every address computation, so the
+  reverse scan needs no flipped copies.
+* **Numerics.** fp32 state and accumulation, ``exp2`` with ``A`` pre-scaled by log2(e), softplus in
+  fp32 with threshold 20; inputs are cast at load, outputs at store.
+
+Autotuning only varies ``BLOCK_D`` and ``num_warps``; every kernel writes only buffers it never
+reads (partials are written, not accumulated), so repeated launches while tuning are idempotent
+and the first, tuned call returns the same result as later calls.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = ["selective_scan_triton", "SelectiveScanTritonFunc", "selective_scan_triton_fwd",
+           "selective_scan_triton_bwd"]
+
+LOG2E = 1.4426950408889634
+LN2 = 0.6931471805599453
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _autotuning() -> bool:
+    # STRANDWISE_SCAN_AUTOTUNE=0 pins the default configs (quick test runs: no per-shape tuning).
+    return not _interpreting() and os.environ.get("STRANDWISE_SCAN_AUTOTUNE", "1") != "0"
+
+
+# --------------------------------------------------------------------------------------------
+# device helpers
+# --------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _combine(a1, b1, a2, b2):
+    # (a1, b1) is the earlier element in scan order: h = a2·(a1·h0 + b1) + b2.
+    return a1 * a2, a2 * b1 + b2
+
+
+@triton.jit
+def _softplus(x):
+    # log(1 + e^x) with torch's threshold 20 (identity above it), in fp32.
+    sp = tl.log2(1.0 + tl.exp2(x * 1.4426950408889634)) * 0.6931471805599453
+    return tl.where(x > 20.0, x, sp)
+
+
+@triton.jit
+def _sigmoid(x):
+    return 1.0 / (1.0 + tl.exp2(-x * 1.4426950408889634))
+
+
+@triton.jit
+def _load_delta(delta_ptr, offs2, m2, dbias, HAS_DBIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """Δ after bias and softplus, 0 outside the valid positions (so a = 1, b = 0 there)."""
+    raw = tl.load(delta_ptr + offs2, mask=m2, other=0.0).to(tl.float32)
+    if HAS_DBIAS:
+        raw = raw + dbias[:, None]
+    dt = raw
+    if SOFTPLUS:
+        dt = _softplus(raw)
+    dt = tl.where(m2, dt, 0.0)
+    return dt, raw
+
+
+# --------------------------------------------------------------------------------------------
+# forward
+# --------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _fwd_summary_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, dbias_ptr, hsum_ptr, dsum_ptr,
+    L, DI, N, n_seg, seg_chunks,
+    s_ub, s_ud, s_db, s_dd, s_bb, s_bn,
+    HAS_DBIAS: tl.constexpr, SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr,
+):
+    """Segment summary: end state from a zero start, and ΣΔ over the segment."""
+    pid0 = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    b = pid0 // n_seg
+    seg = pid0 % n_seg
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, NP)
+    offs_t = tl.arange(0, T)
+    md = offs_d < DI
+    mn = offs_n < N
+    A2 = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=md[:, None] & mn[None, :],
+                 other=0.0) * 1.4426950408889634
+    dbias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_DBIAS:
+        dbias = tl.load(dbias_ptr + offs_d, mask=md, other=0.0)
+    u_base = u_ptr + b.to(tl.int64) * s_ub
+    d_base = delta_ptr + b.to(tl.int64) * s_db
+    B_base = B_ptr + b.to(tl.int64) * s_bb
+    h = tl.zeros([BLOCK_D, NP], dtype=tl.float32)
+    tot = tl.zeros([BLOCK_D], dtype=tl.float32)
+    c0 = seg * seg_chunks
+    for c in range(c0, c0 + seg_chunks):
+        p = c * T + offs_t
+        pm = p < L
+        if REVERSE:
+            phys = L - 1 - p
+        else:
+            phys = p
+        m2 = md[:, None] & pm[None, :]
+        dt, raw = _load_delta(d_base, offs_d[:, None] * s_dd + phys[None, :], m2, dbias,
+                              HAS_DBIAS, SOFTPLUS)
+        u = tl.load(u_base + offs_d[:, None] * s_ud + phys[None, :], mask=m2, other=0.0).to(tl.float32)
+        Bt = tl.load(B_base + offs_n[:, None] * s_bn + phys[None, :],
+                     mask=mn[:, None] & pm[None, :], other=0.0).to(tl.float32)
+        S = tl.cumsum(dt, axis=1)
+        ctot = tl.sum(dt, axis=1)
+        rem = ctot[:, None] - S  # Σ Δ over (s, chunk end], ≥ 0
+        w = tl.exp2(A2[:, :, None] * rem[:, None, :])
+        contrib = tl.sum(w * (dt * u)[:, None, :] * Bt[None, :, :], axis=2)
+        h = tl.exp2(A2 * ctot[:, None]) * h + contrib
+        tot += ctot
+    ob = pid0.to(tl.int64) * DI
+    tl.store(hsum_ptr + (ob + offs_d[:, None]) * N + offs_n[None, :], h,
+             mask=md[:, None] & mn[None, :])
+    tl.store(dsum_ptr + ob + offs_d, tot, mask=md)
+
+
+@triton.jit
+def _fwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dbias_ptr, h0_ptr,
+    hsum_ptr, dsum_ptr, out_ptr, states_ptr, last_ptr,
+    L, DI, N, n_seg, seg_chunks, n_chunks,
+    s_ub, s_ud, s_db, s_dd, s_zb, s_zd, s_bb, s_bn, s_cb, s_cn,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DBIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    HAS_H0: tl.constexpr, REVERSE: tl.constexpr, STORE_LAST: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, TF: tl.constexpr,
+):
+    # Tiles are laid out [N, TF, BLOCK_D]: Triton's default layout puts lanes on the last axis,
+    # so each thread owns one channel with all its states and TF consecutive positions. The
+    # scan along TF and the sum over N then run inside the thread, with no shuffles.
+    # ``T`` is the state-saving granularity (the backward's chunk); TF divides it.
+    pid0 = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    b = pid0 // n_seg
+    seg = pid0 % n_seg
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, NP)
+    offs_t = tl.arange(0, TF)
+    md = offs_d < DI
+    mn = offs_n < N
+    mnd = mn[:, None] & md[None, :]
+    A2 = tl.load(A_ptr + offs_d[None, :] * N + offs_n[:, None], mask=mnd, other=0.0) * 1.4426950408889634
+    dbias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_DBIAS:
+        dbias = tl.load(dbias_ptr + offs_d, mask=md, other=0.0)
+    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=md, other=0.0)
+    b64 = b.to(tl.int64)
+    nd_off = (b64 * DI + offs_d[None, :]) * N + offs_n[:, None]  # (B, DI, N) layout, [N, D] tile
+    h = tl.zeros([NP, BLOCK_D], dtype=tl.float32)
+    if HAS_H0:
+        h = tl.load(h0_ptr + nd_off, mask=mnd, other=0.0)
+    # fold the summaries of the segments before this one into the start state
+    for j in range(0, seg):
+        sb = (b64 * n_seg + j) * DI
+        tot = tl.load(dsum_ptr + sb + offs_d, mask=md, other=0.0)
+        hl = tl.load(hsum_ptr + (sb + offs_d[None, :]) * N + offs_n[:, None], mask=mnd, other=0.0)
+        h = tl.exp2(A2 * tot[None, :]) * h + hl
+    u_base = u_ptr + b64 * s_ub
+    d_base = delta_ptr + b64 * s_db
+    z_base = z_ptr + b64 * s_zb
+    B_base = B_ptr + b64 * s_bb
+    C_base = C_ptr + b64 * s_cb
+    o_base = out_ptr + b64 * DI * L
+    first = (offs_t == 0)[None, :, None]
+    last_t = (offs_t == TF - 1)[None, :, None]
+    SUB: tl.constexpr = T // TF
+    c0 = seg * seg_chunks
+    c1 = tl.minimum(c0 + seg_chunks, n_chunks)
+    for k in range(c0 * SUB, c1 * SUB):
+        if k % SUB == 0:
+            tl.store(states_ptr + ((b64 * DI + offs_d[None, :]) * n_chunks + k // SUB) * N
+                     + offs_n[:, None], h, mask=mnd)
+        p = k * TF + offs_t
+        pm = p < L
+        if REVERSE:
+            phys = L - 1 - p
+        else:
+            phys = p
+        m2 = pm[:, None] & md[None, :]  # [TF, D]
+        mnt = mn[:, None] & pm[None, :]  # [N, TF]
+        raw = tl.load(d_base + offs_d[None, :] * s_dd + phys[:, None], mask=m2, other=0.0).to(tl.float32)
+        if HAS_DBIAS:
+            raw = raw + dbias[None, :]
+        dt = raw
+        if SOFTPLUS:
+            dt = _softplus(raw)
+        dt = tl.where(m2, dt, 0.0)
+        u = tl.load(u_base + offs_d[None, :] * s_ud + phys[:, None], mask=m2, other=0.0).to(tl.float32)
+        Bt = tl.load(B_base + offs_n[:, None] * s_bn + phys[None, :], mask=mnt, other=0.0).to(tl.float32)
+        Ct = tl.load(C_base + offs_n[:, None] * s_cn + phys[None, :], mask=mnt, other=0.0).to(tl.float32)
+        a = tl.exp2(dt[None, :, :] * A2[:, None, :])  # [N, TF, D]
+        bb = (dt * u)[None, :, :] * Bt[:, :, None]
+        bb = tl.where(first, bb + a * h[:, None, :], bb)
+        _, hs = tl.associative_scan((a, bb), axis=1, combine_fn=_combine)
+        y = tl.sum(hs * Ct[:, :, None], axis=0)  # [TF, D]
+        if HAS_D:
+            y += Dv[None, :] * u
+        if HAS_Z:
+            zz = tl.load(z_base + offs_d[None, :] * s_zd + phys[:, None], mask=m2, other=0.0).to(tl.float32)
+            y = y * zz * _sigmoid(zz)
+        tl.store(o_base + offs_d[None, :] * L + phys[:, None], y.to(out_ptr.dtype.element_ty), mask=m2)
+        h = tl.sum(tl.where(last_t, hs, 0.0), axis=1)
+    if STORE_LAST:
+        if seg == n_seg - 1:
+            tl.store(last_ptr + nd_off, h, mask=mnd)
+
+
+# --------------------------------------------------------------------------------------------
+# backward
+# --------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _bwd_summary_kernel(
+    delta_ptr, A_ptr, C_ptr, z_ptr, dbias_ptr, dout_ptr, gsum_ptr, dsum_ptr,
+    L, DI, N, n_seg, seg_chunks,
+    s_db, s_dd, s_zb, s_zd, s_cb, s_cn, s_ob, s_od,
+    HAS_Z: tl.constexpr, HAS_DBIAS: tl.constexpr, SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr,
+):
+    """Adjoint summary: Σ_s exp(A·S_s)·C_s·dy_s with S_s = Σ Δ over [segment start, s], and ΣΔ.
+
+    This is a_{start}·g_{start} of the segment when nothing flows in from later segments.
+    """
+    pid0 = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    b = pid0 // n_seg
+    seg = pid0 % n_seg
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, NP)
+    offs_t = tl.arange(0, T)
+    md = offs_d < DI
+    mn = offs_n < N
+    A2 = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=md[:, None] & mn[None, :],
+                 other=0.0) * 1.4426950408889634
+    dbias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_DBIAS:
+        dbias = tl.load(dbias_ptr + offs_d, mask=md, other=0.0)
+    b64 = b.to(tl.int64)
+    d_base = delta_ptr + b64 * s_db
+    z_base = z_ptr + b64 * s_zb
+    C_base = C_ptr + b64 * s_cb
+    o_base = dout_ptr + b64 * s_ob
+    gl = tl.zeros([BLOCK_D, NP], dtype=tl.float32)
+    tot = tl.zeros([BLOCK_D], dtype=tl.float32)
+    c0 = seg * seg_chunks
+    for c in range(c0, c0 + seg_chunks):
+        p = c * T + offs_t
+        pm = p < L
+        if REVERSE:
+            phys = L - 1 - p
+        else:
+            phys = p
+        m2 = md[:, None] & pm[None, :]
+        dt, raw = _load_delta(d_base, offs_d[:, None] * s_dd + phys[None, :], m2, dbias,
+                              HAS_DBIAS, SOFTPLUS)
+        dy = tl.load(o_base + offs_d[:, None] * s_od + phys[None, :], mask=m2, other=0.0).to(tl.float32)
+        if HAS_Z:
+            zz = tl.load(z_base + offs_d[:, None] * s_zd + phys[None, :], mask=m2, other=0.0).to(tl.float32)
+            dy = dy * zz * _sigmoid(zz)
+        Ct = tl.load(C_base + offs_n[:, None] * s_cn + phys[None, :],
+                     mask=mn[:, None] & pm[None, :], other=0.0).to(tl.float32)
+        S = tl.cumsum(dt, axis=1) + tot[:, None]
+        w = tl.exp2(A2[:, :, None] * S[:, None, :])
+        gl += tl.sum(w * Ct[None, :, :] * dy[:, None, :], axis=2)
+        tot += tl.sum(dt, axis=1)
+    ob = pid0.to(tl.int64) * DI
+    tl.store(gsum_ptr + (ob + offs_d[:, None]) * N + offs_n[None, :], gl,
+             mask=md[:, None] & mn[None, :])
+    tl.store(dsum_ptr + ob + offs_d, tot, mask=md)
+
+
+@triton.jit
+def _bwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dbias_ptr, dout_ptr, states_ptr,
+    dlast_ptr, gsum_ptr, dsum_ptr,
+    du_ptr, ddelta_ptr, dz_ptr, dBp_ptr, dCp_ptr, dAp_ptr, dDp_ptr, ddbp_ptr, dh0_ptr,
+    L, DI, N, n_seg, seg_chunks, n_chunks, n_dblk,
+    s_ub, s_ud, s_db, s_dd, s_zb, s_zd, s_bb, s_bn, s_cb, s_cn, s_ob, s_od,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DBIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    HAS_DLAST: tl.constexpr, REVERSE: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr,
+):
+    pid0 = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    b = pid0 // n_seg
+    seg = pid0 % n_seg
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, NP)
+    offs_t = tl.arange(0, T)
+    md = offs_d < DI
+    mn = offs_n < N
+    mdn = md[:, None] & mn[None, :]
+    A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mdn, other=0.0)
+    A2 = A * 1.4426950408889634
+    dbias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_DBIAS:
+        dbias = tl.load(dbias_ptr + offs_d, mask=md, other=0.0)
+    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=md, other=0.0)
+    b64 = b.to(tl.int64)
+    dn_off = (b64 * DI + offs_d[:, None]) * N + offs_n[None, :]
+    # q = a_{next}·g_{next}: what flows into the last position of this program's range
+    q = tl.zeros([BLOCK_D, NP], dtype=tl.float32)
+    if HAS_DLAST:
+        q = tl.load(dlast_ptr + dn_off, mask=mdn, other=0.0)
+    for jj in range(0, n_seg - 1 - seg):
+        j = n_seg - 1 - jj
+        sb = (b64 * n_seg + j) * DI
+        tot = tl.load(dsum_ptr + sb + offs_d, mask=md, other=0.0)
+        gl = tl.load(gsum_ptr + (sb + offs_d[:, None]) * N + offs_n[None, :], mask=mdn, other=0.0)
+        q = tl.exp2(A2 * tot[:, None]) * q + gl
+    u_base = u_ptr + b64 * s_ub
+    d_base = delta_ptr + b64 * s_db
+    z_base = z_ptr + b64 * s_zb
+    B_base = B_ptr + b64 * s_bb
+    C_base = C_ptr + b64 * s_cb
+    o_base = dout_ptr + b64 * s_ob
+    gbase = b64 * DI * L  # du, ddelta, dz are contiguous (B, DI, L)
+    pbase = (b64 * n_dblk + pid_d) * N * L  # dB/dC partials (B, n_dblk, N, L)
+    first = (offs_t == 0)[None, None, :]
+    last_t = (offs_t == T - 1)[None, None, :]
+    dA_acc = tl.zeros([BLOCK_D, NP], dtype=tl.float32)
+    dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    ddb_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    c0 = seg * seg_chunks
+    c1 = tl.minimum(c0 + seg_chunks, n_chunks)
+    for cc in range(0, c1 - c0):
+        c = c1 - 1 - cc
+        h = tl.load(states_ptr + ((b64 * DI + offs_d[:, None]) * n_chunks + c) * N + offs_n[None, :],
+                    mask=mdn, other=0.0)
+        p = c * T + offs_t
+        pm = p < L
+        pn = p + 1
+        pnm = pn < L
+        if REVERSE:
+            phys = L - 1 - p
+            physn = L - 2 - p
+        else:
+            phys = p
+            physn = pn
+        m2 = md[:, None] & pm[None, :]
+        mnt = mn[:, None] & pm[None, :]
+        dt, raw = _load_delta(d_base, offs_d[:, None] * s_dd + phys[None, :], m2, dbias,
+                              HAS_DBIAS, SOFTPLUS)
+        dtn, _rn = _load_delta(d_base, offs_d[:, None] * s_dd + physn[None, :],
+                               md[:, None] & pnm[None, :], dbias, HAS_DBIAS, SOFTPLUS)
+        u = tl.load(u_base + offs_d[:, None] * s_ud + phys[None, :], mask=m2, other=0.0).to(tl.float32)
+        Bt = tl.load(B_base + offs_n[:, None] * s_bn + phys[None, :], mask=mnt, other=0.0).to(tl.float32)
+        Ct = tl.load(C_base + offs_n[:, None] * s_cn + phys[None, :], mask=mnt, other=0.0).to(tl.float32)
+        do = tl.load(o_base + offs_d[:, None] * s_od + phys[None, :], mask=m2, other=0.0).to(tl.float32)
+        # recompute the states of this chunk
+        a = tl.exp2(dt[:, None, :] * A2[:, :, None])
+        dtu = dt * u
+        bb = dtu[:, None, :] * Bt[None, :, :]
+        _, hs = tl.associative_scan((a, tl.where(first, bb + a * h[:, :, None], bb)), axis=2,
+                                    combine_fn=_combine)
+        if HAS_Z:
+            zz = tl.load(z_base + offs_d[:, None] * s_zd + phys[None, :], mask=m2, other=0.0).to(tl.float32)
+            y = tl.sum(hs * Ct[None, :, :], axis=1)
+            if HAS_D:
+                y += Dv[:, None] * u
+            sz = _sigmoid(zz)
+            dy = do * zz * sz
+            dz = do * y * sz * (1.0 + zz * (1.0 - sz))
+            tl.store(dz_ptr + gbase + offs_d[:, None] * L + phys[None, :],
+                     dz.to(dz_ptr.dtype.element_ty), mask=m2)
+        else:
+            dy = do
+        # adjoint: g_t = C_t·dy_t + a_{t+1}·g_{t+1}; q enters at the chunk's last position
+        alpha = tl.exp2(dtn[:, None, :] * A2[:, :, None])
+        bg = Ct[None, :, :] * dy[:, None, :]
+        bg = tl.where(last_t, bg + q[:, :, None], bg)
+        _, g = tl.associative_scan((alpha, bg), axis=2, combine_fn=_combine, reverse=True)
+        gh = g * (hs - bb)  # g_t·a_t·h_{t-1}
+        dA_acc += tl.sum(gh * dt[:, None, :], axis=2)
+        gB = tl.sum(g * Bt[None, :, :], axis=1)
+        ddt = u * gB + tl.sum(gh * A[:, :, None], axis=1)
+        du = dt * gB + Dv[:, None] * dy
+        if HAS_D:
+            dD_acc += tl.sum(dy * u, axis=1)
+        if SOFTPLUS:
+            ddt = tl.where(raw > 20.0, ddt, ddt * _sigmoid(raw))
+        ddt = tl.where(m2, ddt, 0.0)
+        ddb_acc += tl.sum(ddt, axis=1)
+        tl.store(du_ptr + gbase + offs_d[:, None] * L + phys[None, :], du.to(du_ptr.dtype.element_ty),
+                 mask=m2)
+        tl.store(ddelta_ptr + gbase + offs_d[:, None] * L + phys[None, :],
+                 ddt.to(ddelta_ptr.dtype.element_ty), mask=m2)
+        dBc = tl.sum(g * dtu[:, None, :], axis=0)
+        dCc = tl.sum(hs * dy[:, None, :], axis=0)
+        tl.store(dBp_ptr + pbase + offs_n[:, None] * L + phys[None, :], dBc, mask=mnt)
+        tl.store(dCp_ptr + pbase + offs_n[:, None] * L + phys[None, :], dCc, mask=mnt)
+        q = tl.sum(tl.where(first, a * g, 0.0), axis=2)
+    sb = pid0.to(tl.int64) * DI  # (B * n_seg, DI[, N]) partials
+    tl.store(dAp_ptr + (sb + offs_d[:, None]) * N + offs_n[None, :], dA_acc, mask=mdn)
+    tl.store(dDp_ptr + sb + offs_d, dD_acc, mask=md)
+    tl.store(ddbp_ptr + sb + offs_d, ddb_acc, mask=md)
+    if seg == 0:
+        tl.store(dh0_ptr + dn_off, q, mask=mdn)
+
+
+# --------------------------------------------------------------------------------------------
+# launch configuration
+# --------------------------------------------------------------------------------------------
+
+_FWD_CONFIGS = [
+    triton.Config({"BLOCK_D": 32 * w, "TF": tf}, num_warps=w, num_stages=s)
+    for w in (1, 2)
+    for tf in (2, 4)
+    for s in (1, 2)
+]
+_BWD_CONFIGS = [
+    triton.Config({"BLOCK_D": bd}, num_warps=w, num_stages=s)
+    for bd in (2, 4, 8)
+    for w in (4, 8)
+    for s in (1, 2)
+]
+_AUTOTUNE_KEY = ["L", "DI", "N", "n_seg", "HAS_Z", "HAS_D", "REVERSE"]
+
+_fwd_kernel_tuned = triton.autotune(configs=_FWD_CONFIGS, key=_AUTOTUNE_KEY)(_fwd_kernel)
+_bwd_kernel_tuned = triton.autotune(configs=_BWD_CONFIGS, key=_AUTOTUNE_KEY)(_bwd_kernel)
+
+# The dB/dC partial buffers have one row per channel block; size them for the smallest BLOCK_D
+# any config can pick and sum only the rows the chosen config wrote.
+_MIN_BLOCK_D_BWD = min(c.kwargs["BLOCK_D"] for c in _BWD_CONFIGS)
+_SUMMARY_BLOCK_D = 4
+_DEFAULT_BLOCK_D = 4  # used when interpreting (no autotuning on CPU)
+_SEG_MIN_CHUNKS = 4  # module-level so tests can force sequence splits on short inputs
+_PROGRAMS_PER_SM = 8
+
+
+def _chunk_len(L: int) -> int:
+    # 64 positions per chunk keeps the [BLOCK_D, N, T] tiles in registers; shorter sequences
+    # use the smallest power of two that covers them.
+    return 64 if L >= 64 else max(16, triton.next_power_of_2(L))
+
+
+def _num_sms(device) -> int:
+    if device.type != "cuda":
+        return 8
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _plan_segments(batch: int, di: int, n_chunks: int, device) -> tuple[int, int]:
+    """(n_seg, chunks per segment): split L only when batch × channel blocks cannot fill the GPU.
+
+    Each segment keeps at least ``_SEG_MIN_CHUNKS`` chunks so the summary pass stays a small
+    fraction of the work.
+    """
+    programs = batch * triton.cdiv(di, 32)
+    target = _PROGRAMS_PER_SM * _num_sms(device)
+    n_seg = 1
+    if programs < target:
+        n_seg = min(triton.cdiv(target, programs), max(1, n_chunks // _SEG_MIN_CHUNKS))
+    seg_chunks = triton.cdiv(n_chunks, n_seg)
+    n_seg = triton.cdiv(n_chunks, seg_chunks)
+    return n_seg, seg_chunks
+
+
+def _np(N: int) -> int:
+    return max(2, triton.next_power_of_2(N))
+
+
+# --------------------------------------------------------------------------------------------
+# host wrappers
+# --------------------------------------------------------------------------------------------
+
+
+def _lastdim_contig(x):
+    return x if x.stride(-1) == 1 else x.contiguous()
+
+
+def selective_scan_triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse,
+                              initial_state, return_last_state):
+    """Launch the forward; returns ``(out, last_state or None, states, plan)``."""
+    batch, di, L = u.shape
+    N = A.shape[1]
+    T = _chunk_len(L)
+    n_chunks = triton.cdiv(L, T)
+    n_seg, seg_chunks = _plan_segments(batch, di, n_chunks, u.device)
+    NP = _np(N)
+    dev = u.device
+    f32 = torch.float32
+    out = torch.empty((batch, di, L), device=dev, dtype=u.dtype)
+    states = torch.empty((batch, di, n_chunks, N), device=dev, dtype=f32)
+    last = torch.empty((batch, di, N), device=dev, dtype=f32) if return_last_state else states
+    zz = z if z is not None else u
+    Dv = D if D is not None else A
+    db = delta_bias if delta_bias is not None else A
+    h0 = initial_state if initial_state is not None else A
+    if n_seg > 1:
+        hsum = torch.empty((batch, n_seg, di, N), device=dev, dtype=f32)
+        dsum = torch.empty((batch, n_seg, di), device=dev, dtype=f32)
+        grid = (batch * n_seg, triton.cdiv(di, _SUMMARY_BLOCK_D))
+        _fwd_summary_kernel[grid](
+            u, delta, A, B, db, hsum, dsum, L, di, N, n_seg, seg_chunks,
+            u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), B.stride(0), B.stride(1),
+            HAS_DBIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse),
+            BLOCK_D=_SUMMARY_BLOCK_D, NP=NP, T=T, num_warps=4,
+        )
+    else:
+        hsum = dsum = A
+    args = (
+        u, delta, A, B, C, Dv, zz, db, h0, hsum, dsum, out, states, last,
+        L, di, N, n_seg, seg_chunks, n_chunks,
+        u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
+        B.stride(0), B.stride(1), C.stride(0), C.stride(1),
+    )
+    flags = dict(
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_DBIAS=delta_bias is not None,
+        SOFTPLUS=bool(delta_softplus), HAS_H0=initial_state is not None, REVERSE=bool(reverse),
+        STORE_LAST=bool(return_last_state), NP=NP, T=T,
+    )
+    if not _autotuning():
+        bd = _DEFAULT_BLOCK_D if _interpreting() else 32
+        grid = (batch * n_seg, triton.cdiv(di, bd))
+        _fwd_kernel[grid](*args, **flags, BLOCK_D=bd, TF=4, num_warps=1)
+    else:
+        grid = lambda meta: (batch * n_seg, triton.cdiv(di, meta["BLOCK_D"]))  # noqa: E731
+        _fwd_kernel_tuned[grid](*args, **flags)
+    plan = (T, n_chunks, n_seg, seg_chunks)
+    return out, (last if return_last_state else None), states, plan
+
+
+def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                              reverse, states, plan):
+    """Launch the backward; returns ``(du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0)``."""
+    batch, di, L = u.shape
+    N = A.shape[1]
+    T, n_chunks, n_seg, seg_chunks = plan
+    NP = _np(N)
+    dev = u.device
+    f32 = torch.float32
+    dout = _lastdim_contig(dout)
+    zz = z if z is not None else u
+    Dv = D if D is not None else A
+    db = delta_bias if delta_bias is not None else A
+    dl = dlast.contiguous() if dlast is not None else A
+    if n_seg > 1:
+        gsum = torch.empty((batch, n_seg, di, N), device=dev, dtype=f32)
+        dsum = torch.empty((batch, n_seg, di), device=dev, dtype=f32)
+        grid = (batch * n_seg, triton.cdiv(di, _SUMMARY_BLOCK_D))
+        _bwd_summary_kernel[grid](
+            delta, A, C, zz, db, dout, gsum, dsum, L, di, N, n_seg, seg_chunks,
+            delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1), C.stride(0), C.stride(1),
+            dout.stride(0), dout.stride(1),
+            HAS_Z=z is not None, HAS_DBIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+            REVERSE=bool(reverse), BLOCK_D=_SUMMARY_BLOCK_D, NP=NP, T=T, num_warps=4,
+        )
+    else:
+        gsum = dsum = A
+    du = torch.empty((batch, di, L), device=dev, dtype=u.dtype)
+    ddelta = torch.empty((batch, di, L), device=dev, dtype=delta.dtype)
+    dz = torch.empty((batch, di, L), device=dev, dtype=z.dtype) if z is not None else du
+    block_d = _MIN_BLOCK_D_BWD if _autotuning() else _DEFAULT_BLOCK_D
+    n_dblk_max = triton.cdiv(di, block_d)
+    dBp = torch.empty((batch, n_dblk_max, N, L), device=dev, dtype=f32)
+    dCp = torch.empty((batch, n_dblk_max, N, L), device=dev, dtype=f32)
+    dAp = torch.empty((batch * n_seg, di, N), device=dev, dtype=f32)
+    dDp = torch.empty((batch * n_seg, di), device=dev, dtype=f32)
+    ddbp = torch.empty((batch * n_seg, di), device=dev, dtype=f32)
+    dh0 = torch.empty((batch, di, N), device=dev, dtype=f32)
+    args = (
+        u, delta, A, B, C, Dv, zz, db, dout, states, dl, gsum, dsum,
+        du, ddelta, dz, dBp, dCp, dAp, dDp, ddbp, dh0,
+        L, di, N, n_seg, seg_chunks, n_chunks, n_dblk_max,
+        u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
+        B.stride(0), B.stride(1), C.stride(0), C.stride(1), dout.stride(0), dout.stride(1),
+    )
+    flags = dict(
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_DBIAS=delta_bias is not None,
+        SOFTPLUS=bool(delta_softplus), HAS_DLAST=dlast is not None, REVERSE=bool(reverse),
+        NP=NP, T=T,
+    )
+    if not _autotuning():
+        grid = (batch * n_seg, triton.cdiv(di, block_d))
+        _bwd_kernel[grid](*args, **flags, BLOCK_D=block_d, num_warps=4 if _interpreting() else 8)
+        used_bd = block_d
+    else:
+        grid = lambda meta: (batch * n_seg, triton.cdiv(di, meta["BLOCK_D"]))  # noqa: E731
+        _bwd_kernel_tuned[grid](*args, **flags)
+        used_bd = _bwd_kernel_tuned.best_config.kwargs["BLOCK_D"]
+    n_used = triton.cdiv(di, used_bd)
+    dB = dBp[:, :n_used].sum(dim=1).to(B.dtype)
+    dC = dCp[:, :n_used].sum(dim=1).to(C.dtype)
+    dA = dAp.sum(dim=0)
+    dD = dDp.sum(dim=0) if D is not None else None
+    ddb = ddbp.sum(dim=0) if delta_bias is not None else None
+    return du, ddelta, dA, dB, dC, dD, (dz if z is not None else None), ddb, dh0
+
+
+# --------------------------------------------------------------------------------------------
+# autograd + public entry point
+# --------------------------------------------------------------------------------------------
+
+
+class SelectiveScanTritonFunc(torch.autograd.Function):
+    """``apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, reverse,
+    initial_state)``: Triton forward and backward; saves the inputs and the chunk-start states
+    ``(B, d_inner, cdiv(L, 64), N)`` fp32, never per-step states."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
+                reverse, initial_state):
+        out, last, states, plan = selective_scan_triton_fwd(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, initial_state,
+            return_last_state)
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
+        ctx.flags = (bool(delta_softplus), bool(reverse), plan)
+        ctx.has_h0 = initial_state is not None
+        ctx.return_last_state = return_last_state
+        if return_last_state:
+            return out, last
+        return out
+
+    @staticmethod
+    def backward(ctx, dout, *rest):
+        u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
+        softplus, reverse, plan = ctx.flags
+        dlast = rest[0] if (ctx.return_last_state and rest) else None
+        du, ddelta, dA, dB, dC, dD, dz, ddb, dh0 = selective_scan_triton_bwd(
+            dout, dlast, u, delta, A, B, C, D, z, delta_bias, softplus, reverse, states, plan)
+        return (du, ddelta, dA, dB, dC, dD, dz, ddb, None, None, None,
+                dh0 if ctx.has_h0 else None)
+
+
+def _check(name, t, shape, dtypes):
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"selective_scan_triton: {name} must be a tensor; got {type(t).__name__}")
+    if tuple(t.shape) != tuple(shape):
+        raise ValueError(f"selective_scan_triton: {name} must have shape {tuple(shape)}; "
+                         f"got {tuple(t.shape)}")
+    if t.dtype not in dtypes:
+        raise TypeError(f"selective_scan_triton: {name} must have dtype in "
+                        f"{[str(d) for d in dtypes]}; got {t.dtype}")
+
+
+_ACT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None,
+                          delta_softplus=False, return_last_state=False, reverse=False,
+                          initial_state=None):
+    """Mamba-1 selective scan on CUDA through Triton (forward and backward).
+
+    Parameters
+    ----------
+    u, delta : torch.Tensor, shape (batch, d_inner, L), fp32/bf16/fp16
+        Input and raw step sizes; ``delta`` may have its own floating dtype.
+    A : torch.Tensor, shape (d_inner, N), fp32
+    B, C : torch.Tensor, shape (batch, N, L), dtype of ``u``
+    D : torch.Tensor, shape (d_inner,), fp32, optional
+        Skip connection ``D·u``.
+    z : torch.Tensor, shape (batch, d_inner, L), optional
+        Gate: the output is multiplied by ``silu(z)``.
+    delta_bias : torch.Tensor, shape (d_inner,), fp32, optional
+    delta_softplus : bool
+        Apply softplus (threshold 20) to ``delta + delta_bias``.
+    return_last_state : bool
+        Also return the state after the last scanned position.
+    reverse : bool
+        Scan from position L-1 down to 0 (no flipped copies are made).
+    initial_state : torch.Tensor, shape (batch, d_inner, N), fp32, optional
+
+    Returns
+    -------
+    out : torch.Tensor, shape (batch, d_inner, L), dtype of ``u``
+    last_state : torch.Tensor, shape (batch, d_inner, N), fp32 (only if ``return_last_state``)
+    """
+    if not isinstance(u, torch.Tensor) or u.ndim != 3:
+        raise ValueError("selective_scan_triton: u must have shape (batch, d_inner, L); got "
+                         f"{tuple(u.shape) if isinstance(u, torch.Tensor) else type(u).__name__}")
+    batch, di, L = u.shape
+    if L < 1 or di < 1 or batch < 1:
+        raise ValueError(f"selective_scan_triton: empty input of shape {tuple(u.shape)}")
+    if u.dtype not in _ACT_DTYPES:
+        raise TypeError(f"selective_scan_triton: u must be fp32/bf16/fp16; got {u.dtype}")
+    if A.ndim != 2 or A.shape[0] != di:
+        raise ValueError(f"selective_scan_triton: A must have shape (d_inner={di}, N); "
+                         f"got {tuple(A.shape)}")
+    N = A.shape[1]
+    _check("delta", delta, (batch, di, L), _ACT_DTYPES)
+    _check("A", A, (di, N), (torch.float32,))
+    _check("B", B, (batch, N, L), _ACT_DTYPES)
+    _check("C", C, (batch, N, L), _ACT_DTYPES)
+    if D is not None:
+        _check("D", D, (di,), (torch.float32,))
+    if z is not None:
+        _check("z", z, (batch, di, L), _ACT_DTYPES)
+    if delta_bias is not None:
+        _check("delta_bias", delta_bias, (di,), (torch.float32,))
+    if initial_state is not None:
+        _check("initial_state", initial_state, (batch, di, N), (torch.float32,))
+    tensors = [t for t in (u, delta, A, B, C, D, z, delta_bias, initial_state) if t is not None]
+    if not _interpreting() and not all(t.is_cuda for t in tensors):
+        raise ValueError("selective_scan_triton: all tensors must be CUDA tensors")
+    if len({t.device for t in tensors}) != 1:
+        raise ValueError("selective_scan_triton: all tensors must be on one device")
+    u, delta, B, C = (_lastdim_contig(t) for t in (u, delta, B, C))
+    z = _lastdim_contig(z) if z is not None else None
+    A = A.contiguous()
+    D = D.contiguous() if D is not None else None
+    delta_bias = delta_bias.contiguous() if delta_bias is not None else None
+    initial_state = initial_state.contiguous() if initial_state is not None else None
+    res = SelectiveScanTritonFunc.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
+                                        bool(return_last_state), bool(reverse), initial_state)
+    return res
