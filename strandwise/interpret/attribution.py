@@ -15,8 +15,8 @@ depthwise conv + per-example normalisation, so :func:`conv_norm_deeplift_rule` i
    ``a``/``a'`` the centred conv outputs of example/reference, ``v̄ = (v + v')/2`` and
    ``ρ = Δv/Δσ² = −v²v'²/(v + v')``, the multiplier applied to the upstream gradient ``g`` is
    ``m = v̄·(g − mean g) + ρ·(a + a')·Σ(g·(a + a'))/(2M)``;
-3. push ``m`` back through the conv with autograd (a linear map, so its gradient is its DeepLIFT
-   multiplier).
+3. push ``m`` back through the conv (a linear map, so its multiplier is its transpose: the same
+   three taps in reverse order).
 
 Every step's multiplier is exact (the product ``a·v`` by the midpoint rule, ``σ²`` is a sum of
 squares ``Σ(a + a')·Δa/M``), so attributions sum to ``f(X) − f(reference)`` for each reference up
@@ -211,20 +211,16 @@ def conv_norm_deeplift_rule(module, grad_input, grad_output):
     """
     x_all = module.input
     ct = torch.float64 if x_all.dtype == torch.float64 else torch.float32
-    x, x_ref = x_all.to(ct).chunk(2)
-    g, g_ref = grad_output[0].to(ct).chunk(2)
     w = module.conv_weight.detach().to(ct)
     d = module.dilation
     with torch.no_grad():
-        y = _dilated_conv(x, w, d)
-        y_ref = _dilated_conv(x_ref, w, d)
-        m = _norm_multiplier(y, y_ref, g, CONV_NORM_EPS)
-        m_ref = _norm_multiplier(y, y_ref, g_ref, CONV_NORM_EPS)
-    # The conv is linear, so its gradient is its multiplier: transpose-convolve via autograd.
-    with torch.enable_grad():
-        probe = torch.zeros_like(x_all, dtype=ct).requires_grad_(True)
-        out = _dilated_conv(probe, w, d)
-        (dx,) = torch.autograd.grad(out, probe, grad_outputs=torch.cat([m, m_ref]))
+        y, y_ref = _dilated_conv(x_all.to(ct), w, d).chunk(2)
+        g, g_ref = grad_output[0].to(ct).chunk(2)
+        m = torch.cat([_norm_multiplier(y, y_ref, g, CONV_NORM_EPS),
+                       _norm_multiplier(y, y_ref, g_ref, CONV_NORM_EPS)])
+        # The conv is linear, so its multiplier is its transpose: the same 3-tap conv with the
+        # taps reversed (dx[p] = w0·m[p+d] + w1·m[p] + w2·m[p−d]).
+        dx = _dilated_conv(m, w.flip(0), d)
     return (dx.to(grad_input[0].dtype),)
 
 
