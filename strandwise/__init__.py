@@ -8,11 +8,16 @@ from strandwise.kernels import (
     fused_dilated_conv_norm,
 )
 from strandwise.models import CheriBlock, Cherimoya
+from strandwise.interpret import ExpectedCountsWrapper, LogCountWrapper, ProfileWrapper, ControlWrapper
 
 __all__ = [
     "__version__",
     "CheriBlock",
     "Cherimoya",
+    "ControlWrapper",
+    "ExpectedCountsWrapper",
+    "LogCountWrapper",
+    "ProfileWrapper",
     "FusedDilatedConvNormFunc",
     "_cheri_conv_norm_cpu",
     "fused_dilated_conv_norm",
