@@ -51,3 +51,16 @@ def test_file_round_trip(tmp_path):
         load_config_file(bad)
     with pytest.raises(FileNotFoundError):
         load_config_file(tmp_path / "missing.json")
+
+
+def test_atomic_writes_get_umask_permissions(tmp_path):
+    import os
+
+    from strandwise.io.atomic import atomic_write_text
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(umask)
+    assert (os.stat(tmp_path / "a.txt").st_mode & 0o777) == 0o644

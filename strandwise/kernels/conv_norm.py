@@ -111,13 +111,17 @@ def _cheri_conv_norm_cpu(
     """
     _check_conv_norm_inputs(x, w, dilation)
     ct = _compute_dtype(x.dtype)
-    C = x.shape[-1]
-    # Depthwise conv on a channels-first view, then layer_norm over the whole (C, L) plane:
-    # two fused ops with fused backwards (about 2x faster on CPU than the tap-by-tap form that
-    # conv_norm_forward_reference spells out; the tests hold them to 1e-6 of each other).
-    y = F.conv1d(x.to(ct).transpose(1, 2), w.to(ct).T.unsqueeze(1), padding=dilation,
-                 dilation=dilation, groups=C)
-    out = F.layer_norm(y, y.shape[1:], eps=eps).transpose(1, 2)
+    xc, wc = x.to(ct), w.to(ct)
+    L = x.shape[1]
+    # Shifted in-place adds for the taps, then one fused layer_norm over the whole (L, C) plane:
+    # about 2x faster on CPU than the padded tap-by-tap form of conv_norm_forward_reference
+    # (the tests hold the two within 1e-6). Depthwise F.conv1d is avoided on purpose: its CPU
+    # backward is pathologically slow at large dilations.
+    y = xc * wc[1]
+    if dilation < L:
+        y[:, dilation:] += xc[:, :-dilation] * wc[0]
+        y[:, :-dilation] += xc[:, dilation:] * wc[2]
+    out = F.layer_norm(y, y.shape[1:], eps=eps)
     return out.to(x.dtype)
 
 

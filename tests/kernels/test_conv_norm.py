@@ -172,3 +172,14 @@ def test_dispatcher_never_selects_triton_on_cpu(monkeypatch):
     w = torch.randn(3, 4)
     fused_dilated_conv_norm(x, w, 1)
     FusedDilatedConvNormFunc.apply(x, w, 1)
+
+
+@pytest.mark.parametrize("d", [1, 3, 64, 300])
+def test_fast_reference_matches_padded_tap_form(d):
+    from strandwise.kernels.conv_norm import conv_norm_forward_reference
+
+    g = torch.Generator().manual_seed(d)
+    x = torch.randn(3, 257, 16, generator=g)
+    w = torch.randn(3, 16, generator=g)
+    torch.testing.assert_close(_cheri_conv_norm_cpu(x, w, d), conv_norm_forward_reference(x, w, d)[0],
+                               atol=1e-6, rtol=1e-5)
