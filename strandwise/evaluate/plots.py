@@ -62,7 +62,8 @@ def plot_profiles(observed, predicted, titles, path, track_names=None) -> None:
     observed = np.asarray(observed)
     predicted = np.asarray(predicted)
     n, O, _ = observed.shape
-    fig, axes = plt.subplots(n, 1, figsize=(10, 1.9 * n), squeeze=False)
+    fig, axes = plt.subplots(n, 1, figsize=(10, 2.1 * n), squeeze=False)
+    fig.subplots_adjust(hspace=0.55)
     for i in range(n):
         ax = axes[i, 0]
         for o in range(O):
