@@ -18,12 +18,20 @@ def register(sub) -> None:
     )
     p.add_argument("config", help="JSON or YAML config file")
     p.add_argument("--resume", action="store_true", help="continue from output_dir/last.ckpt")
+    p.add_argument("--devices", type=int,
+                   help="train on N devices with DDP (GPUs if present, else CPU processes); "
+                   "batch_size stays the global batch, so results match one device")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    cfg = load_fit_config(args.config)
+    overrides = {}
+    if args.devices is not None:
+        if args.devices < 1:
+            raise ValueError("--devices must be >= 1")
+        overrides["train"] = {"devices": args.devices, "strategy": "ddp" if args.devices > 1 else "auto"}
+    cfg = load_fit_config(args.config, overrides)
     result = run_fit(cfg, resume=args.resume, quiet=args.quiet)
     return 0 if result is not None else 1
 

@@ -200,12 +200,22 @@ class _EvalBatchSampler(EpochBatchSampler):
             yield [(self.epoch, i) for i in range(b * self.batch_size, min(self.n, (b + 1) * self.batch_size))]
 
 
-def _loader(ds, batch_size, num_workers, train: bool):
-    """Batches of ``(epoch, idx)`` keys, so each item is a pure function of (seed, epoch, idx)."""
+def _loader(ds, batch_size, num_workers, train: bool, rank: int = 0, world_size: int = 1):
+    """Batches of ``(epoch, idx)`` keys, so each item is a pure function of (seed, epoch, idx).
+
+    Training under data parallelism: ``batch_size`` is the global batch and rank ``r`` takes the
+    ``r``-th contiguous slice of every global batch, so a step sees the same examples whatever
+    the number of devices. Validation is not sharded: every rank scores the whole set.
+    """
     n = len(ds)
     if train:
         # floor(n / batch) batches; a set smaller than one batch trains on one short batch
-        sampler = EpochBatchSampler(n, min(batch_size, n))
+        global_batch = min(batch_size, n)
+        if global_batch % world_size:
+            raise ValueError(
+                f"batch_size {global_batch} must be divisible by the number of devices ({world_size})"
+            )
+        sampler = EpochBatchSampler(n, global_batch, rank=rank, world_size=world_size)
     else:
         sampler = _EvalBatchSampler(n, batch_size)
     return DataLoader(ds, batch_sampler=sampler, num_workers=num_workers, persistent_workers=False)
@@ -267,12 +277,11 @@ def fit(model, train, valid=None, config: TrainConfig | None = None, output_dir:
     valid_ds = _as_dataset(valid, model, config, train=False)
     if len(train_ds) == 0:
         raise ValueError("the training set is empty")
-    train_dl = _loader(train_ds, config.batch_size, config.num_workers, True)
-    valid_dl = None if valid_ds is None else _loader(valid_ds, config.validation_batch_size, config.num_workers, False)
-    steps = len(train_dl)
+    steps = max(1, len(train_ds) // min(config.batch_size, len(train_ds)))
     if config.init_count_bias and not (resume and output_dir and os.path.exists(os.path.join(output_dir, "last.ckpt"))):
         init_count_bias(model, train_ds)
     module = CherimoyaModule(model, config, steps)
+    module.attach_data(train_ds, valid_ds, _loader)
 
     cbs = list(callbacks or [])
     ckpt_path = None
@@ -308,7 +317,7 @@ def fit(model, train, valid=None, config: TrainConfig | None = None, output_dir:
             default_root_dir=output_dir or os.getcwd(),
             deterministic=False,
         )
-        trainer.fit(module, train_dl, valid_dl, ckpt_path=ckpt_path)
+        trainer.fit(module, ckpt_path=ckpt_path)
 
     # Final EMA weights, then the best epoch's (if validation ran).
     final_state = module.ema.shadow_state_dict(model)

@@ -136,6 +136,20 @@ class CherimoyaModule(L.LightningModule):
         self._reset_epoch_sums()
 
     # ------------------------------------------------------------- set-up
+    def attach_data(self, train_ds, valid_ds, make_loader) -> None:
+        """Datasets whose loaders are built once the trainer knows this process's rank."""
+        self._train_ds, self._valid_ds, self._make_loader = train_ds, valid_ds, make_loader
+
+    def train_dataloader(self):
+        t = self.trainer
+        return self._make_loader(self._train_ds, self.config.batch_size, self.config.num_workers, True,
+                                 rank=t.global_rank, world_size=t.world_size)
+
+    def val_dataloader(self):
+        if self._valid_ds is None:
+            return []
+        return self._make_loader(self._valid_ds, self.config.validation_batch_size, self.config.num_workers, False)
+
     def configure_optimizers(self):
         opts = build_optimizers(self.model, self.config.optimizer)
         scheds = build_schedulers(opts, self.warmup_steps, self.decay_steps, self.config.optimizer)
@@ -222,13 +236,18 @@ class CherimoyaModule(L.LightningModule):
         self.ema.restore(self.model)
         if self.trainer.sanity_checking:
             return
+        train_sums = torch.tensor([self._sum_mnll, self._sum_count], device=self.device)
+        if self.trainer.world_size > 1:
+            # each rank saw its slice of every global batch: average to the global epoch mean
+            train_sums = self.trainer.strategy.reduce(train_sums, reduce_op="mean")
+        train_sums = train_sums.tolist()
         row = {
             "epoch": self.current_epoch,
             "iteration": self.step_count,
             "train_time": time.perf_counter() - self._epoch_start,
             "valid_time": time.perf_counter() - self._val_start,
-            "train_mnll": self._sum_mnll / max(1, self._n_steps),
-            "train_count_mse": self._sum_count / max(1, self._n_steps),
+            "train_mnll": train_sums[0] / max(1, self._n_steps),
+            "train_count_mse": train_sums[1] / max(1, self._n_steps),
             **metrics,
             "saved": bool(improved),
         }
@@ -240,16 +259,9 @@ class CherimoyaModule(L.LightningModule):
             self.trainer.should_stop = True
 
     def _gather_validation(self):
-        logits = torch.cat(self._val["logits"])
-        counts = torch.cat(self._val["counts"])
-        y = torch.cat(self._val["y"])
-        labels = torch.cat(self._val["labels"])
-        if self.trainer.world_size > 1:
-            logits, counts, y, labels = (
-                self.all_gather(t.to(self.device)).reshape(-1, *t.shape[1:]).cpu()
-                for t in (logits, counts, y, labels)
-            )
-        return logits, counts, y, labels
+        # Every rank scores the whole validation set (it is not sharded), so no gather is needed
+        # and all ranks take the same best-epoch and early-stopping decisions.
+        return tuple(torch.cat(self._val[k]) for k in ("logits", "counts", "y", "labels"))
 
     # ------------------------------------------------------- checkpointing
     def on_save_checkpoint(self, checkpoint):
