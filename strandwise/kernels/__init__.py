@@ -8,6 +8,11 @@ from strandwise.kernels.conv_norm import (
     fused_dilated_conv_norm,
     triton_available,
 )
+from strandwise.kernels.selective_scan import (
+    selective_scan_chunked,
+    selective_scan_fn,
+    selective_scan_naive,
+)
 
 __all__ = [
     "CONV_NORM_EPS",
@@ -16,4 +21,7 @@ __all__ = [
     "_cheri_conv_norm_cpu",
     "fused_dilated_conv_norm",
     "triton_available",
+    "selective_scan_chunked",
+    "selective_scan_fn",
+    "selective_scan_naive",
 ]
