@@ -208,6 +208,7 @@ class SelectiveScanChunkedFn(torch.autograd.Function):
         n_chunks = max(1, -(-L // chunk_size))
         starts = u.new_empty(n_chunks, bsz, di, N, dtype=ct)
         dtT, uT, BT, CT = (_position_major(t, ct) for t in (dt, u, B, C))
+        del dt  # keep peak memory at a few (b, di, L) tensors
         yT = u.new_empty(L, bsz, di, dtype=ct)
         for k in range(n_chunks):
             s, e = k * chunk_size, min(L, (k + 1) * chunk_size)
@@ -219,10 +220,10 @@ class SelectiveScanChunkedFn(torch.autograd.Function):
             h = hs[-1].clone()
             del hs
         del dtT, uT, BT, CT
-        y = yT.permute(1, 2, 0)
+        y = yT.permute(1, 2, 0)  # owns its storage: update in place
         if D is not None:
-            y = y + D.to(ct)[:, None] * u.to(ct)
-        out = y * F.silu(z.to(ct)) if z is not None else y
+            y.addcmul_(D.to(ct)[:, None], u.to(ct))
+        out = y.mul_(F.silu(z.to(ct))) if z is not None else y
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state, starts)
         ctx.delta_softplus = delta_softplus
         ctx.chunk_size = chunk_size
@@ -272,18 +273,20 @@ class SelectiveScanChunkedFn(torch.autograd.Function):
             g = dAc[0] * gs[0]  # gradient w.r.t. the state entering this chunk
             # dC_t[n] = Σ_c dy_t[c]·h_t[c,n]
             dCT[s:e] = torch.matmul(dyc[:, :, None, :], hs).squeeze(-2)
-            # g·a·h_{t-1}: reuse dAc's storage (no longer needed after this line).
-            hs[1:] = hs[:-1].clone()
-            hs[0] = h0
-            decay = dAc.mul_(hs).mul_(gs)
+            # decay = g_t·a_t·h_{t-1}, built in dAc's storage (a_t is no longer needed).
+            dAc[1:].mul_(hs[:-1])
+            dAc[0].mul_(h0)
+            decay = dAc.mul_(gs)
             del hs
             gB = torch.matmul(gs, Bc[..., None]).squeeze(-1)  # Σ_n g·B  (T, b, di)
             # dB_t[n] = Σ_c g_t[c,n]·Δ_t[c]·u_t[c]
             dBT[s:e] = torch.matmul((dtc * uc)[:, :, None, :], gs).squeeze(-2)
+            del gs
             duT[s:e] = gB * dtc
+            # dΔ_t[c] = Σ_n g·(B·u + A·a·h_{t-1});  dA[c,n] = Σ_{b,t} g·Δ·a·h_{t-1}
             ddtT[s:e] = gB * uc + (decay * A_).sum(-1)
-            dA += torch.einsum("tbdn,tbd->dn", decay, dtc)
-            del gs, dAc, decay
+            dA += decay.mul_(dtc[..., None]).sum(dim=(0, 1))
+            del dAc, decay
         du = du + duT.permute(1, 2, 0)
         ddt = ddtT.permute(1, 2, 0)
         dB = dBT.permute(1, 2, 0)
