@@ -34,7 +34,7 @@ EXPECTED = {
     "caduceus-ps_seqlen-1k_d_model-118_n_layer-4_lr-8e-3": (470_702, 72, 81),
     "caduceus-ph_seqlen-1k_d_model-118_n_layer-4_lr-8e-3": (470_702, 70, 79),
 }
-SMALL = [k for k in EXPECTED if "1k" in k]
+SMALL = [k for k in EXPECTED if "seqlen-1k" in k]
 
 
 def spec_keys(d, n_layer, rcps):
