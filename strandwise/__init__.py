@@ -2,6 +2,8 @@
 
 from strandwise._version import __version__
 from strandwise.io import one_hot_encode, string_reverse_complement
+from strandwise.io.tokenizer import CaduceusTokenizer, CharacterTokenizer
+from strandwise.kernels.selective_scan import selective_scan_fn
 from strandwise.kernels import (
     FusedDilatedConvNormFunc,
     _cheri_conv_norm_cpu,
@@ -9,6 +11,22 @@ from strandwise.kernels import (
 )
 from strandwise.models import CheriBlock, Cherimoya
 from strandwise.interpret import ExpectedCountsWrapper, LogCountWrapper, ProfileWrapper, ControlWrapper
+from strandwise.models.caduceus import (
+    BiMambaWrapper,
+    Caduceus,
+    CaduceusConfig,
+    CaduceusForMaskedLM,
+    CaduceusForSequenceClassification,
+    CaduceusProjector,
+    DNAEmbeddingModelCaduceus,
+    RCPSAddNormWrapper,
+    RCPSEmbedding,
+    RCPSLMHead,
+    RCPSMambaBlock,
+    RCPSWrapper,
+    load_caduceus,
+)
+from strandwise.models.mamba import Mamba
 
 __all__ = [
     "__version__",
@@ -23,4 +41,21 @@ __all__ = [
     "fused_dilated_conv_norm",
     "one_hot_encode",
     "string_reverse_complement",
+    "CaduceusTokenizer",
+    "CharacterTokenizer",
+    "selective_scan_fn",
+    "BiMambaWrapper",
+    "Caduceus",
+    "CaduceusConfig",
+    "CaduceusForMaskedLM",
+    "CaduceusForSequenceClassification",
+    "CaduceusProjector",
+    "DNAEmbeddingModelCaduceus",
+    "RCPSAddNormWrapper",
+    "RCPSEmbedding",
+    "RCPSLMHead",
+    "RCPSMambaBlock",
+    "RCPSWrapper",
+    "load_caduceus",
+    "Mamba",
 ]

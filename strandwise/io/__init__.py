@@ -29,6 +29,14 @@ from strandwise.io.sequence import (
     reverse_complement_one_hot,
     string_reverse_complement,
 )
+from strandwise.io.tokenizer import (
+    CaduceusTokenizer,
+    CharacterTokenizer,
+    complement_map_tensor,
+    ids_to_one_hot,
+    n_to_pad,
+    reverse_complement_ids,
+)
 
 __all__ = [
     "ATAC_SHIFT",
@@ -62,4 +70,10 @@ __all__ = [
     "one_hot_encode",
     "reverse_complement_one_hot",
     "string_reverse_complement",
+    "CaduceusTokenizer",
+    "CharacterTokenizer",
+    "complement_map_tensor",
+    "ids_to_one_hot",
+    "n_to_pad",
+    "reverse_complement_ids",
 ]

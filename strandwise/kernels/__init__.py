@@ -14,6 +14,11 @@ from strandwise.kernels.conv_norm import (
     fused_dilated_conv_norm,
     triton_available,
 )
+from strandwise.kernels.selective_scan import (
+    selective_scan_chunked,
+    selective_scan_fn,
+    selective_scan_naive,
+)
 
 __all__ = [
     "CONV_NORM_EPS",
@@ -26,4 +31,7 @@ __all__ = [
     "cheri_block_reference",
     "cheri_infer_eligible",
     "clear_derived_weight_cache",
+    "selective_scan_chunked",
+    "selective_scan_fn",
+    "selective_scan_naive",
 ]

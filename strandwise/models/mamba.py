@@ -1,0 +1,201 @@
+"""Our own Mamba-1 mixer and RMSNorm with fused add+norm semantics (spec ``caduceus.md`` §5).
+
+Key names and shapes match upstream Mamba ``v1.2.0.post1`` so published Caduceus weights load:
+``A_log (di, N)``, ``D (di,)``, ``in_proj.weight (2di, d)``, ``conv1d.weight (di, 1, 4)``,
+``conv1d.bias (di,)``, ``x_proj.weight (r+2N, di)``, ``dt_proj.weight (di, r)``,
+``dt_proj.bias (di,)``, ``out_proj.weight (d, di)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from strandwise.kernels.selective_scan import selective_scan_fn
+
+__all__ = ["Mamba", "RMSNorm", "rms_norm", "causal_conv1d"]
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """``x · (mean_c(x²) + eps)^(-1/2) · w`` over the last axis, computed in fp32 (fp64 stays fp64).
+
+    Returns the result in fp32/fp64; callers cast to the dtype they store.
+    """
+    ct = torch.float64 if x.dtype == torch.float64 else torch.float32
+    xf = x.to(ct)
+    return xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * weight.to(ct)
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm (no bias, no mean subtraction) with the fused add+norm call of upstream Mamba.
+
+    ``forward(x, residual=None, prenorm=False, residual_in_fp32=False)``:
+
+    * ``S = x + residual`` is computed in fp32 (``S = x`` without a residual);
+    * the normalised output ``rms_w(S)`` is returned in ``x``'s dtype;
+    * with ``prenorm`` the new residual ``S`` is returned too, in the incoming residual's dtype, or
+      (no residual) fp32 if ``residual_in_fp32`` else ``x``'s dtype. Because Caduceus' first
+      residual is the fp32 embedding output, the residual stream stays fp32 under autocast.
+
+    Parameters
+    ----------
+    hidden_size : int
+    eps : float
+    """
+
+    def __init__(self, hidden_size: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = float(eps)
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+
+    def forward(self, x, residual=None, prenorm=False, residual_in_fp32=False):
+        ct = torch.float64 if x.dtype == torch.float64 else torch.float32
+        s = x.to(ct) if residual is None else x.to(ct) + residual.to(ct)
+        out = rms_norm(s, self.weight, self.eps).to(x.dtype)
+        if not prenorm:
+            return out
+        if residual is not None:
+            res_dtype = residual.dtype
+        else:
+            res_dtype = ct if residual_in_fp32 else x.dtype
+        return out, s.to(res_dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.eps}"
+
+
+def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, reverse: bool = False):
+    """Depthwise conv over L with kernel ``k``: causal (``w[k-1]`` multiplies ``x_t``) or anti-causal.
+
+    Causal: ``c_t = b + Σ_j w[j]·x_{t-(k-1)+j}`` (zero left padding) = ``conv1d(pad=k-1)[..., :L]``.
+    Anti-causal (``reverse``): ``c_t = b + Σ_j w[j]·x_{t+(k-1)-j}`` = flip_L(causal(flip_L(x))).
+
+    Parameters
+    ----------
+    x : (B, di, L); weight : (di, 1, k); bias : (di,) or None
+    """
+    k = weight.shape[-1]
+    if reverse:
+        return F.conv1d(F.pad(x, (0, k - 1)), weight.flip(-1), bias, groups=x.shape[1])
+    return F.conv1d(F.pad(x, (k - 1, 0)), weight, bias, groups=x.shape[1])
+
+
+class Mamba(nn.Module):
+    """Mamba-1 mixer (spec §5.1): in_proj → causal depthwise conv → SiLU → x_proj → dt_proj →
+    selective scan (Δ softplus inside, D skip, SiLU(z) gate) → out_proj.
+
+    Parameters
+    ----------
+    d_model : int
+    d_state : int
+        N (16 in every published Caduceus).
+    d_conv : int
+        Conv kernel width (4).
+    expand : int
+        ``d_inner = expand·d_model``.
+    dt_rank : int or "auto"
+        ``ceil(d_model / 16)`` when "auto".
+    dt_min, dt_max, dt_init, dt_scale, dt_init_floor
+        Initialisation of ``dt_proj`` (spec §5.3).
+    conv_bias, bias : bool
+        Bias on conv1d (True) / on in_proj and out_proj (False).
+    use_fast_path, layer_idx
+        Accepted for config compatibility; the kernel is chosen by :func:`selective_scan_fn`.
+
+    Forward: ``u (B, L, d_model) -> (B, L, d_model)``; ``reverse=True`` runs the mixer
+    anti-causally, i.e. equals ``flip_L(M(flip_L(u)))`` without materialising flips of the
+    ``(B, L, ·, N)`` work.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_rank="auto",
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_init: str = "random",
+        dt_scale: float = 1.0,
+        dt_init_floor: float = 1e-4,
+        conv_bias: bool = True,
+        bias: bool = False,
+        use_fast_path: bool = True,
+        layer_idx: int | None = None,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        fk = {"device": device, "dtype": dtype}
+        self.d_model = int(d_model)
+        self.d_state = int(d_state)
+        self.d_conv = int(d_conv)
+        self.expand = int(expand)
+        self.d_inner = self.expand * self.d_model
+        self.dt_rank = math.ceil(self.d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.use_fast_path = use_fast_path
+        self.layer_idx = layer_idx
+        if dt_init not in ("random", "constant"):
+            raise ValueError(f"dt_init must be 'random' or 'constant'; got {dt_init!r}")
+
+        # S4D-real initialisation A = -[1..N] per channel; kept in fp32 (spec §5.3).
+        A = torch.arange(1, self.d_state + 1, dtype=torch.float32, device=device).repeat(self.d_inner, 1)
+        self.A_log = nn.Parameter(torch.log(A))
+        self.A_log._no_weight_decay = True
+        self.D = nn.Parameter(torch.ones(self.d_inner, device=device))
+        self.D._no_weight_decay = True
+
+        self.in_proj = nn.Linear(self.d_model, 2 * self.d_inner, bias=bias, **fk)
+        self.conv1d = nn.Conv1d(
+            self.d_inner, self.d_inner, kernel_size=self.d_conv, groups=self.d_inner,
+            bias=conv_bias, padding=self.d_conv - 1, **fk,
+        )
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * self.d_state, bias=False, **fk)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True, **fk)
+        self.out_proj = nn.Linear(self.d_inner, self.d_model, bias=bias, **fk)
+
+        with torch.no_grad():
+            std = self.dt_rank ** -0.5 * dt_scale
+            if dt_init == "random":
+                nn.init.uniform_(self.dt_proj.weight, -std, std)
+            else:
+                nn.init.constant_(self.dt_proj.weight, std)
+            # dt ~ log-uniform in [dt_min, dt_max]; bias = softplus^{-1}(dt) so softplus(bias) = dt.
+            dt = torch.exp(
+                torch.rand(self.d_inner, device=device) * (math.log(dt_max) - math.log(dt_min))
+                + math.log(dt_min)
+            ).clamp(min=dt_init_floor)
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+        self.dt_proj.bias._no_reinit = True
+
+    def forward(self, hidden_states: torch.Tensor, reverse: bool = False, inference_params=None):
+        if hidden_states.ndim != 3 or hidden_states.shape[-1] != self.d_model:
+            raise ValueError(
+                f"Mamba(d_model={self.d_model}) expects (B, L, {self.d_model}); got "
+                f"{tuple(hidden_states.shape)}"
+            )
+        L = hidden_states.shape[1]
+        xz = self.in_proj(hidden_states)  # (B, L, 2di)
+        x = xz[..., : self.d_inner].transpose(1, 2)  # (B, di, L)
+        z = xz[..., self.d_inner :].transpose(1, 2)
+        x = F.silu(causal_conv1d(x, self.conv1d.weight, self.conv1d.bias, reverse=reverse))
+        x_dbl = self.x_proj(x.transpose(1, 2))  # (B, L, r+2N)
+        dt_low, Bm, Cm = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.linear(dt_low, self.dt_proj.weight).transpose(1, 2)  # bias added inside the scan
+        A = -torch.exp(self.A_log.float())
+        y = selective_scan_fn(
+            x, delta, A, Bm.transpose(1, 2), Cm.transpose(1, 2), D=self.D.float(), z=z,
+            delta_bias=self.dt_proj.bias.float(), delta_softplus=True, reverse=reverse,
+        )
+        assert y.shape[-1] == L
+        return self.out_proj(y.transpose(1, 2))
+
+    def extra_repr(self) -> str:
+        return (
+            f"d_model={self.d_model}, d_inner={self.d_inner}, d_state={self.d_state}, "
+            f"d_conv={self.d_conv}, dt_rank={self.dt_rank}"
+        )
