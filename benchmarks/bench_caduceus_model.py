@@ -1,0 +1,111 @@
+"""Caduceus-PS 131k (d_model 256, 16 layers) throughput and memory, GPU or CPU.
+
+    python benchmarks/bench_caduceus_model.py [--out results.json]          # GPU: 131,072 bp
+    python benchmarks/bench_caduceus_model.py --cpu --length 1024 --batch 8  # this CPU
+
+Training step = forward + masked-LM loss + backward + AdamW step, bf16 autocast on GPU (fp32 on
+CPU), with and without per-block activation checkpointing; inference = no-grad forward. Prints a
+table and writes JSON.
+"""
+
+import argparse
+import json
+import time
+
+import torch
+
+from strandwise.models.caduceus import CaduceusForMaskedLM, published_config
+
+
+def set_checkpointing(model, on: bool):
+    for m in model.modules():
+        if hasattr(m, "gradient_checkpointing"):
+            m.gradient_checkpointing = on
+
+
+def timed(fn, iters, cuda):
+    fn()  # warm-up (autotuning, allocator)
+    if cuda:
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    if cuda:
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t) / iters
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cpu", action="store_true")
+    ap.add_argument("--length", type=int, default=131072)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    cuda = not args.cpu
+    dev = torch.device("cuda" if cuda else "cpu")
+    model = CaduceusForMaskedLM(published_config("caduceus-ps_seqlen-131k_d_model-256_n_layer-16")).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=8e-3, fused=cuda)
+    B, L = args.batch, args.length
+    ids = torch.randint(7, 11, (B, L), device=dev)
+    labels = torch.where(torch.rand(B, L, device=dev) < 0.15, ids, torch.full_like(ids, -100))
+    amp = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda)
+    results = {"device": torch.cuda.get_device_name() if cuda else "CPU", "batch": B, "length": L,
+               "torch": torch.__version__, "rows": []}
+
+    def train_step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(**amp):
+            logits = model(ids).logits
+        loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1))
+        loss.backward()
+        opt.step()
+
+    for ckpt in (True, False):
+        set_checkpointing(model, ckpt)
+        model.train()
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        try:
+            sec = timed(train_step, args.iters, cuda)
+            peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+            row = {"case": f"train step, checkpointing {'on' if ckpt else 'off'}", "ms": sec * 1e3,
+                   "tokens_per_s": B * L / sec, "peak_GiB": peak}
+        except torch.OutOfMemoryError:
+            row = {"case": f"train step, checkpointing {'on' if ckpt else 'off'}", "ms": None,
+                   "tokens_per_s": None, "peak_GiB": "OOM"}
+            opt.zero_grad(set_to_none=True)
+        results["rows"].append(row)
+        print(row, flush=True)
+
+    model.eval()
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+    @torch.no_grad()
+    def infer():
+        with torch.autocast(**amp):
+            model(ids)
+
+    sec = timed(infer, args.iters, cuda)
+    row = {"case": "inference (no grad)", "ms": sec * 1e3, "tokens_per_s": B * L / sec,
+           "peak_GiB": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")}
+    results["rows"].append(row)
+    print(row, flush=True)
+    print(f"\n{results['device']}, batch {B} x {L} bp, PS-131k (d_model 256, 16 layers)")
+    print(f"{'case':<34}{'ms':>10}{'tokens/s':>14}{'peak GiB':>10}")
+    for r in results["rows"]:
+        ms = "—" if r["ms"] is None else f"{r['ms']:.1f}"
+        tps = "—" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:,.0f}"
+        pk = r["peak_GiB"] if isinstance(r["peak_GiB"], str) else f"{r['peak_GiB']:.1f}"
+        print(f"{r['case']:<34}{ms:>10}{tps:>14}{pk:>10}")
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(results, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
