@@ -239,7 +239,7 @@ def run_gpu(args):
             model = Cherimoya(preset="upstream", random_state=0, compile=compile_, compile_mode="default").to(device)
             try:
                 if not args.infer_only:
-                    t, peak = train_case(model, Xt, counts, base, device, args.iters, 3 if compile_ else 2)
+                    t, peak = train_case(model, Xt, counts, base, device, args.iters, args.compile_warmup if compile_ else 2)
                     rows.append(dict(case="train", dtype=dtype, impl=f"strandwise_{mode}{muon_tag}", ms=t * 1e3,
                                      seq_per_s=args.train_batch / t, peak_mem_gib=peak / 2**30))
                     if args.muon_compare and not compile_:
@@ -361,6 +361,7 @@ def main(argv=None):
                     help="Muon implementation of the training step")
     ap.add_argument("--muon-compare", action="store_true",
                     help="also time the eager step with the other Muon implementation")
+    ap.add_argument("--compile-warmup", type=int, default=3, help="untimed steps before timing compiled rows")
     ap.add_argument("--train-only", action="store_true")
     ap.add_argument("--infer-only", action="store_true")
     ap.add_argument("--no-graph", action="store_true", help="skip the CUDA-graph rows")
