@@ -37,16 +37,30 @@ UPSTREAM = {  # seq/s on one H200 (spec §8.2)
 TARGET = {("train", "bf16"): 10000, ("train", "fp32"): 5500, ("infer", "bf16"): 90000, ("infer", "fp32"): 45000}
 
 
-def make_optimizers(model):
-    """Muon on block MLP matrices, AdamW (fused on CUDA) on the rest (spec §4.1 description routing)."""
+MUON_IMPL = {"name": "batched"}  # set from --muon
+
+
+def _muon_cls(impl=None):
+    impl = impl or MUON_IMPL["name"]
+    if impl == "torch":
+        return torch.optim.Muon
+    from strandwise.train.muon import BatchedMuon
+
+    return BatchedMuon
+
+
+def make_optimizers(model, impl=None, capturable=False):
+    """Muon on block MLP matrices, AdamW (fused on CUDA) on the rest (spec §4.1 description routing).
+
+    ``impl``: ``"batched"`` (:class:`strandwise.train.muon.BatchedMuon`) or ``"torch"``.
+    """
     muon, adam = [], []
     for name, p in model.named_parameters():
         (muon if name.startswith("blocks.") and name.endswith(("linear1.weight", "linear2.weight")) else adam).append(p)
-    opts = [torch.optim.AdamW(adam, lr=1e-3, weight_decay=0.0, fused=next(model.parameters()).is_cuda)]
-    if hasattr(torch.optim, "Muon"):
-        opts.append(torch.optim.Muon(muon, lr=0.025, weight_decay=0.03))
-    else:  # pragma: no cover - torch < 2.9
-        opts.append(torch.optim.AdamW(muon, lr=1e-3))
+    cuda = next(model.parameters()).is_cuda
+    extra = {"capturable": True} if capturable else {}
+    opts = [torch.optim.AdamW(adam, lr=1e-3, weight_decay=0.0, fused=cuda, **extra)]
+    opts.append(_muon_cls(impl)(muon, lr=0.025, weight_decay=0.03))
     return opts
 
 
@@ -74,8 +88,8 @@ def time_loop(fn, device, iters, warmup):
     return (time.perf_counter() - t0) / iters
 
 
-def train_case(model, X, counts, dtype, device, iters, warmup):
-    opts = make_optimizers(model)
+def train_case(model, X, counts, dtype, device, iters, warmup, impl=None):
+    opts = make_optimizers(model, impl)
     ac = torch.autocast(device.type, dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
 
     def step():
@@ -117,14 +131,10 @@ def train_parts(model, X, counts, dtype, device, iters, warmup):
 def train_graph_case(model, X, counts, dtype, device, iters, warmup):
     """Whole training step (forward, backward, Muon + AdamW) captured once in a CUDA graph.
 
-    The learning rates are baked into the graph (torch.optim.Muon reads them as Python floats), so
+    The learning rates are baked into the graph (Muon reads them as Python floats), so
     this is the throughput of steps between learning-rate changes, not a drop-in training loop.
     """
-    muon, adam = [], []
-    for name, p in model.named_parameters():
-        (muon if name.startswith("blocks.") and name.endswith(("linear1.weight", "linear2.weight")) else adam).append(p)
-    opts = [torch.optim.AdamW(adam, lr=1e-3, weight_decay=0.0, fused=True, capturable=True),
-            torch.optim.Muon(muon, lr=0.025, weight_decay=0.03)]
+    opts = make_optimizers(model, capturable=True)
     # autocast's weight-cast cache must be off under graph capture
     ac = (torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False) if dtype == "bf16"
           else nullcontext())
@@ -213,19 +223,36 @@ def run_gpu(args):
     counts = torch.poisson(torch.full((args.train_batch, 1, 1000), 0.5), generator=gen).to(device)
     Xi = onehot(args.infer_batch)
     errors = []
+    muon_tag = "" if MUON_IMPL["name"] == "batched" else "+torchMuon"
+    dtypes = args.dtypes.split(",")
 
-    for compile_ in ([False] if args.no_compile else [False, True]):
-        for dtype in ("fp32", "bf16"):
+    def set_tf32(on):
+        torch.backends.cuda.matmul.allow_tf32 = on
+        torch.backends.cudnn.allow_tf32 = on
+
+    for mode in args.modes.split(","):
+        compile_ = mode == "compile"
+        for dtype in dtypes:
+            tf32 = dtype == "fp32+tf32"
+            base = "fp32" if tf32 else dtype
+            set_tf32(tf32)
             model = Cherimoya(preset="upstream", random_state=0, compile=compile_, compile_mode="default").to(device)
-            mode = "compile" if compile_ else "eager"
             try:
-                t, peak = train_case(model, Xt, counts, dtype, device, args.iters, 3 if compile_ else 2)
-                rows.append(dict(case="train", dtype=dtype, impl=f"strandwise_{mode}", ms=t * 1e3,
-                                 seq_per_s=args.train_batch / t, peak_mem_gib=peak / 2**30))
-                model.eval()
-                t = infer_case(model, Xi, dtype, device, args.iters, 2)
-                rows.append(dict(case="infer", dtype=dtype, impl=f"strandwise_{mode}", ms=t * 1e3,
-                                 seq_per_s=args.infer_batch / t))
+                if not args.infer_only:
+                    t, peak = train_case(model, Xt, counts, base, device, args.iters, args.compile_warmup if compile_ else 2)
+                    rows.append(dict(case="train", dtype=dtype, impl=f"strandwise_{mode}{muon_tag}", ms=t * 1e3,
+                                     seq_per_s=args.train_batch / t, peak_mem_gib=peak / 2**30))
+                    if args.muon_compare and not compile_:
+                        t, _ = train_case(model, Xt, counts, base, device, args.iters, 2,
+                                          impl="torch" if MUON_IMPL["name"] == "batched" else "batched")
+                        other = "+torchMuon" if MUON_IMPL["name"] == "batched" else ""
+                        rows.append(dict(case="train", dtype=dtype, impl=f"strandwise_{mode}{other}", ms=t * 1e3,
+                                         seq_per_s=args.train_batch / t))
+                if not args.train_only:
+                    model.eval()
+                    t = infer_case(model, Xi, base, device, args.iters, 2)
+                    rows.append(dict(case="infer", dtype=dtype, impl=f"strandwise_{mode}", ms=t * 1e3,
+                                     seq_per_s=args.infer_batch / t))
             except Exception as exc:  # a compile failure is a result too: record it, go on
                 print(f"{mode} {dtype} failed: {type(exc).__name__}: {str(exc)[:300]}", flush=True)
                 errors.append(dict(mode=mode, dtype=dtype, error=f"{type(exc).__name__}: {str(exc)[:2000]}"))
@@ -233,38 +260,43 @@ def run_gpu(args):
                 torch.cuda.empty_cache()
                 continue
             if not compile_:
-                t = infer_case(model, Xi, dtype, device, args.iters, 2, graph=True)
-                rows.append(dict(case="infer", dtype=dtype, impl="strandwise_cudagraph", ms=t * 1e3,
+                if not args.train_only and not args.no_graph:
+                    t = infer_case(model, Xi, base, device, args.iters, 2, graph=True)
+                    rows.append(dict(case="infer", dtype=dtype, impl="strandwise_cudagraph", ms=t * 1e3,
+                                     seq_per_s=args.infer_batch / t))
+                if not args.infer_only:
+                    model.train()
+                    t_fb, t_opt = train_parts(model, Xt, counts, base, device, args.iters, 2)
+                    rows.append(dict(case="fwd+bwd", dtype=dtype, impl="strandwise_eager", ms=t_fb * 1e3,
+                                     seq_per_s=args.train_batch / t_fb))
+                    for name, t in t_opt.items():
+                        rows.append(dict(case=f"{name}.step", dtype=dtype, impl="torch", ms=t * 1e3,
+                                         seq_per_s=float("nan")))
+                if not args.infer_only and not args.no_graph:
+                    try:
+                        model = Cherimoya(preset="upstream", random_state=0).to(device)
+                        t, peak = train_graph_case(model, Xt, counts, base, device, args.iters, 2)
+                        rows.append(dict(case="train", dtype=dtype, impl=f"strandwise_graph_step{muon_tag}",
+                                         ms=t * 1e3, seq_per_s=args.train_batch / t, peak_mem_gib=peak / 2**30))
+                    except Exception as exc:
+                        print(f"graph-captured step {dtype} failed: {type(exc).__name__}: {str(exc)[:300]}", flush=True)
+                        errors.append(dict(mode="graph_step", dtype=dtype, error=f"{type(exc).__name__}: {str(exc)[:2000]}"))
+            del model
+            torch.cuda.empty_cache()
+    set_tf32(False)
+    if not args.no_plain:
+        with _PlainKernels():
+            for dtype in ("fp32", "bf16"):
+                model = Cherimoya(preset="upstream", random_state=0).to(device)
+                t, peak = train_case(model, Xt, counts, dtype, device, max(3, args.iters // 3), 1)
+                rows.append(dict(case="train", dtype=dtype, impl="plain_eager", ms=t * 1e3,
+                                 seq_per_s=args.train_batch / t, peak_mem_gib=peak / 2**30))
+                model.eval()
+                t = infer_case(model, Xi, dtype, device, max(3, args.iters // 3), 1)
+                rows.append(dict(case="infer", dtype=dtype, impl="plain_eager", ms=t * 1e3,
                                  seq_per_s=args.infer_batch / t))
-                model.train()
-                t_fb, t_opt = train_parts(model, Xt, counts, dtype, device, args.iters, 2)
-                rows.append(dict(case="fwd+bwd", dtype=dtype, impl="strandwise_eager", ms=t_fb * 1e3,
-                                 seq_per_s=args.train_batch / t_fb))
-                for name, t in t_opt.items():
-                    rows.append(dict(case=f"{name}.step", dtype=dtype, impl="torch", ms=t * 1e3,
-                                     seq_per_s=float("nan")))
-                try:
-                    model = Cherimoya(preset="upstream", random_state=0).to(device)
-                    t, peak = train_graph_case(model, Xt, counts, dtype, device, args.iters, 2)
-                    rows.append(dict(case="train", dtype=dtype, impl="strandwise_graph_step", ms=t * 1e3,
-                                     seq_per_s=args.train_batch / t, peak_mem_gib=peak / 2**30))
-                except Exception as exc:
-                    print(f"graph-captured step {dtype} failed: {type(exc).__name__}: {str(exc)[:300]}", flush=True)
-                    errors.append(dict(mode="graph_step", dtype=dtype, error=f"{type(exc).__name__}: {str(exc)[:2000]}"))
-            del model
-            torch.cuda.empty_cache()
-    with _PlainKernels():
-        for dtype in ("fp32", "bf16"):
-            model = Cherimoya(preset="upstream", random_state=0).to(device)
-            t, peak = train_case(model, Xt, counts, dtype, device, max(3, args.iters // 3), 1)
-            rows.append(dict(case="train", dtype=dtype, impl="plain_eager", ms=t * 1e3,
-                             seq_per_s=args.train_batch / t, peak_mem_gib=peak / 2**30))
-            model.eval()
-            t = infer_case(model, Xi, dtype, device, max(3, args.iters // 3), 1)
-            rows.append(dict(case="infer", dtype=dtype, impl="plain_eager", ms=t * 1e3,
-                             seq_per_s=args.infer_batch / t))
-            del model
-            torch.cuda.empty_cache()
+                del model
+                torch.cuda.empty_cache()
 
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
@@ -322,10 +354,24 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--cpu-batch", type=int, default=8)
     ap.add_argument("--cpu-iters", type=int, default=3)
-    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--no-compile", action="store_true", help="same as --modes eager")
+    ap.add_argument("--modes", default="eager,compile", help="comma list of eager,compile")
+    ap.add_argument("--dtypes", default="fp32,bf16", help="comma list of fp32,bf16,fp32+tf32")
+    ap.add_argument("--muon", choices=("batched", "torch"), default="batched",
+                    help="Muon implementation of the training step")
+    ap.add_argument("--muon-compare", action="store_true",
+                    help="also time the eager step with the other Muon implementation")
+    ap.add_argument("--compile-warmup", type=int, default=3, help="untimed steps before timing compiled rows")
+    ap.add_argument("--train-only", action="store_true")
+    ap.add_argument("--infer-only", action="store_true")
+    ap.add_argument("--no-graph", action="store_true", help="skip the CUDA-graph rows")
+    ap.add_argument("--no-plain", action="store_true", help="skip the plain-PyTorch baseline")
     ap.add_argument("--profile", default=None, help="write a torch.profiler table to this file")
     ap.add_argument("--out", default="bench_cherimoya_model.json")
     args = ap.parse_args(argv)
+    MUON_IMPL["name"] = args.muon
+    if args.no_compile:
+        args.modes = "eager"
     if not args.cpu and not torch.cuda.is_available():
         sys.exit("no CUDA GPU: use --cpu")
     rows, device_name = run_cpu(args) if args.cpu else run_gpu(args)

@@ -2,10 +2,10 @@
 
 Kept apart so that importing :mod:`strandwise.kernels` never imports Triton.
 
-Autotuning: ``BLOCK_M ∈ {32, 64, 128, 256}`` rows × ``BLOCK_H = min(64, H)`` hidden units ×
-``num_warps ∈ {4, 8, 16}`` × ``num_stages ∈ {2, 3}`` (the hidden-chunk loop is software-pipelined,
-so stages matter here), launch options on the Config, pruned to 32–128 accumulator elements
-per thread. Key ``(C, H, DOT, PRECISION)`` + the tensors' dtypes. The kernel only reads ``x`` and the
+Autotuning: ``BLOCK_M`` rows × ``BLOCK_H`` hidden units per chunk × ``RELOAD_RES`` ×
+``num_warps`` × ``num_stages`` (the hidden-chunk loop is software-pipelined, so stages matter
+here), launch options on the Config, pruned (see :func:`prune`) to 32–128 accumulator elements per
+thread. Key ``(C, H, DOT, PRECISION)`` + the tensors' dtypes. The kernel only reads ``x`` and the
 weights and writes ``out``: every trial is idempotent, so the first call is exact.
 """
 
@@ -14,17 +14,20 @@ import triton.language as tl
 
 from strandwise.kernels import conv_norm_triton as cnt
 
-__all__ = ["mlp_kernel", "mlp_kernel_tuned", "configs", "prune"]
+__all__ = ["mlp_kernel", "mlp_kernel_tuned", "configs", "prune", "prune_full"]
 
 
 @triton.jit
 def mlp_kernel(
     x_ptr, cw_ptr, w1t_ptr, w2t_ptr, mean_ptr, rstd_ptr, out_ptr, NL, L, C, H, D,
     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
-    DOT: tl.constexpr, PRECISION: tl.constexpr, FAST_GELU: tl.constexpr,
+    DOT: tl.constexpr, PRECISION: tl.constexpr, FAST_GELU: tl.constexpr, RELOAD_RES: tl.constexpr = 0,
 ):
     # DOT: 0 = operands in the weights' dtype (input dtype, or bf16 for fp32 input);
     #      1 = fp32 operands with PRECISION ("tf32" or "ieee").
+    # RELOAD_RES: 1 = re-read the residual x tile after the hidden loop (an L2 hit) instead of
+    #      keeping it live in fp32 registers through the loop (BLOCK_M·BLOCK_C/threads registers
+    #      per thread freed during the products: more programs per SM or bigger tiles).
     pid = tl.program_id(0).to(tl.int64)
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < NL
@@ -77,38 +80,67 @@ def mlp_kernel(
             acc += tl.dot(g.to(w2t_ptr.dtype.element_ty), w2c)
         else:
             acc += tl.dot(g, w2c, input_precision=PRECISION)
+    if RELOAD_RES:
+        xc = tl.load(x_ptr + offs, mask=m_c, other=0.0).to(tl.float32)
     out = xc + acc
     tl.store(out_ptr + offs, out.to(out_ptr.dtype.element_ty), mask=m_c)
 
 
 
 def configs():
-    """Full search space: BLOCK_M × BLOCK_H × num_warps × num_stages (launch options on the Config)."""
+    """Full search space: BLOCK_M × BLOCK_H × RELOAD_RES × num_warps × num_stages (launch options
+    on the Config)."""
     return [
-        triton.Config({"BLOCK_M": bm, "BLOCK_H": bh}, num_warps=nw, num_stages=ns)
+        triton.Config({"BLOCK_M": bm, "BLOCK_H": bh, "RELOAD_RES": rr}, num_warps=nw, num_stages=ns)
         for bm in (32, 64, 128, 256)
-        for bh in (16, 32, 64)
+        for bh in (16, 32, 64, 128)
+        for rr in (0, 1)
         for nw in (4, 8, 16)
-        for ns in (2, 3)
+        for ns in (2, 3, 4)
     ]
 
 
+def _widest_chunk(H: int) -> int:
+    return 64 if H >= 64 else 32 if H >= 32 else 16  # H % 16 == 0 is guaranteed
+
+
 def prune(cfgs, named_args, **kwargs):
-    """Keep 32–128 fp32 accumulator elements per thread and one hidden-chunk width per H."""
+    """The autotuner's pruning: :func:`prune_full`, then only ``RELOAD_RES = 1``, the widest
+    64-or-less hidden chunk and ``num_stages ≤ 3``. The sweep of the full space
+    (``benchmarks/sweep_cheri_infer.py``, H200, N=512, L=1024, C=128; JSON in
+    ``benchmarks/results/cheri_infer_sweep_h200.json``) found ``RELOAD_RES`` within 1 % either way
+    and 128-wide hidden chunks 5–25 % slower; compiling the whole space on every new shape would
+    cost minutes."""
+    widest = _widest_chunk(named_args["H"])
+    keep = [c for c in prune_full(cfgs, named_args, **kwargs)
+            if c.kwargs["RELOAD_RES"] == 1 and c.num_stages <= 3 and c.kwargs["BLOCK_H"] == widest]
+    return keep or prune_full(cfgs, named_args, **kwargs)[:1]
+
+
+def prune_full(cfgs, named_args, **kwargs):
+    """Keep 32–128 fp32 accumulator elements per thread, hidden chunks of 64 or 128 (≤ H, or the
+    widest chunk for small H), no stage count deeper than the hidden loop is long."""
     bc = kwargs["BLOCK_C"]
     H = named_args["H"]
-    bh = 64 if H >= 64 else 32 if H >= 32 else 16  # widest chunk; H % 16 == 0 is guaranteed
+    widest = _widest_chunk(H)
     keep = []
     for cfg in cfgs:
-        per_thread = cfg.kwargs["BLOCK_M"] * bc // (32 * cfg.num_warps)
+        bm, bh = cfg.kwargs["BLOCK_M"], cfg.kwargs["BLOCK_H"]
+        per_thread = bm * bc // (32 * cfg.num_warps)
         # up to 128 accumulator registers per thread: the usual Hopper tile (128×128 per warpgroup)
-        if not (32 <= per_thread <= 128) or cfg.kwargs["BLOCK_H"] != bh:
+        if not (32 <= per_thread <= 128):
             continue
-        if cfg.kwargs["BLOCK_M"] < 64 and bc <= 256:  # small row tiles re-read the weights often
+        if not (bh == widest or (bh == 128 and H % 128 == 0 and bc <= 256)):
+            continue
+        if bm < 64 and bc <= 256:  # small row tiles re-read the weights often
+            continue
+        if bm > 128 or cfg.num_warps > 8:  # measured slower on an H200 (round 1)
+            continue
+        if cfg.num_stages > 2 and H // bh < 2:  # a one-trip loop has nothing to pipeline
             continue
         keep.append(cfg)
     if not keep:
-        keep = [triton.Config({"BLOCK_M": 32, "BLOCK_H": bh}, num_warps=4, num_stages=2)]
+        keep = [triton.Config({"BLOCK_M": 32, "BLOCK_H": widest, "RELOAD_RES": 1}, num_warps=4, num_stages=2)]
     return keep
 
 

@@ -23,6 +23,10 @@ class OptimizerConfig:
     """Optimizer and schedule settings. Defaults are the description preset's.
 
     ``routing="upstream"`` gives upstream 0.3.1's three optimizers (SGD for ``lw0``/``lw1``).
+    ``muon_impl="batched"`` (default) uses :class:`strandwise.train.muon.BatchedMuon` (same step
+    semantics, Newton–Schulz batched over same-shape matrices); ``"torch"`` uses
+    :class:`torch.optim.Muon`. ``fused_adamw`` uses PyTorch's fused AdamW kernel when every AdamW
+    parameter is on CUDA (same update up to rounding).
     """
 
     routing: str = "description"
@@ -40,6 +44,8 @@ class OptimizerConfig:
     warmup_start_factor: float = 0.01
     eta_min: float = 1e-5
     min_total_steps: int = 0
+    muon_impl: str = "batched"
+    fused_adamw: bool = True
 
     def validate(self) -> None:
         if self.routing not in ("description", "upstream"):
@@ -47,6 +53,8 @@ class OptimizerConfig:
         for name in ("muon_lr", "adam_lr", "lw_lr"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0; got {getattr(self, name)}")
+        if self.muon_impl not in ("batched", "torch"):
+            raise ValueError(f"muon_impl must be 'batched' or 'torch'; got {self.muon_impl!r}")
         if self.n_warmup_epochs < 0:
             raise ValueError("n_warmup_epochs must be >= 0")
 
@@ -93,13 +101,22 @@ def build_optimizers(model: nn.Module, cfg: OptimizerConfig) -> dict[str, torch.
     muon, adamw, sgd = route_parameters(model, cfg.routing)
     opts: dict[str, torch.optim.Optimizer] = {}
     if muon:
-        opts["muon"] = torch.optim.Muon(
+        if cfg.muon_impl == "torch":
+            muon_cls = torch.optim.Muon
+        elif cfg.muon_impl == "batched":
+            from strandwise.train.muon import BatchedMuon as muon_cls
+        else:
+            raise ValueError(f"muon_impl must be 'batched' or 'torch'; got {cfg.muon_impl!r}")
+        opts["muon"] = muon_cls(
             [p for _, p in muon], lr=cfg.muon_lr, weight_decay=cfg.muon_wd, momentum=cfg.muon_momentum
         )
     if adamw:
+        params = [p for _, p in adamw]
+        # the fused kernel exists for CUDA tensors only; CPU keeps the default implementation
+        fused = bool(cfg.fused_adamw) and all(p.is_cuda for p in params)
         opts["adamw"] = torch.optim.AdamW(
-            [p for _, p in adamw], lr=cfg.adam_lr, weight_decay=cfg.adam_wd,
-            betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
+            params, lr=cfg.adam_lr, weight_decay=cfg.adam_wd,
+            betas=tuple(cfg.adam_betas), eps=cfg.adam_eps, **({"fused": True} if fused else {}),
         )
     if sgd:
         opts["sgd"] = torch.optim.SGD(

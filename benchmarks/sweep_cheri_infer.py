@@ -1,0 +1,119 @@
+"""Sweep the inference megakernel's MLP-kernel configs one by one (no autotuner) and time the
+stats prepass alone, at one block shape; prints a sorted table and writes JSON.
+
+Used to choose the autotuner's search space (``cheri_infer_triton.prune``) from measurements.
+
+Usage::
+
+    python benchmarks/sweep_cheri_infer.py --out sweep.json [--N 512 --L 1024 --C 128 --dilation 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--N", type=int, default=512)
+    ap.add_argument("--L", type=int, default=1024)
+    ap.add_argument("--C", type=int, default=128)
+    ap.add_argument("--dilation", type=int, default=4)
+    ap.add_argument("--dtypes", default="bf16,fp32")
+    ap.add_argument("--rep", type=int, default=60)
+    ap.add_argument("--stages", default="2,3", help="num_stages values to sweep")
+    ap.add_argument("--out", default="sweep_cheri_infer.json")
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        sys.exit("needs a CUDA GPU")
+    import triton
+
+    from strandwise.kernels import cheri_infer as ci
+    from strandwise.kernels import cheri_infer_triton as k
+    from strandwise.kernels import conv_norm_triton as cnt
+
+    N, L, C, d = args.N, args.L, args.C, args.dilation
+    H = 2 * C
+    torch.manual_seed(0)
+    cw = torch.randn(3, C, device="cuda")
+    w1 = torch.randn(H, C, device="cuda") * 0.02
+    w2 = torch.randn(C, H, device="cuda") * 0.02
+    bc = max(16, triton.next_power_of_2(C))
+    NL = N * L
+    results = {"gpu": torch.cuda.get_device_name(), "shape": dict(N=N, L=L, C=C, dilation=d), "rows": []}
+
+    def bench(fn):
+        return triton.testing.do_bench(fn, warmup=10, rep=args.rep, return_mode="median")
+
+    for tag in args.dtypes.split(","):
+        dt = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}[tag]
+        x = torch.randn(N, L, C, device="cuda").to(dt)
+        with torch.no_grad():
+            ref = ci.cheri_block_reference(x.float(), cw, w1, w2, d).to(dt)
+            mean, rstd = cnt.conv_norm_stats(x, cw, d, 1e-3)
+            t_stats = bench(lambda: cnt.conv_norm_stats(x, cw, d, 1e-3))
+            t_full = bench(lambda: ci.cheri_block_inference(x, cw, w1, w2, d))
+        wdt = torch.bfloat16 if dt == torch.float32 else dt
+        w1t, w2t = ci._derived_weights(w1, w2, 0.15, wdt)
+        out = torch.empty_like(x)
+        stages = {int(v) for v in args.stages.split(",")}
+        cfgs = [c for c in k.prune_full(k.configs(), {"H": H}, BLOCK_C=bc) if c.num_stages in stages]
+        # compile every config first, in threads (Triton's compiler releases the GIL in its
+        # native passes), so the sweep is not dominated by one-by-one compilation
+        from concurrent.futures import ThreadPoolExecutor
+
+        def warm(cfg):
+            try:
+                k.mlp_kernel.warmup(x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, d, BLOCK_C=bc, DOT=0,
+                                    PRECISION="ieee", FAST_GELU=True, num_warps=cfg.num_warps,
+                                    num_stages=cfg.num_stages, grid=(1,), **cfg.kwargs)
+            except Exception:  # compiled (or reported) again at the first launch below
+                pass
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(warm, cfgs))
+        print(f"[{tag}] stats prepass {t_stats:.4f} ms; full call (current default) {t_full:.4f} ms; "
+              f"{len(cfgs)} MLP configs", flush=True)
+        rows = []
+        for cfg in cfgs:
+            meta = dict(cfg.kwargs)
+
+            def run(meta=meta, cfg=cfg):
+                k.mlp_kernel[(triton.cdiv(NL, meta["BLOCK_M"]),)](
+                    x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, d, BLOCK_C=bc, DOT=0,
+                    PRECISION="ieee", FAST_GELU=True, num_warps=cfg.num_warps, num_stages=cfg.num_stages, **meta)
+
+            try:
+                run()
+                err = (out.float() - ref.float()).abs().max().item()
+                t = bench(run)
+            except Exception as exc:  # a config that fails to compile is a result too
+                rows.append(dict(dtype=tag, **meta, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+                                 error=f"{type(exc).__name__}: {str(exc)[:300]}"))
+                continue
+            rows.append(dict(dtype=tag, **meta, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+                             ms=t, max_abs_vs_fp32_reference=err))
+        rows_ok = sorted([r for r in rows if "ms" in r], key=lambda r: r["ms"])
+        for r in rows_ok[:12]:
+            print(f"  {r['ms']:.4f} ms  BM={r['BLOCK_M']} BH={r['BLOCK_H']} RR={r['RELOAD_RES']} "
+                  f"w={r['num_warps']} s={r['num_stages']} err={r['max_abs_vs_fp32_reference']:.2e}", flush=True)
+        for r in rows:
+            if "error" in r:
+                print("  failed:", r, flush=True)
+        results["rows"] += rows
+        results[f"{tag}_stats_ms"] = t_stats
+        results[f"{tag}_full_default_ms"] = t_full
+        del x, out
+    tmp = args.out + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(results, fh, indent=1)
+    os.replace(tmp, args.out)
+
+
+if __name__ == "__main__":
+    main()
