@@ -105,57 +105,89 @@ def _load_delta(delta_ptr, offs2, m2, dbias, HAS_DBIAS: tl.constexpr, SOFTPLUS: 
 
 
 @triton.jit
+def _shift_combine(k1, p1, c1, k2, p2, c2):
+    # "Keep the last two" semigroup on (count, previous, current): an inclusive scan of it yields
+    # at each slot the element before it in scan order (the slot's own ``p`` at the first slot).
+    # Used in-thread only, where it compiles to register moves: a free shift along positions.
+    return k1 + k2, tl.where(k2 == 1, c1, p2), c2
+
+
+@triton.jit
+def _ld_td(base, offs_d, s_d, phys, m2):
+    """[TF, BLOCK_D] tile of a (·, d_inner, L) tensor as fp32, 0 where masked."""
+    return tl.load(base + offs_d[None, :] * s_d + phys[:, None], mask=m2, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _dt_td(d_base, offs_d, s_dd, phys, m2, dbias, HAS_DBIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """Δ after bias and softplus as a [TF, BLOCK_D] tile (0 where masked), and the raw argument."""
+    raw = _ld_td(d_base, offs_d, s_dd, phys, m2)
+    if HAS_DBIAS:
+        raw = raw + dbias[None, :]
+    dt = raw
+    if SOFTPLUS:
+        dt = _softplus(raw)
+    return tl.where(m2, dt, 0.0), raw
+
+
+@triton.jit
 def _fwd_summary_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, dbias_ptr, hsum_ptr, dsum_ptr,
-    L, DI, N, n_seg, seg_chunks,
+    L, DI, N, n_seg, seg_chunks, n_chunks,
     s_ub, s_ud, s_db, s_dd, s_bb, s_bn,
     HAS_DBIAS: tl.constexpr, SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr,
-    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, TF: tl.constexpr,
 ):
-    """Segment summary: end state from a zero start, and ΣΔ over the segment."""
+    """Segment summary: the segment's end state from a zero start, and ΣΔ over the segment.
+
+    Same ``[N, TF, BLOCK_D]`` tiles as the forward (one channel per thread, the scan in-thread),
+    without C, z, the output or the saved states.
+    """
     pid0 = tl.program_id(0)
     pid_d = tl.program_id(1)
     b = pid0 // n_seg
     seg = pid0 % n_seg
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, NP)
-    offs_t = tl.arange(0, T)
+    offs_t = tl.arange(0, TF)
     md = offs_d < DI
     mn = offs_n < N
-    A2 = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=md[:, None] & mn[None, :],
-                 other=0.0) * 1.4426950408889634
+    mnd = mn[:, None] & md[None, :]
+    A2 = tl.load(A_ptr + offs_d[None, :] * N + offs_n[:, None], mask=mnd, other=0.0) * 1.4426950408889634
     dbias = tl.zeros([BLOCK_D], dtype=tl.float32)
     if HAS_DBIAS:
         dbias = tl.load(dbias_ptr + offs_d, mask=md, other=0.0)
-    u_base = u_ptr + b.to(tl.int64) * s_ub
-    d_base = delta_ptr + b.to(tl.int64) * s_db
-    B_base = B_ptr + b.to(tl.int64) * s_bb
-    h = tl.zeros([BLOCK_D, NP], dtype=tl.float32)
+    b64 = b.to(tl.int64)
+    u_base = u_ptr + b64 * s_ub
+    d_base = delta_ptr + b64 * s_db
+    B_base = B_ptr + b64 * s_bb
+    first = (offs_t == 0)[None, :, None]
+    last_t = (offs_t == TF - 1)[None, :, None]
+    SUB: tl.constexpr = T // TF
+    h = tl.zeros([NP, BLOCK_D], dtype=tl.float32)
     tot = tl.zeros([BLOCK_D], dtype=tl.float32)
     c0 = seg * seg_chunks
-    for c in range(c0, c0 + seg_chunks):
-        p = c * T + offs_t
+    c1 = tl.minimum(c0 + seg_chunks, n_chunks)
+    for k in range(c0 * SUB, c1 * SUB):
+        p = k * TF + offs_t
         pm = p < L
         if REVERSE:
             phys = L - 1 - p
         else:
             phys = p
-        m2 = md[:, None] & pm[None, :]
-        dt, raw = _load_delta(d_base, offs_d[:, None] * s_dd + phys[None, :], m2, dbias,
-                              HAS_DBIAS, SOFTPLUS)
-        u = tl.load(u_base + offs_d[:, None] * s_ud + phys[None, :], mask=m2, other=0.0).to(tl.float32)
+        m2 = pm[:, None] & md[None, :]
+        dt, raw = _dt_td(d_base, offs_d, s_dd, phys, m2, dbias, HAS_DBIAS, SOFTPLUS)
+        u = _ld_td(u_base, offs_d, s_ud, phys, m2)
         Bt = tl.load(B_base + offs_n[:, None] * s_bn + phys[None, :],
                      mask=mn[:, None] & pm[None, :], other=0.0).to(tl.float32)
-        S = tl.cumsum(dt, axis=1)
-        ctot = tl.sum(dt, axis=1)
-        rem = ctot[:, None] - S  # Σ Δ over (s, chunk end], ≥ 0
-        w = tl.exp2(A2[:, :, None] * rem[:, None, :])
-        contrib = tl.sum(w * (dt * u)[:, None, :] * Bt[None, :, :], axis=2)
-        h = tl.exp2(A2 * ctot[:, None]) * h + contrib
-        tot += ctot
+        a = tl.exp2(dt[None, :, :] * A2[:, None, :])
+        bb = (dt * u)[None, :, :] * Bt[:, :, None]
+        bb = tl.where(first, bb + a * h[:, None, :], bb)
+        _, hs = tl.associative_scan((a, bb), axis=1, combine_fn=_combine)
+        h = tl.sum(tl.where(last_t, hs, 0.0), axis=1)
+        tot += tl.sum(dt, axis=0)
     ob = pid0.to(tl.int64) * DI
-    tl.store(hsum_ptr + (ob + offs_d[:, None]) * N + offs_n[None, :], h,
-             mask=md[:, None] & mn[None, :])
+    tl.store(hsum_ptr + (ob + offs_d[None, :]) * N + offs_n[:, None], h, mask=mnd)
     tl.store(dsum_ptr + ob + offs_d, tot, mask=md)
 
 
@@ -257,87 +289,35 @@ def _fwd_kernel(
 
 
 @triton.jit
-def _bwd_summary_kernel(
-    delta_ptr, A_ptr, C_ptr, z_ptr, dbias_ptr, dout_ptr, gsum_ptr, dsum_ptr,
-    L, DI, N, n_seg, seg_chunks,
-    s_db, s_dd, s_zb, s_zd, s_cb, s_cn, s_ob, s_od,
-    HAS_Z: tl.constexpr, HAS_DBIAS: tl.constexpr, SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr,
-    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr,
-):
-    """Adjoint summary: Σ_s exp(A·S_s)·C_s·dy_s with S_s = Σ Δ over [segment start, s], and ΣΔ.
-
-    This is a_{start}·g_{start} of the segment when nothing flows in from later segments.
-    """
-    pid0 = tl.program_id(0)
-    pid_d = tl.program_id(1)
-    b = pid0 // n_seg
-    seg = pid0 % n_seg
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, NP)
-    offs_t = tl.arange(0, T)
-    md = offs_d < DI
-    mn = offs_n < N
-    A2 = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=md[:, None] & mn[None, :],
-                 other=0.0) * 1.4426950408889634
-    dbias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_DBIAS:
-        dbias = tl.load(dbias_ptr + offs_d, mask=md, other=0.0)
-    b64 = b.to(tl.int64)
-    d_base = delta_ptr + b64 * s_db
-    z_base = z_ptr + b64 * s_zb
-    C_base = C_ptr + b64 * s_cb
-    o_base = dout_ptr + b64 * s_ob
-    gl = tl.zeros([BLOCK_D, NP], dtype=tl.float32)
-    tot = tl.zeros([BLOCK_D], dtype=tl.float32)
-    c0 = seg * seg_chunks
-    for c in range(c0, c0 + seg_chunks):
-        p = c * T + offs_t
-        pm = p < L
-        if REVERSE:
-            phys = L - 1 - p
-        else:
-            phys = p
-        m2 = md[:, None] & pm[None, :]
-        dt, raw = _load_delta(d_base, offs_d[:, None] * s_dd + phys[None, :], m2, dbias,
-                              HAS_DBIAS, SOFTPLUS)
-        dy = tl.load(o_base + offs_d[:, None] * s_od + phys[None, :], mask=m2, other=0.0).to(tl.float32)
-        if HAS_Z:
-            zz = tl.load(z_base + offs_d[:, None] * s_zd + phys[None, :], mask=m2, other=0.0).to(tl.float32)
-            dy = dy * zz * _sigmoid(zz)
-        Ct = tl.load(C_base + offs_n[:, None] * s_cn + phys[None, :],
-                     mask=mn[:, None] & pm[None, :], other=0.0).to(tl.float32)
-        S = tl.cumsum(dt, axis=1) + tot[:, None]
-        w = tl.exp2(A2[:, :, None] * S[:, None, :])
-        gl += tl.sum(w * Ct[None, :, :] * dy[:, None, :], axis=2)
-        tot += tl.sum(dt, axis=1)
-    ob = pid0.to(tl.int64) * DI
-    tl.store(gsum_ptr + (ob + offs_d[:, None]) * N + offs_n[None, :], gl,
-             mask=md[:, None] & mn[None, :])
-    tl.store(dsum_ptr + ob + offs_d, tot, mask=md)
-
-
-@triton.jit
 def _bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dbias_ptr, dout_ptr, states_ptr,
-    dlast_ptr, gsum_ptr, dsum_ptr,
+    dlast_ptr, gsum_ptr, dsum_ptr, scratch_ptr,
     du_ptr, ddelta_ptr, dz_ptr, dBp_ptr, dCp_ptr, dAp_ptr, dDp_ptr, ddbp_ptr, dh0_ptr,
     L, DI, N, n_seg, seg_chunks, n_chunks, n_dblk,
     s_ub, s_ud, s_db, s_dd, s_zb, s_zd, s_bb, s_bn, s_cb, s_cn, s_ob, s_od,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DBIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    HAS_DLAST: tl.constexpr, REVERSE: tl.constexpr,
-    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr,
+    HAS_DLAST: tl.constexpr, REVERSE: tl.constexpr, SUMMARY: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, TF: tl.constexpr,
 ):
+    # Same [N, TF, BLOCK_D] tiles as the forward: one channel per thread with all its states and
+    # TF consecutive positions, so both scans and the sums over states stay in-thread; only the
+    # dB/dC sums over channels cross lanes. Chunks of T positions are walked in reverse. Pass 1
+    # re-runs the chunk forward from its saved start state and parks the state at every
+    # sub-chunk start in a per-program scratch (each thread reads back only what it wrote);
+    # pass 2 walks the sub-chunks in reverse, recomputes their states from the scratch and runs
+    # the adjoint scan. SUMMARY=True only runs the adjoint from zero over the segment (no h
+    # needed) and stores a_start·g_start and ΣΔ, for the sequence split.
     pid0 = tl.program_id(0)
     pid_d = tl.program_id(1)
     b = pid0 // n_seg
     seg = pid0 % n_seg
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, NP)
-    offs_t = tl.arange(0, T)
+    offs_t = tl.arange(0, TF)
     md = offs_d < DI
     mn = offs_n < N
-    mdn = md[:, None] & mn[None, :]
-    A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mdn, other=0.0)
+    mnd = mn[:, None] & md[None, :]
+    A = tl.load(A_ptr + offs_d[None, :] * N + offs_n[:, None], mask=mnd, other=0.0)
     A2 = A * 1.4426950408889634
     dbias = tl.zeros([BLOCK_D], dtype=tl.float32)
     if HAS_DBIAS:
@@ -346,17 +326,18 @@ def _bwd_kernel(
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=md, other=0.0)
     b64 = b.to(tl.int64)
-    dn_off = (b64 * DI + offs_d[:, None]) * N + offs_n[None, :]
+    nd_off = (b64 * DI + offs_d[None, :]) * N + offs_n[:, None]  # (B, DI, N) layout, [N, D] tile
     # q = a_{next}·g_{next}: what flows into the last position of this program's range
-    q = tl.zeros([BLOCK_D, NP], dtype=tl.float32)
-    if HAS_DLAST:
-        q = tl.load(dlast_ptr + dn_off, mask=mdn, other=0.0)
-    for jj in range(0, n_seg - 1 - seg):
-        j = n_seg - 1 - jj
-        sb = (b64 * n_seg + j) * DI
-        tot = tl.load(dsum_ptr + sb + offs_d, mask=md, other=0.0)
-        gl = tl.load(gsum_ptr + (sb + offs_d[:, None]) * N + offs_n[None, :], mask=mdn, other=0.0)
-        q = tl.exp2(A2 * tot[:, None]) * q + gl
+    q = tl.zeros([NP, BLOCK_D], dtype=tl.float32)
+    if not SUMMARY:
+        if HAS_DLAST:
+            q = tl.load(dlast_ptr + nd_off, mask=mnd, other=0.0)
+        for jj in range(0, n_seg - 1 - seg):
+            j = n_seg - 1 - jj
+            sb = (b64 * n_seg + j) * DI
+            tot = tl.load(dsum_ptr + sb + offs_d, mask=md, other=0.0)
+            gl = tl.load(gsum_ptr + (sb + offs_d[None, :]) * N + offs_n[:, None], mask=mnd, other=0.0)
+            q = tl.exp2(A2 * tot[None, :]) * q + gl
     u_base = u_ptr + b64 * s_ub
     d_base = delta_ptr + b64 * s_db
     z_base = z_ptr + b64 * s_zb
@@ -365,90 +346,120 @@ def _bwd_kernel(
     o_base = dout_ptr + b64 * s_ob
     gbase = b64 * DI * L  # du, ddelta, dz are contiguous (B, DI, L)
     pbase = (b64 * n_dblk + pid_d) * N * L  # dB/dC partials (B, n_dblk, N, L)
-    first = (offs_t == 0)[None, None, :]
-    last_t = (offs_t == T - 1)[None, None, :]
-    dA_acc = tl.zeros([BLOCK_D, NP], dtype=tl.float32)
+    SUB: tl.constexpr = T // TF
+    scr = (scratch_ptr + (pid0.to(tl.int64) * n_dblk + pid_d) * (SUB * NP * BLOCK_D)
+           + offs_n[:, None] * BLOCK_D + tl.arange(0, BLOCK_D)[None, :])
+    first = (offs_t == 0)[None, :, None]
+    last_t = (offs_t == TF - 1)[None, :, None]
+    ones_k = tl.full([NP, TF, BLOCK_D], 1, tl.int32)
+    dA_acc = tl.zeros([NP, BLOCK_D], dtype=tl.float32)
     dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     ddb_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    tot_s = tl.zeros([BLOCK_D], dtype=tl.float32)
     c0 = seg * seg_chunks
     c1 = tl.minimum(c0 + seg_chunks, n_chunks)
     for cc in range(0, c1 - c0):
         c = c1 - 1 - cc
-        h = tl.load(states_ptr + ((b64 * DI + offs_d[:, None]) * n_chunks + c) * N + offs_n[None, :],
-                    mask=mdn, other=0.0)
-        p = c * T + offs_t
-        pm = p < L
-        pn = p + 1
-        pnm = pn < L
-        if REVERSE:
-            phys = L - 1 - p
-            physn = L - 2 - p
-        else:
-            phys = p
-            physn = pn
-        m2 = md[:, None] & pm[None, :]
-        mnt = mn[:, None] & pm[None, :]
-        dt, raw = _load_delta(d_base, offs_d[:, None] * s_dd + phys[None, :], m2, dbias,
-                              HAS_DBIAS, SOFTPLUS)
-        dtn, _rn = _load_delta(d_base, offs_d[:, None] * s_dd + physn[None, :],
-                               md[:, None] & pnm[None, :], dbias, HAS_DBIAS, SOFTPLUS)
-        u = tl.load(u_base + offs_d[:, None] * s_ud + phys[None, :], mask=m2, other=0.0).to(tl.float32)
-        Bt = tl.load(B_base + offs_n[:, None] * s_bn + phys[None, :], mask=mnt, other=0.0).to(tl.float32)
-        Ct = tl.load(C_base + offs_n[:, None] * s_cn + phys[None, :], mask=mnt, other=0.0).to(tl.float32)
-        do = tl.load(o_base + offs_d[:, None] * s_od + phys[None, :], mask=m2, other=0.0).to(tl.float32)
-        # recompute the states of this chunk
-        a = tl.exp2(dt[:, None, :] * A2[:, :, None])
-        dtu = dt * u
-        bb = dtu[:, None, :] * Bt[None, :, :]
-        _, hs = tl.associative_scan((a, tl.where(first, bb + a * h[:, :, None], bb)), axis=2,
-                                    combine_fn=_combine)
-        if HAS_Z:
-            zz = tl.load(z_base + offs_d[:, None] * s_zd + phys[None, :], mask=m2, other=0.0).to(tl.float32)
-            y = tl.sum(hs * Ct[None, :, :], axis=1)
-            if HAS_D:
-                y += Dv[:, None] * u
-            sz = _sigmoid(zz)
-            dy = do * zz * sz
-            dz = do * y * sz * (1.0 + zz * (1.0 - sz))
-            tl.store(dz_ptr + gbase + offs_d[:, None] * L + phys[None, :],
-                     dz.to(dz_ptr.dtype.element_ty), mask=m2)
-        else:
-            dy = do
-        # adjoint: g_t = C_t·dy_t + a_{t+1}·g_{t+1}; q enters at the chunk's last position
-        alpha = tl.exp2(dtn[:, None, :] * A2[:, :, None])
-        bg = Ct[None, :, :] * dy[:, None, :]
-        bg = tl.where(last_t, bg + q[:, :, None], bg)
-        _, g = tl.associative_scan((alpha, bg), axis=2, combine_fn=_combine, reverse=True)
-        gh = g * (hs - bb)  # g_t·a_t·h_{t-1}
-        dA_acc += tl.sum(gh * dt[:, None, :], axis=2)
-        gB = tl.sum(g * Bt[None, :, :], axis=1)
-        ddt = u * gB + tl.sum(gh * A[:, :, None], axis=1)
-        du = dt * gB + Dv[:, None] * dy
-        if HAS_D:
-            dD_acc += tl.sum(dy * u, axis=1)
-        if SOFTPLUS:
-            ddt = tl.where(raw > 20.0, ddt, ddt * _sigmoid(raw))
-        ddt = tl.where(m2, ddt, 0.0)
-        ddb_acc += tl.sum(ddt, axis=1)
-        tl.store(du_ptr + gbase + offs_d[:, None] * L + phys[None, :], du.to(du_ptr.dtype.element_ty),
-                 mask=m2)
-        tl.store(ddelta_ptr + gbase + offs_d[:, None] * L + phys[None, :],
-                 ddt.to(ddelta_ptr.dtype.element_ty), mask=m2)
-        dBc = tl.sum(g * dtu[:, None, :], axis=0)
-        dCc = tl.sum(hs * dy[:, None, :], axis=0)
-        tl.store(dBp_ptr + pbase + offs_n[:, None] * L + phys[None, :], dBc, mask=mnt)
-        tl.store(dCp_ptr + pbase + offs_n[:, None] * L + phys[None, :], dCc, mask=mnt)
-        q = tl.sum(tl.where(first, a * g, 0.0), axis=2)
-    sb = pid0.to(tl.int64) * DI  # (B * n_seg, DI[, N]) partials
-    tl.store(dAp_ptr + (sb + offs_d[:, None]) * N + offs_n[None, :], dA_acc, mask=mdn)
-    tl.store(dDp_ptr + sb + offs_d, dD_acc, mask=md)
-    tl.store(ddbp_ptr + sb + offs_d, ddb_acc, mask=md)
-    if seg == 0:
-        tl.store(dh0_ptr + dn_off, q, mask=mdn)
+        if not SUMMARY:
+            # pass 1: states at the sub-chunk starts of this chunk
+            h = tl.load(states_ptr + ((b64 * DI + offs_d[None, :]) * n_chunks + c) * N
+                        + offs_n[:, None], mask=mnd, other=0.0)
+            for s in range(0, SUB - 1):
+                tl.store(scr + s * (NP * BLOCK_D), h)
+                p = (c * SUB + s) * TF + offs_t
+                pm = p < L
+                if REVERSE:
+                    phys = L - 1 - p
+                else:
+                    phys = p
+                m2 = pm[:, None] & md[None, :]
+                dt, raw = _dt_td(d_base, offs_d, s_dd, phys, m2, dbias, HAS_DBIAS, SOFTPLUS)
+                u = _ld_td(u_base, offs_d, s_ud, phys, m2)
+                Bt = tl.load(B_base + offs_n[:, None] * s_bn + phys[None, :],
+                             mask=mn[:, None] & pm[None, :], other=0.0).to(tl.float32)
+                a = tl.exp2(dt[None, :, :] * A2[:, None, :])
+                bb = (dt * u)[None, :, :] * Bt[:, :, None]
+                bb = tl.where(first, bb + a * h[:, None, :], bb)
+                _, hs = tl.associative_scan((a, bb), axis=1, combine_fn=_combine)
+                h = tl.sum(tl.where(last_t, hs, 0.0), axis=1)
+            tl.store(scr + (SUB - 1) * (NP * BLOCK_D), h)
+        # pass 2: sub-chunks in reverse
+        for ss in range(0, SUB):
+            s = SUB - 1 - ss
+            p = (c * SUB + s) * TF + offs_t
+            pm = p < L
+            if REVERSE:
+                phys = L - 1 - p
+            else:
+                phys = p
+            m2 = pm[:, None] & md[None, :]
+            mnt = mn[:, None] & pm[None, :]
+            dt, raw = _dt_td(d_base, offs_d, s_dd, phys, m2, dbias, HAS_DBIAS, SOFTPLUS)
+            Ct = tl.load(C_base + offs_n[:, None] * s_cn + phys[None, :], mask=mnt, other=0.0).to(tl.float32)
+            do = _ld_td(o_base, offs_d, s_od, phys, m2)
+            a = tl.exp2(dt[None, :, :] * A2[:, None, :])
+            if HAS_Z:
+                zz = _ld_td(z_base, offs_d, s_zd, phys, m2)
+                sz = _sigmoid(zz)
+                dy = do * zz * sz
+            else:
+                dy = do
+            # adjoint: g_t = C_t·dy_t + a_{t+1}·g_{t+1}; q enters at the sub-chunk's last slot.
+            # a_{t+1} is ``a`` shifted by one slot (free in-thread), not a second exp.
+            _k, alpha, _c = tl.associative_scan((ones_k, tl.zeros_like(a) + tl.where(last_t, 1.0, 0.0), a),
+                                                axis=1, combine_fn=_shift_combine, reverse=True)
+            bg = Ct[:, :, None] * dy[None, :, :]
+            bg = tl.where(last_t, bg + q[:, None, :], bg)
+            _, g = tl.associative_scan((alpha, bg), axis=1, combine_fn=_combine, reverse=True)
+            q = tl.sum(tl.where(first, a * g, 0.0), axis=1)
+            if SUMMARY:
+                tot_s += tl.sum(dt, axis=0)
+            else:
+                h0 = tl.load(scr + s * (NP * BLOCK_D))
+                u = _ld_td(u_base, offs_d, s_ud, phys, m2)
+                Bt = tl.load(B_base + offs_n[:, None] * s_bn + phys[None, :], mask=mnt, other=0.0).to(tl.float32)
+                dtu = dt * u
+                bb = dtu[None, :, :] * Bt[:, :, None]
+                _, hs = tl.associative_scan((a, tl.where(first, bb + a * h0[:, None, :], bb)), axis=1,
+                                            combine_fn=_combine)
+                if HAS_Z:
+                    y = tl.sum(hs * Ct[:, :, None], axis=0)
+                    if HAS_D:
+                        y += Dv[None, :] * u
+                    dz = do * y * sz * (1.0 + zz * (1.0 - sz))
+                    tl.store(dz_ptr + gbase + offs_d[None, :] * L + phys[:, None],
+                             dz.to(dz_ptr.dtype.element_ty), mask=m2)
+                gh = g * (hs - bb)  # g_t·a_t·h_{t-1}
+                dA_acc += tl.sum(gh * dt[None, :, :], axis=1)
+                gB = tl.sum(g * Bt[:, :, None], axis=0)
+                ddt = u * gB + tl.sum(gh * A[:, None, :], axis=0)
+                du = dt * gB + Dv[None, :] * dy
+                if HAS_D:
+                    dD_acc += tl.sum(dy * u, axis=0)
+                if SOFTPLUS:
+                    ddt = tl.where(raw > 20.0, ddt, ddt * _sigmoid(raw))
+                ddt = tl.where(m2, ddt, 0.0)
+                ddb_acc += tl.sum(ddt, axis=0)
+                tl.store(du_ptr + gbase + offs_d[None, :] * L + phys[:, None],
+                         du.to(du_ptr.dtype.element_ty), mask=m2)
+                tl.store(ddelta_ptr + gbase + offs_d[None, :] * L + phys[:, None],
+                         ddt.to(ddelta_ptr.dtype.element_ty), mask=m2)
+                dBc = tl.sum(g * dtu[None, :, :], axis=2)  # [N, TF]: sums over channels
+                dCc = tl.sum(hs * dy[None, :, :], axis=2)
+                tl.store(dBp_ptr + pbase + offs_n[:, None] * L + phys[None, :], dBc, mask=mnt)
+                tl.store(dCp_ptr + pbase + offs_n[:, None] * L + phys[None, :], dCc, mask=mnt)
+    sb = pid0.to(tl.int64) * DI  # (B * n_seg, DI[, N]) partials / summaries
+    if SUMMARY:
+        tl.store(gsum_ptr + (sb + offs_d[None, :]) * N + offs_n[:, None], q, mask=mnd)
+        tl.store(dsum_ptr + sb + offs_d, tot_s, mask=md)
+    else:
+        tl.store(dAp_ptr + (sb + offs_d[None, :]) * N + offs_n[:, None], dA_acc, mask=mnd)
+        tl.store(dDp_ptr + sb + offs_d, dD_acc, mask=md)
+        tl.store(ddbp_ptr + sb + offs_d, ddb_acc, mask=md)
+        if seg == 0:
+            tl.store(dh0_ptr + nd_off, q, mask=mnd)
 
 
-# --------------------------------------------------------------------------------------------
-# launch configuration
 # --------------------------------------------------------------------------------------------
 
 _FWD_CONFIGS = [
@@ -458,10 +469,9 @@ _FWD_CONFIGS = [
     for s in (1, 2)
 ]
 _BWD_CONFIGS = [
-    triton.Config({"BLOCK_D": bd}, num_warps=w, num_stages=s)
-    for bd in (2, 4, 8)
-    for w in (4, 8)
-    for s in (1, 2)
+    triton.Config({"BLOCK_D": 32 * w, "TF": tf}, num_warps=w, num_stages=1)
+    for w in (1, 2)
+    for tf in (2, 4)
 ]
 _AUTOTUNE_KEY = ["L", "DI", "N", "n_seg", "HAS_Z", "HAS_D", "REVERSE"]
 
@@ -471,15 +481,16 @@ _bwd_kernel_tuned = triton.autotune(configs=_BWD_CONFIGS, key=_AUTOTUNE_KEY)(_bw
 # The dB/dC partial buffers have one row per channel block; size them for the smallest BLOCK_D
 # any config can pick and sum only the rows the chosen config wrote.
 _MIN_BLOCK_D_BWD = min(c.kwargs["BLOCK_D"] for c in _BWD_CONFIGS)
-_SUMMARY_BLOCK_D = 4
+_MAX_BLOCK_D_BWD = max(c.kwargs["BLOCK_D"] for c in _BWD_CONFIGS)
+_MIN_TF_BWD = min(c.kwargs["TF"] for c in _BWD_CONFIGS)
 _DEFAULT_BLOCK_D = 4  # used when interpreting (no autotuning on CPU)
 _SEG_MIN_CHUNKS = 4  # module-level so tests can force sequence splits on short inputs
 _PROGRAMS_PER_SM = 8
 
 
 def _chunk_len(L: int) -> int:
-    # 64 positions per chunk keeps the [BLOCK_D, N, T] tiles in registers; shorter sequences
-    # use the smallest power of two that covers them.
+    # The forward saves the state every 64 positions (N/64 fp32 per position and channel);
+    # shorter sequences use the smallest power of two that covers them.
     return 64 if L >= 64 else max(16, triton.next_power_of_2(L))
 
 
@@ -539,12 +550,13 @@ def selective_scan_triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplu
     if n_seg > 1:
         hsum = torch.empty((batch, n_seg, di, N), device=dev, dtype=f32)
         dsum = torch.empty((batch, n_seg, di), device=dev, dtype=f32)
-        grid = (batch * n_seg, triton.cdiv(di, _SUMMARY_BLOCK_D))
+        sbd = _DEFAULT_BLOCK_D if _interpreting() else 32
+        grid = (batch * n_seg, triton.cdiv(di, sbd))
         _fwd_summary_kernel[grid](
-            u, delta, A, B, db, hsum, dsum, L, di, N, n_seg, seg_chunks,
+            u, delta, A, B, db, hsum, dsum, L, di, N, n_seg, seg_chunks, n_chunks,
             u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), B.stride(0), B.stride(1),
             HAS_DBIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse),
-            BLOCK_D=_SUMMARY_BLOCK_D, NP=NP, T=T, num_warps=4,
+            BLOCK_D=sbd, NP=NP, T=T, TF=4, num_warps=1,
         )
     else:
         hsum = dsum = A
@@ -584,49 +596,55 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
     Dv = D if D is not None else A
     db = delta_bias if delta_bias is not None else A
     dl = dlast.contiguous() if dlast is not None else A
-    if n_seg > 1:
-        gsum = torch.empty((batch, n_seg, di, N), device=dev, dtype=f32)
-        dsum = torch.empty((batch, n_seg, di), device=dev, dtype=f32)
-        grid = (batch * n_seg, triton.cdiv(di, _SUMMARY_BLOCK_D))
-        _bwd_summary_kernel[grid](
-            delta, A, C, zz, db, dout, gsum, dsum, L, di, N, n_seg, seg_chunks,
-            delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1), C.stride(0), C.stride(1),
-            dout.stride(0), dout.stride(1),
-            HAS_Z=z is not None, HAS_DBIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-            REVERSE=bool(reverse), BLOCK_D=_SUMMARY_BLOCK_D, NP=NP, T=T, num_warps=4,
-        )
-    else:
-        gsum = dsum = A
     du = torch.empty((batch, di, L), device=dev, dtype=u.dtype)
     ddelta = torch.empty((batch, di, L), device=dev, dtype=delta.dtype)
     dz = torch.empty((batch, di, L), device=dev, dtype=z.dtype) if z is not None else du
-    block_d = _MIN_BLOCK_D_BWD if _autotuning() else _DEFAULT_BLOCK_D
+    interp = _interpreting()
+    block_d = _DEFAULT_BLOCK_D if interp else (_MIN_BLOCK_D_BWD if _autotuning() else 32)
     n_dblk_max = triton.cdiv(di, block_d)
+    # per-program scratch for the sub-chunk start states: sized for the widest channel block
+    # and the most sub-chunks any config can use
+    bd_max = _DEFAULT_BLOCK_D if interp else _MAX_BLOCK_D_BWD
+    scratch = torch.empty((batch * n_seg * triton.cdiv(di, bd_max) * bd_max * (T // _MIN_TF_BWD) * NP,),
+                          device=dev, dtype=f32)
     dBp = torch.empty((batch, n_dblk_max, N, L), device=dev, dtype=f32)
     dCp = torch.empty((batch, n_dblk_max, N, L), device=dev, dtype=f32)
     dAp = torch.empty((batch * n_seg, di, N), device=dev, dtype=f32)
     dDp = torch.empty((batch * n_seg, di), device=dev, dtype=f32)
     ddbp = torch.empty((batch * n_seg, di), device=dev, dtype=f32)
     dh0 = torch.empty((batch, di, N), device=dev, dtype=f32)
-    args = (
-        u, delta, A, B, C, Dv, zz, db, dout, states, dl, gsum, dsum,
-        du, ddelta, dz, dBp, dCp, dAp, dDp, ddbp, dh0,
-        L, di, N, n_seg, seg_chunks, n_chunks, n_dblk_max,
-        u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
-        B.stride(0), B.stride(1), C.stride(0), C.stride(1), dout.stride(0), dout.stride(1),
-    )
+    if n_seg > 1:
+        gsum = torch.empty((batch, n_seg, di, N), device=dev, dtype=f32)
+        dsum = torch.empty((batch, n_seg, di), device=dev, dtype=f32)
+    else:
+        gsum = dsum = A
+
+    def args(n_dblk):
+        return (
+            u, delta, A, B, C, Dv, zz, db, dout, states, dl, gsum, dsum, scratch,
+            du, ddelta, dz, dBp, dCp, dAp, dDp, ddbp, dh0,
+            L, di, N, n_seg, seg_chunks, n_chunks, n_dblk,
+            u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
+            B.stride(0), B.stride(1), C.stride(0), C.stride(1), dout.stride(0), dout.stride(1),
+        )
+
     flags = dict(
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DBIAS=delta_bias is not None,
         SOFTPLUS=bool(delta_softplus), HAS_DLAST=dlast is not None, REVERSE=bool(reverse),
         NP=NP, T=T,
     )
+    if n_seg > 1:  # adjoint summaries of every segment (a_start·g_start from zero, ΣΔ)
+        grid = (batch * n_seg, triton.cdiv(di, block_d))
+        _bwd_kernel[grid](*args(n_dblk_max), **flags, SUMMARY=True, BLOCK_D=block_d, TF=4,
+                          num_warps=1)
     if not _autotuning():
         grid = (batch * n_seg, triton.cdiv(di, block_d))
-        _bwd_kernel[grid](*args, **flags, BLOCK_D=block_d, num_warps=4 if _interpreting() else 8)
+        _bwd_kernel[grid](*args(n_dblk_max), **flags, SUMMARY=False, BLOCK_D=block_d,
+                          TF=_MIN_TF_BWD, num_warps=1)
         used_bd = block_d
     else:
         grid = lambda meta: (batch * n_seg, triton.cdiv(di, meta["BLOCK_D"]))  # noqa: E731
-        _bwd_kernel_tuned[grid](*args, **flags)
+        _bwd_kernel_tuned[grid](*args(n_dblk_max), **flags, SUMMARY=False)
         used_bd = _bwd_kernel_tuned.best_config.kwargs["BLOCK_D"]
     n_used = triton.cdiv(di, used_bd)
     dB = dBp[:, :n_used].sum(dim=1).to(B.dtype)
