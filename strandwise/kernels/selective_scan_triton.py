@@ -105,14 +105,6 @@ def _load_delta(delta_ptr, offs2, m2, dbias, HAS_DBIAS: tl.constexpr, SOFTPLUS: 
 
 
 @triton.jit
-def _shift_combine(k1, p1, c1, k2, p2, c2):
-    # "Keep the last two" semigroup on (count, previous, current): an inclusive scan of it yields
-    # at each slot the element before it in scan order (the slot's own ``p`` at the first slot).
-    # Used in-thread only, where it compiles to register moves: a free shift along positions.
-    return k1 + k2, tl.where(k2 == 1, c1, p2), c2
-
-
-@triton.jit
 def _ld_td(base, offs_d, s_d, phys, m2):
     """[TF, BLOCK_D] tile of a (·, d_inner, L) tensor as fp32, 0 where masked."""
     return tl.load(base + offs_d[None, :] * s_d + phys[:, None], mask=m2, other=0.0).to(tl.float32)
@@ -351,7 +343,6 @@ def _bwd_kernel(
            + offs_n[:, None] * BLOCK_D + tl.arange(0, BLOCK_D)[None, :])
     first = (offs_t == 0)[None, :, None]
     last_t = (offs_t == TF - 1)[None, :, None]
-    ones_k = tl.full([NP, TF, BLOCK_D], 1, tl.int32)
     dA_acc = tl.zeros([NP, BLOCK_D], dtype=tl.float32)
     dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     ddb_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
@@ -404,14 +395,17 @@ def _bwd_kernel(
                 dy = do * zz * sz
             else:
                 dy = do
-            # adjoint: g_t = C_t·dy_t + a_{t+1}·g_{t+1}; q enters at the sub-chunk's last slot.
-            # a_{t+1} is ``a`` shifted by one slot (free in-thread), not a second exp.
-            _k, alpha, _c = tl.associative_scan((ones_k, tl.zeros_like(a) + tl.where(last_t, 1.0, 0.0), a),
-                                                axis=1, combine_fn=_shift_combine, reverse=True)
+            # adjoint: g_t = C_t·dy_t + a_{t+1}·g_{t+1}, q = a_{t+1}·g_{t+1} entering at the last
+            # slot. Unrolled over the TF in-thread slots: the slot selects are compile-time
+            # constants per register, so this is plain register code (Triton's reverse
+            # associative_scan costs warp shuffles here, and a shifted decay would cost an exp).
             bg = Ct[:, :, None] * dy[None, :, :]
-            bg = tl.where(last_t, bg + q[:, None, :], bg)
-            _, g = tl.associative_scan((alpha, bg), axis=1, combine_fn=_combine, reverse=True)
-            q = tl.sum(tl.where(first, a * g, 0.0), axis=1)
+            g = tl.zeros_like(a)
+            for r in tl.static_range(TF):
+                sel = (offs_t == TF - 1 - r)[None, :, None]
+                g_j = tl.sum(tl.where(sel, bg, -0.0), axis=1) + q
+                g = tl.where(sel, g_j[:, None, :], g)
+                q = tl.sum(tl.where(sel, a, -0.0), axis=1) * g_j
             if SUMMARY:
                 tot_s += tl.sum(dt, axis=0)
             else:
