@@ -310,7 +310,6 @@ def _bwd_kernel(
     mn = offs_n < N
     mnd = mn[:, None] & md[None, :]
     A = tl.load(A_ptr + offs_d[None, :] * N + offs_n[:, None], mask=mnd, other=0.0)
-    A2 = A * 1.4426950408889634
     dbias = tl.zeros([BLOCK_D], dtype=tl.float32)
     if HAS_DBIAS:
         dbias = tl.load(dbias_ptr + offs_d, mask=md, other=0.0)
@@ -329,7 +328,7 @@ def _bwd_kernel(
             sb = (b64 * n_seg + j) * DI
             tot = tl.load(dsum_ptr + sb + offs_d, mask=md, other=0.0)
             gl = tl.load(gsum_ptr + (sb + offs_d[None, :]) * N + offs_n[:, None], mask=mnd, other=0.0)
-            q = tl.exp2(A2 * tot[None, :]) * q + gl
+            q = tl.exp2(A * (tot * 1.4426950408889634)[None, :]) * q + gl
     u_base = u_ptr + b64 * s_ub
     d_base = delta_ptr + b64 * s_db
     z_base = z_ptr + b64 * s_zb
@@ -368,7 +367,7 @@ def _bwd_kernel(
                 u = _ld_td(u_base, offs_d, s_ud, phys, m2)
                 Bt = tl.load(B_base + offs_n[:, None] * s_bn + phys[None, :],
                              mask=mn[:, None] & pm[None, :], other=0.0).to(tl.float32)
-                a = tl.exp2(dt[None, :, :] * A2[:, None, :])
+                a = tl.exp2((dt * 1.4426950408889634)[None, :, :] * A[:, None, :])
                 bb = (dt * u)[None, :, :] * Bt[:, :, None]
                 bb = tl.where(first, bb + a * h[:, None, :], bb)
                 _, hs = tl.associative_scan((a, bb), axis=1, combine_fn=_combine)
@@ -388,7 +387,7 @@ def _bwd_kernel(
             dt, raw = _dt_td(d_base, offs_d, s_dd, phys, m2, dbias, HAS_DBIAS, SOFTPLUS)
             Ct = tl.load(C_base + offs_n[:, None] * s_cn + phys[None, :], mask=mnt, other=0.0).to(tl.float32)
             do = _ld_td(o_base, offs_d, s_od, phys, m2)
-            a = tl.exp2(dt[None, :, :] * A2[:, None, :])
+            a = tl.exp2((dt * 1.4426950408889634)[None, :, :] * A[:, None, :])
             if HAS_Z:
                 zz = _ld_td(z_base, offs_d, s_zd, phys, m2)
                 sz = _sigmoid(zz)
@@ -457,10 +456,9 @@ def _bwd_kernel(
 # --------------------------------------------------------------------------------------------
 
 _FWD_CONFIGS = [
-    triton.Config({"BLOCK_D": 32 * w, "TF": tf}, num_warps=w, num_stages=s)
-    for w in (1, 2)
+    triton.Config({"BLOCK_D": 32 * w, "TF": tf}, num_warps=w, num_stages=1)
+    for w in (1, 2, 4)
     for tf in (2, 4)
-    for s in (1, 2)
 ]
 _BWD_CONFIGS = [
     triton.Config({"BLOCK_D": 32 * w, "TF": tf}, num_warps=w, num_stages=1)
@@ -501,10 +499,12 @@ def _plan_segments(batch: int, di: int, n_chunks: int, device) -> tuple[int, int
     fraction of the work.
     """
     programs = batch * triton.cdiv(di, 32)
-    target = _PROGRAMS_PER_SM * _num_sms(device)
+    per_sm = int(os.environ.get("STRANDWISE_SCAN_PROGRAMS_PER_SM", _PROGRAMS_PER_SM))
+    min_chunks = int(os.environ.get("STRANDWISE_SCAN_SEG_MIN_CHUNKS", _SEG_MIN_CHUNKS))
+    target = per_sm * _num_sms(device)
     n_seg = 1
     if programs < target:
-        n_seg = min(triton.cdiv(target, programs), max(1, n_chunks // _SEG_MIN_CHUNKS))
+        n_seg = min(triton.cdiv(target, programs), max(1, n_chunks // min_chunks))
     seg_chunks = triton.cdiv(n_chunks, n_seg)
     n_seg = triton.cdiv(n_chunks, seg_chunks)
     return n_seg, seg_chunks
@@ -523,11 +523,18 @@ def _lastdim_contig(x):
     return x if x.stride(-1) == 1 else x.contiguous()
 
 
+def _f32(x):
+    # B and C (batch, N, L) are small next to u/Δ/z: one fp32 copy saves every thread unpacking
+    # the same broadcast bf16/fp16 [N, TF] tiles in every pass
+    return x if x.dtype == torch.float32 else x.float()
+
+
 def selective_scan_triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse,
                               initial_state, return_last_state):
     """Launch the forward; returns ``(out, last_state or None, states, plan)``."""
     batch, di, L = u.shape
     N = A.shape[1]
+    B, C = _f32(B), _f32(C)
     T = _chunk_len(L)
     n_chunks = triton.cdiv(L, T)
     n_seg, seg_chunks = _plan_segments(batch, di, n_chunks, u.device)
@@ -583,6 +590,8 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
     N = A.shape[1]
     T, n_chunks, n_seg, seg_chunks = plan
     NP = _np(N)
+    dB_dtype, dC_dtype = B.dtype, C.dtype
+    B, C = _f32(B), _f32(C)
     dev = u.device
     f32 = torch.float32
     dout = _lastdim_contig(dout)
@@ -641,8 +650,8 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
         _bwd_kernel_tuned[grid](*args(n_dblk_max), **flags, SUMMARY=False)
         used_bd = _bwd_kernel_tuned.best_config.kwargs["BLOCK_D"]
     n_used = triton.cdiv(di, used_bd)
-    dB = dBp[:, :n_used].sum(dim=1).to(B.dtype)
-    dC = dCp[:, :n_used].sum(dim=1).to(C.dtype)
+    dB = dBp[:, :n_used].sum(dim=1).to(dB_dtype)
+    dC = dCp[:, :n_used].sum(dim=1).to(dC_dtype)
     dA = dAp.sum(dim=0)
     dD = dDp.sum(dim=0) if D is not None else None
     ddb = ddbp.sum(dim=0) if delta_bias is not None else None
