@@ -281,6 +281,130 @@ def _fwd_kernel(
 
 
 @triton.jit
+def _rs16(lo, hi, bit):
+    # lanes with ``bit`` set keep ``hi`` and add their partner's (lane ^ 16) ``hi``; the others keep
+    # ``lo``: half of a butterfly's exchanges, since each lane only needs half of the result
+    return tl.inline_asm_elementwise(
+        "{ .reg .pred p; .reg .f32 s, k, r; setp.ne.s32 p, $3, 0; selp.f32 s, $1, $2, p; "
+        "selp.f32 k, $2, $1, p; shfl.sync.bfly.b32 r, s, 16, 0x1f, 0xffffffff; add.f32 $0, k, r; }",
+        "=f,f,f,r", [lo, hi, bit], dtype=tl.float32, is_pure=True, pack=1)
+
+@triton.jit
+def _rs8(lo, hi, bit):
+    # lanes with ``bit`` set keep ``hi`` and add their partner's (lane ^ 8) ``hi``; the others keep
+    # ``lo``: half of a butterfly's exchanges, since each lane only needs half of the result
+    return tl.inline_asm_elementwise(
+        "{ .reg .pred p; .reg .f32 s, k, r; setp.ne.s32 p, $3, 0; selp.f32 s, $1, $2, p; "
+        "selp.f32 k, $2, $1, p; shfl.sync.bfly.b32 r, s, 8, 0x1f, 0xffffffff; add.f32 $0, k, r; }",
+        "=f,f,f,r", [lo, hi, bit], dtype=tl.float32, is_pure=True, pack=1)
+
+@triton.jit
+def _rs4(lo, hi, bit):
+    # lanes with ``bit`` set keep ``hi`` and add their partner's (lane ^ 4) ``hi``; the others keep
+    # ``lo``: half of a butterfly's exchanges, since each lane only needs half of the result
+    return tl.inline_asm_elementwise(
+        "{ .reg .pred p; .reg .f32 s, k, r; setp.ne.s32 p, $3, 0; selp.f32 s, $1, $2, p; "
+        "selp.f32 k, $2, $1, p; shfl.sync.bfly.b32 r, s, 4, 0x1f, 0xffffffff; add.f32 $0, k, r; }",
+        "=f,f,f,r", [lo, hi, bit], dtype=tl.float32, is_pure=True, pack=1)
+
+@triton.jit
+def _rs2(lo, hi, bit):
+    # lanes with ``bit`` set keep ``hi`` and add their partner's (lane ^ 2) ``hi``; the others keep
+    # ``lo``: half of a butterfly's exchanges, since each lane only needs half of the result
+    return tl.inline_asm_elementwise(
+        "{ .reg .pred p; .reg .f32 s, k, r; setp.ne.s32 p, $3, 0; selp.f32 s, $1, $2, p; "
+        "selp.f32 k, $2, $1, p; shfl.sync.bfly.b32 r, s, 2, 0x1f, 0xffffffff; add.f32 $0, k, r; }",
+        "=f,f,f,r", [lo, hi, bit], dtype=tl.float32, is_pure=True, pack=1)
+
+@triton.jit
+def _rs1(lo, hi, bit):
+    # lanes with ``bit`` set keep ``hi`` and add their partner's (lane ^ 1) ``hi``; the others keep
+    # ``lo``: half of a butterfly's exchanges, since each lane only needs half of the result
+    return tl.inline_asm_elementwise(
+        "{ .reg .pred p; .reg .f32 s, k, r; setp.ne.s32 p, $3, 0; selp.f32 s, $1, $2, p; "
+        "selp.f32 k, $2, $1, p; shfl.sync.bfly.b32 r, s, 1, 0x1f, 0xffffffff; add.f32 $0, k, r; }",
+        "=f,f,f,r", [lo, hi, bit], dtype=tl.float32, is_pure=True, pack=1)
+
+@triton.jit
+def _lane_sum_scatter16(X, Y, offs_n, lane):
+    """Sum two [16, TF, 32·w] tiles (lanes on the last axis) over the 32 lanes of each warp.
+
+    A reduce-scatter: 31 exchanges per slot instead of the 2 × 16 × 5 of two butterfly
+    reductions. Returns a [TF, 32·w] tile in which lane l holds, per slot, the warp's sum of
+    ``(Y if l & 16 else X)[l & 15]``.
+    """
+    x0 = tl.sum(tl.where(offs_n[:, None, None] == 0, X, -0.0), axis=0)
+    y0 = tl.sum(tl.where(offs_n[:, None, None] == 0, Y, -0.0), axis=0)
+    x1 = tl.sum(tl.where(offs_n[:, None, None] == 1, X, -0.0), axis=0)
+    y1 = tl.sum(tl.where(offs_n[:, None, None] == 1, Y, -0.0), axis=0)
+    x2 = tl.sum(tl.where(offs_n[:, None, None] == 2, X, -0.0), axis=0)
+    y2 = tl.sum(tl.where(offs_n[:, None, None] == 2, Y, -0.0), axis=0)
+    x3 = tl.sum(tl.where(offs_n[:, None, None] == 3, X, -0.0), axis=0)
+    y3 = tl.sum(tl.where(offs_n[:, None, None] == 3, Y, -0.0), axis=0)
+    x4 = tl.sum(tl.where(offs_n[:, None, None] == 4, X, -0.0), axis=0)
+    y4 = tl.sum(tl.where(offs_n[:, None, None] == 4, Y, -0.0), axis=0)
+    x5 = tl.sum(tl.where(offs_n[:, None, None] == 5, X, -0.0), axis=0)
+    y5 = tl.sum(tl.where(offs_n[:, None, None] == 5, Y, -0.0), axis=0)
+    x6 = tl.sum(tl.where(offs_n[:, None, None] == 6, X, -0.0), axis=0)
+    y6 = tl.sum(tl.where(offs_n[:, None, None] == 6, Y, -0.0), axis=0)
+    x7 = tl.sum(tl.where(offs_n[:, None, None] == 7, X, -0.0), axis=0)
+    y7 = tl.sum(tl.where(offs_n[:, None, None] == 7, Y, -0.0), axis=0)
+    x8 = tl.sum(tl.where(offs_n[:, None, None] == 8, X, -0.0), axis=0)
+    y8 = tl.sum(tl.where(offs_n[:, None, None] == 8, Y, -0.0), axis=0)
+    x9 = tl.sum(tl.where(offs_n[:, None, None] == 9, X, -0.0), axis=0)
+    y9 = tl.sum(tl.where(offs_n[:, None, None] == 9, Y, -0.0), axis=0)
+    x10 = tl.sum(tl.where(offs_n[:, None, None] == 10, X, -0.0), axis=0)
+    y10 = tl.sum(tl.where(offs_n[:, None, None] == 10, Y, -0.0), axis=0)
+    x11 = tl.sum(tl.where(offs_n[:, None, None] == 11, X, -0.0), axis=0)
+    y11 = tl.sum(tl.where(offs_n[:, None, None] == 11, Y, -0.0), axis=0)
+    x12 = tl.sum(tl.where(offs_n[:, None, None] == 12, X, -0.0), axis=0)
+    y12 = tl.sum(tl.where(offs_n[:, None, None] == 12, Y, -0.0), axis=0)
+    x13 = tl.sum(tl.where(offs_n[:, None, None] == 13, X, -0.0), axis=0)
+    y13 = tl.sum(tl.where(offs_n[:, None, None] == 13, Y, -0.0), axis=0)
+    x14 = tl.sum(tl.where(offs_n[:, None, None] == 14, X, -0.0), axis=0)
+    y14 = tl.sum(tl.where(offs_n[:, None, None] == 14, Y, -0.0), axis=0)
+    x15 = tl.sum(tl.where(offs_n[:, None, None] == 15, X, -0.0), axis=0)
+    y15 = tl.sum(tl.where(offs_n[:, None, None] == 15, Y, -0.0), axis=0)
+    zero = tl.zeros_like(x0).to(tl.int32)
+    b16 = zero + ((lane & 16) != 0).to(tl.int32)[None, :]
+    b8 = zero + ((lane & 8) != 0).to(tl.int32)[None, :]
+    b4 = zero + ((lane & 4) != 0).to(tl.int32)[None, :]
+    b2 = zero + ((lane & 2) != 0).to(tl.int32)[None, :]
+    b1 = zero + ((lane & 1) != 0).to(tl.int32)[None, :]
+    r0 = _rs16(x0, y0, b16)
+    r1 = _rs16(x1, y1, b16)
+    r2 = _rs16(x2, y2, b16)
+    r3 = _rs16(x3, y3, b16)
+    r4 = _rs16(x4, y4, b16)
+    r5 = _rs16(x5, y5, b16)
+    r6 = _rs16(x6, y6, b16)
+    r7 = _rs16(x7, y7, b16)
+    r8 = _rs16(x8, y8, b16)
+    r9 = _rs16(x9, y9, b16)
+    r10 = _rs16(x10, y10, b16)
+    r11 = _rs16(x11, y11, b16)
+    r12 = _rs16(x12, y12, b16)
+    r13 = _rs16(x13, y13, b16)
+    r14 = _rs16(x14, y14, b16)
+    r15 = _rs16(x15, y15, b16)
+    s0 = _rs8(r0, r8, b8)
+    s1 = _rs8(r1, r9, b8)
+    s2 = _rs8(r2, r10, b8)
+    s3 = _rs8(r3, r11, b8)
+    s4 = _rs8(r4, r12, b8)
+    s5 = _rs8(r5, r13, b8)
+    s6 = _rs8(r6, r14, b8)
+    s7 = _rs8(r7, r15, b8)
+    t0 = _rs4(s0, s4, b4)
+    t1 = _rs4(s1, s5, b4)
+    t2 = _rs4(s2, s6, b4)
+    t3 = _rs4(s3, s7, b4)
+    v0 = _rs2(t0, t2, b2)
+    v1 = _rs2(t1, t3, b2)
+    return _rs1(v0, v1, b1)
+
+
+@triton.jit
 def _bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dbias_ptr, dout_ptr, states_ptr,
     dlast_ptr, gsum_ptr, dsum_ptr, scratch_ptr,
@@ -289,6 +413,7 @@ def _bwd_kernel(
     s_ub, s_ud, s_db, s_dd, s_zb, s_zd, s_bb, s_bn, s_cb, s_cn, s_ob, s_od,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DBIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_DLAST: tl.constexpr, REVERSE: tl.constexpr, SUMMARY: tl.constexpr,
+    LANE_RS: tl.constexpr,
     BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, TF: tl.constexpr,
 ):
     # Same [N, TF, BLOCK_D] tiles as the forward: one channel per thread with all its states and
@@ -336,9 +461,11 @@ def _bwd_kernel(
     C_base = C_ptr + b64 * s_cb
     o_base = dout_ptr + b64 * s_ob
     gbase = b64 * DI * L  # du, ddelta, dz are contiguous (B, DI, L)
-    pbase = (b64 * n_dblk + pid_d) * N * L  # dB/dC partials (B, n_dblk, N, L)
+    pbase = (b64 * n_dblk + pid_d) * 2 * N * L  # dB/dC partials (B, n_dblk, 2, N, L)
+    lane = tl.arange(0, BLOCK_D) % 32
     SUB: tl.constexpr = T // TF
-    scr = (scratch_ptr + (pid0.to(tl.int64) * n_dblk + pid_d) * (SUB * NP * BLOCK_D)
+    # this launch's own grid width: n_dblk counts the narrowest channel blocks, not BLOCK_D's
+    scr = (scratch_ptr + (pid0.to(tl.int64) * tl.num_programs(1) + pid_d) * (SUB * NP * BLOCK_D)
            + offs_n[:, None] * BLOCK_D + tl.arange(0, BLOCK_D)[None, :])
     first = (offs_t == 0)[None, :, None]
     last_t = (offs_t == TF - 1)[None, :, None]
@@ -437,10 +564,21 @@ def _bwd_kernel(
                          du.to(du_ptr.dtype.element_ty), mask=m2)
                 tl.store(ddelta_ptr + gbase + offs_d[None, :] * L + phys[:, None],
                          ddt.to(ddelta_ptr.dtype.element_ty), mask=m2)
-                dBc = tl.sum(g * dtu[None, :, :], axis=2)  # [N, TF]: sums over channels
-                dCc = tl.sum(hs * dy[None, :, :], axis=2)
-                tl.store(dBp_ptr + pbase + offs_n[:, None] * L + phys[None, :], dBc, mask=mnt)
-                tl.store(dCp_ptr + pbase + offs_n[:, None] * L + phys[None, :], dCc, mask=mnt)
+                # dB/dC: sums over channels, written per channel block as fp32 partials
+                # (B, rows, 2, N, L) and summed on the host (deterministic)
+                if LANE_RS:
+                    # rows are warps (32 channels); lane l stores (dC if l & 16 else dB)[l & 15]
+                    red = _lane_sum_scatter16(g * dtu[None, :, :], hs * dy[None, :, :], offs_n, lane)
+                    row = offs_d // 32
+                    paddr = ((((b64 * n_dblk + row) * 2 + (lane // 16) % 2) * N + lane % 16) * L)
+                    tl.store(dBp_ptr + paddr[None, :] + phys[:, None], red,
+                             mask=pm[:, None] & (row < n_dblk)[None, :])
+                else:
+                    dBc = tl.sum(g * dtu[None, :, :], axis=2)  # [N, TF]
+                    dCc = tl.sum(hs * dy[None, :, :], axis=2)
+                    tl.store(dBp_ptr + pbase + offs_n[:, None] * L + phys[None, :], dBc, mask=mnt)
+                    tl.store(dBp_ptr + pbase + N * L + offs_n[:, None] * L + phys[None, :], dCc,
+                             mask=mnt)
     sb = pid0.to(tl.int64) * DI  # (B * n_seg, DI[, N]) partials / summaries
     if SUMMARY:
         tl.store(gsum_ptr + (sb + offs_d[None, :]) * N + offs_n[:, None], q, mask=mnd)
@@ -457,13 +595,12 @@ def _bwd_kernel(
 
 _FWD_CONFIGS = [
     triton.Config({"BLOCK_D": 32 * w, "TF": tf}, num_warps=w, num_stages=1)
-    for w in (1, 2, 4)
-    for tf in (2, 4)
-]
-_BWD_CONFIGS = [
-    triton.Config({"BLOCK_D": 32 * w, "TF": tf}, num_warps=w, num_stages=1)
     for w in (1, 2)
     for tf in (2, 4)
+]
+_BWD_CONFIGS = [  # TF = 4 spills heavily in the backward (255 registers + 1.5 KB stack)
+    triton.Config({"BLOCK_D": 32 * w, "TF": 2}, num_warps=w, num_stages=1)
+    for w in (1, 2)
 ]
 _AUTOTUNE_KEY = ["L", "DI", "N", "n_seg", "HAS_Z", "HAS_D", "REVERSE"]
 
@@ -476,14 +613,17 @@ _MIN_BLOCK_D_BWD = min(c.kwargs["BLOCK_D"] for c in _BWD_CONFIGS)
 _MAX_BLOCK_D_BWD = max(c.kwargs["BLOCK_D"] for c in _BWD_CONFIGS)
 _MIN_TF_BWD = min(c.kwargs["TF"] for c in _BWD_CONFIGS)
 _DEFAULT_BLOCK_D = 4  # used when interpreting (no autotuning on CPU)
-_SEG_MIN_CHUNKS = 4  # module-level so tests can force sequence splits on short inputs
-_PROGRAMS_PER_SM = 8
+_SEG_MIN_CHUNKS = 2  # module-level so tests can force sequence splits on short inputs
+_PROGRAMS_PER_SM = 32  # 1-warp programs: 32 resident per SM hide the scan's latency
 
 
 def _chunk_len(L: int) -> int:
-    # The forward saves the state every 64 positions (N/64 fp32 per position and channel);
-    # shorter sequences use the smallest power of two that covers them.
-    return 64 if L >= 64 else max(16, triton.next_power_of_2(L))
+    # The forward saves the state every T positions (N/T fp32 per position and channel). Up to
+    # 8k positions T = 32 allows twice the sequence split (short inputs need it to fill the GPU);
+    # below 32, the smallest power of two (≥ 16) that covers L.
+    if L > 8192:
+        return 64
+    return 32 if L >= 32 else max(16, triton.next_power_of_2(L))
 
 
 def _num_sms(device) -> int:
@@ -525,8 +665,9 @@ def _lastdim_contig(x):
 
 def _f32(x):
     # B and C (batch, N, L) are small next to u/Δ/z: one fp32 copy saves every thread unpacking
-    # the same broadcast bf16/fp16 [N, TF] tiles in every pass
-    return x if x.dtype == torch.float32 else x.float()
+    # the same broadcast bf16/fp16 [N, TF] tiles in every pass. Small inputs skip it: there the
+    # extra launch costs more than it saves.
+    return x if (x.dtype == torch.float32 or x.numel() < (1 << 19)) else x.float()
 
 
 def selective_scan_triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse,
@@ -610,8 +751,11 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
     bd_max = _DEFAULT_BLOCK_D if interp else _MAX_BLOCK_D_BWD
     scratch = torch.empty((batch * n_seg * triton.cdiv(di, bd_max) * bd_max * (T // _MIN_TF_BWD) * NP,),
                           device=dev, dtype=f32)
-    dBp = torch.empty((batch, n_dblk_max, N, L), device=dev, dtype=f32)
-    dCp = torch.empty((batch, n_dblk_max, N, L), device=dev, dtype=f32)
+    # lane reduce-scatter for the dB/dC channel sums: compiled code, N = 16 (d_state of Mamba)
+    lane_rs = (not interp and N == 16 and os.environ.get("STRANDWISE_SCAN_LANE_RS", "1") != "0")
+    if lane_rs:
+        n_dblk_max = triton.cdiv(di, 32)
+    dBCp = torch.empty((batch, n_dblk_max, 2, N, L), device=dev, dtype=f32)
     dAp = torch.empty((batch * n_seg, di, N), device=dev, dtype=f32)
     dDp = torch.empty((batch * n_seg, di), device=dev, dtype=f32)
     ddbp = torch.empty((batch * n_seg, di), device=dev, dtype=f32)
@@ -625,7 +769,7 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
     def args(n_dblk):
         return (
             u, delta, A, B, C, Dv, zz, db, dout, states, dl, gsum, dsum, scratch,
-            du, ddelta, dz, dBp, dCp, dAp, dDp, ddbp, dh0,
+            du, ddelta, dz, dBCp, dBCp, dAp, dDp, ddbp, dh0,
             L, di, N, n_seg, seg_chunks, n_chunks, n_dblk,
             u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
             B.stride(0), B.stride(1), C.stride(0), C.stride(1), dout.stride(0), dout.stride(1),
@@ -634,7 +778,7 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
     flags = dict(
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DBIAS=delta_bias is not None,
         SOFTPLUS=bool(delta_softplus), HAS_DLAST=dlast is not None, REVERSE=bool(reverse),
-        NP=NP, T=T,
+        LANE_RS=lane_rs, NP=NP, T=T,
     )
     if n_seg > 1:  # adjoint summaries of every segment (a_start·g_start from zero, ΣΔ)
         grid = (batch * n_seg, triton.cdiv(di, block_d))
@@ -649,9 +793,10 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
         grid = lambda meta: (batch * n_seg, triton.cdiv(di, meta["BLOCK_D"]))  # noqa: E731
         _bwd_kernel_tuned[grid](*args(n_dblk_max), **flags, SUMMARY=False)
         used_bd = _bwd_kernel_tuned.best_config.kwargs["BLOCK_D"]
-    n_used = triton.cdiv(di, used_bd)
-    dB = dBp[:, :n_used].sum(dim=1).to(dB_dtype)
-    dC = dCp[:, :n_used].sum(dim=1).to(dC_dtype)
+    n_used = n_dblk_max if lane_rs else triton.cdiv(di, used_bd)  # rows the kernel wrote
+    dBC = dBCp[:, :n_used].sum(dim=1)
+    dB = dBC[:, 0].to(dB_dtype)
+    dC = dBC[:, 1].to(dC_dtype)
     dA = dAp.sum(dim=0)
     dD = dDp.sum(dim=0) if D is not None else None
     ddb = ddbp.sum(dim=0) if delta_bias is not None else None
