@@ -66,6 +66,12 @@ def chunked_reference(u, delta, A, B, C, D, z, delta_bias, chunk=256):
     return (y * F.silu(z.to(f))).to(u.dtype)
 
 
+def _plan_of(sst, batch, di, L, dev):
+    T = sst._chunk_len(L)
+    n_chunks = -(-L // T)
+    return (T, n_chunks) + tuple(sst._plan_segments(batch, di, n_chunks, dev))
+
+
 def make_inputs(batch, di, L, device, seed=0):
     g = torch.Generator(device=device).manual_seed(seed)
     bf = torch.bfloat16
@@ -105,6 +111,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="bench_selective_scan.json", help="JSON output path")
     ap.add_argument("--skip-reference", action="store_true", help="do not time the PyTorch reference")
+    ap.add_argument("--shapes", default="all",
+                    help="comma-separated indices into the spec's shape list (default: all)")
     args = ap.parse_args(argv)
 
     from triton.testing import do_bench
@@ -114,7 +122,10 @@ def main(argv=None):
     dev = torch.device("cuda")
     bw = copy_bandwidth(dev)
     rows = []
-    for batch, di, L in SHAPES:
+    shapes = SHAPES if args.shapes == "all" else [SHAPES[int(i)] for i in args.shapes.split(",")]
+    from strandwise.kernels import selective_scan_triton as sst
+
+    for batch, di, L in shapes:
         ins = make_inputs(batch, di, L, dev)
         leaves = {k: v.requires_grad_() for k, v in ins.items()}
         kw = dict(delta_softplus=True)
@@ -143,7 +154,11 @@ def main(argv=None):
                    floor_bwd_ms=floor_ms(batch, di, L, bw, backward=True),
                    upstream_h200_fwd_ms=UPSTREAM_H200[(batch, di, L)][0],
                    upstream_h200_bwd_ms=UPSTREAM_H200[(batch, di, L)][1],
-                   first_call_with_autotune_s=tune_s)
+                   first_call_with_autotune_s=tune_s,
+                   plan=dict(zip(("T", "n_chunks", "n_seg", "seg_chunks"),
+                                 _plan_of(sst, batch, di, L, dev))),
+                   fwd_config=str(getattr(sst._fwd_kernel_tuned, "best_config", None)),
+                   bwd_config=str(getattr(sst._bwd_kernel_tuned, "best_config", None)))
         # parity spot check of the timed configuration against the PyTorch reference
         with torch.no_grad():
             ref = chunked_reference(**{k: v.detach() for k, v in ins.items()})
@@ -186,6 +201,7 @@ def main(argv=None):
               f"{r['triton_bwd_ms']:>7.3f} | {r['upstream_h200_fwd_ms']:>9.3f} "
               f"{r['upstream_h200_bwd_ms']:>9.3f} | {r['floor_fwd_ms']:>9.3f} "
               f"{r['floor_bwd_ms']:>9.3f} | {tf:>9.2f} {tb:>9.2f} | {r['rel_err_vs_reference']:>8.1e}")
+        print(f"      plan {r['plan']}  fwd {r['fwd_config']}  bwd {r['bwd_config']}")
     from strandwise.io.atomic import atomic_write_text
 
     atomic_write_text(args.out, json.dumps(result, indent=2))

@@ -105,57 +105,81 @@ def _load_delta(delta_ptr, offs2, m2, dbias, HAS_DBIAS: tl.constexpr, SOFTPLUS: 
 
 
 @triton.jit
+def _ld_td(base, offs_d, s_d, phys, m2):
+    """[TF, BLOCK_D] tile of a (·, d_inner, L) tensor as fp32, 0 where masked."""
+    return tl.load(base + offs_d[None, :] * s_d + phys[:, None], mask=m2, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _dt_td(d_base, offs_d, s_dd, phys, m2, dbias, HAS_DBIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """Δ after bias and softplus as a [TF, BLOCK_D] tile (0 where masked), and the raw argument."""
+    raw = _ld_td(d_base, offs_d, s_dd, phys, m2)
+    if HAS_DBIAS:
+        raw = raw + dbias[None, :]
+    dt = raw
+    if SOFTPLUS:
+        dt = _softplus(raw)
+    return tl.where(m2, dt, 0.0), raw
+
+
+@triton.jit
 def _fwd_summary_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, dbias_ptr, hsum_ptr, dsum_ptr,
-    L, DI, N, n_seg, seg_chunks,
+    L, DI, N, n_seg, seg_chunks, n_chunks,
     s_ub, s_ud, s_db, s_dd, s_bb, s_bn,
     HAS_DBIAS: tl.constexpr, SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr,
-    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, TF: tl.constexpr,
 ):
-    """Segment summary: end state from a zero start, and ΣΔ over the segment."""
+    """Segment summary: the segment's end state from a zero start, and ΣΔ over the segment.
+
+    Same ``[N, TF, BLOCK_D]`` tiles as the forward (one channel per thread, the scan in-thread),
+    without C, z, the output or the saved states.
+    """
     pid0 = tl.program_id(0)
     pid_d = tl.program_id(1)
     b = pid0 // n_seg
     seg = pid0 % n_seg
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, NP)
-    offs_t = tl.arange(0, T)
+    offs_t = tl.arange(0, TF)
     md = offs_d < DI
     mn = offs_n < N
-    A2 = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=md[:, None] & mn[None, :],
-                 other=0.0) * 1.4426950408889634
+    mnd = mn[:, None] & md[None, :]
+    A2 = tl.load(A_ptr + offs_d[None, :] * N + offs_n[:, None], mask=mnd, other=0.0) * 1.4426950408889634
     dbias = tl.zeros([BLOCK_D], dtype=tl.float32)
     if HAS_DBIAS:
         dbias = tl.load(dbias_ptr + offs_d, mask=md, other=0.0)
-    u_base = u_ptr + b.to(tl.int64) * s_ub
-    d_base = delta_ptr + b.to(tl.int64) * s_db
-    B_base = B_ptr + b.to(tl.int64) * s_bb
-    h = tl.zeros([BLOCK_D, NP], dtype=tl.float32)
+    b64 = b.to(tl.int64)
+    u_base = u_ptr + b64 * s_ub
+    d_base = delta_ptr + b64 * s_db
+    B_base = B_ptr + b64 * s_bb
+    first = (offs_t == 0)[None, :, None]
+    last_t = (offs_t == TF - 1)[None, :, None]
+    SUB: tl.constexpr = T // TF
+    h = tl.zeros([NP, BLOCK_D], dtype=tl.float32)
     tot = tl.zeros([BLOCK_D], dtype=tl.float32)
     c0 = seg * seg_chunks
-    for c in range(c0, c0 + seg_chunks):
-        p = c * T + offs_t
+    c1 = tl.minimum(c0 + seg_chunks, n_chunks)
+    for k in range(c0 * SUB, c1 * SUB):
+        p = k * TF + offs_t
         pm = p < L
         if REVERSE:
             phys = L - 1 - p
         else:
             phys = p
-        m2 = md[:, None] & pm[None, :]
-        dt, raw = _load_delta(d_base, offs_d[:, None] * s_dd + phys[None, :], m2, dbias,
-                              HAS_DBIAS, SOFTPLUS)
-        u = tl.load(u_base + offs_d[:, None] * s_ud + phys[None, :], mask=m2, other=0.0).to(tl.float32)
+        m2 = pm[:, None] & md[None, :]
+        dt, raw = _dt_td(d_base, offs_d, s_dd, phys, m2, dbias, HAS_DBIAS, SOFTPLUS)
+        u = _ld_td(u_base, offs_d, s_ud, phys, m2)
         Bt = tl.load(B_base + offs_n[:, None] * s_bn + phys[None, :],
                      mask=mn[:, None] & pm[None, :], other=0.0).to(tl.float32)
-        S = tl.cumsum(dt, axis=1)
-        ctot = tl.sum(dt, axis=1)
-        rem = ctot[:, None] - S  # Σ Δ over (s, chunk end], ≥ 0
-        w = tl.exp2(A2[:, :, None] * rem[:, None, :])
-        contrib = tl.sum(w * (dt * u)[:, None, :] * Bt[None, :, :], axis=2)
-        h = tl.exp2(A2 * ctot[:, None]) * h + contrib
-        tot += ctot
+        a = tl.exp2(dt[None, :, :] * A2[:, None, :])
+        bb = (dt * u)[None, :, :] * Bt[:, :, None]
+        bb = tl.where(first, bb + a * h[:, None, :], bb)
+        _, hs = tl.associative_scan((a, bb), axis=1, combine_fn=_combine)
+        h = tl.sum(tl.where(last_t, hs, 0.0), axis=1)
+        tot += tl.sum(dt, axis=0)
     ob = pid0.to(tl.int64) * DI
-    tl.store(hsum_ptr + (ob + offs_d[:, None]) * N + offs_n[None, :], h,
-             mask=md[:, None] & mn[None, :])
+    tl.store(hsum_ptr + (ob + offs_d[None, :]) * N + offs_n[:, None], h, mask=mnd)
     tl.store(dsum_ptr + ob + offs_d, tot, mask=md)
 
 
@@ -257,88 +281,160 @@ def _fwd_kernel(
 
 
 @triton.jit
-def _bwd_summary_kernel(
-    delta_ptr, A_ptr, C_ptr, z_ptr, dbias_ptr, dout_ptr, gsum_ptr, dsum_ptr,
-    L, DI, N, n_seg, seg_chunks,
-    s_db, s_dd, s_zb, s_zd, s_cb, s_cn, s_ob, s_od,
-    HAS_Z: tl.constexpr, HAS_DBIAS: tl.constexpr, SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr,
-    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr,
-):
-    """Adjoint summary: Σ_s exp(A·S_s)·C_s·dy_s with S_s = Σ Δ over [segment start, s], and ΣΔ.
+def _rs16(lo, hi, bit):
+    # lanes with ``bit`` set keep ``hi`` and add their partner's (lane ^ 16) ``hi``; the others keep
+    # ``lo``: half of a butterfly's exchanges, since each lane only needs half of the result
+    return tl.inline_asm_elementwise(
+        "{ .reg .pred p; .reg .f32 s, k, r; setp.ne.s32 p, $3, 0; selp.f32 s, $1, $2, p; "
+        "selp.f32 k, $2, $1, p; shfl.sync.bfly.b32 r, s, 16, 0x1f, 0xffffffff; add.f32 $0, k, r; }",
+        "=f,f,f,r", [lo, hi, bit], dtype=tl.float32, is_pure=True, pack=1)
 
-    This is a_{start}·g_{start} of the segment when nothing flows in from later segments.
+@triton.jit
+def _rs8(lo, hi, bit):
+    # lanes with ``bit`` set keep ``hi`` and add their partner's (lane ^ 8) ``hi``; the others keep
+    # ``lo``: half of a butterfly's exchanges, since each lane only needs half of the result
+    return tl.inline_asm_elementwise(
+        "{ .reg .pred p; .reg .f32 s, k, r; setp.ne.s32 p, $3, 0; selp.f32 s, $1, $2, p; "
+        "selp.f32 k, $2, $1, p; shfl.sync.bfly.b32 r, s, 8, 0x1f, 0xffffffff; add.f32 $0, k, r; }",
+        "=f,f,f,r", [lo, hi, bit], dtype=tl.float32, is_pure=True, pack=1)
+
+@triton.jit
+def _rs4(lo, hi, bit):
+    # lanes with ``bit`` set keep ``hi`` and add their partner's (lane ^ 4) ``hi``; the others keep
+    # ``lo``: half of a butterfly's exchanges, since each lane only needs half of the result
+    return tl.inline_asm_elementwise(
+        "{ .reg .pred p; .reg .f32 s, k, r; setp.ne.s32 p, $3, 0; selp.f32 s, $1, $2, p; "
+        "selp.f32 k, $2, $1, p; shfl.sync.bfly.b32 r, s, 4, 0x1f, 0xffffffff; add.f32 $0, k, r; }",
+        "=f,f,f,r", [lo, hi, bit], dtype=tl.float32, is_pure=True, pack=1)
+
+@triton.jit
+def _rs2(lo, hi, bit):
+    # lanes with ``bit`` set keep ``hi`` and add their partner's (lane ^ 2) ``hi``; the others keep
+    # ``lo``: half of a butterfly's exchanges, since each lane only needs half of the result
+    return tl.inline_asm_elementwise(
+        "{ .reg .pred p; .reg .f32 s, k, r; setp.ne.s32 p, $3, 0; selp.f32 s, $1, $2, p; "
+        "selp.f32 k, $2, $1, p; shfl.sync.bfly.b32 r, s, 2, 0x1f, 0xffffffff; add.f32 $0, k, r; }",
+        "=f,f,f,r", [lo, hi, bit], dtype=tl.float32, is_pure=True, pack=1)
+
+@triton.jit
+def _rs1(lo, hi, bit):
+    # lanes with ``bit`` set keep ``hi`` and add their partner's (lane ^ 1) ``hi``; the others keep
+    # ``lo``: half of a butterfly's exchanges, since each lane only needs half of the result
+    return tl.inline_asm_elementwise(
+        "{ .reg .pred p; .reg .f32 s, k, r; setp.ne.s32 p, $3, 0; selp.f32 s, $1, $2, p; "
+        "selp.f32 k, $2, $1, p; shfl.sync.bfly.b32 r, s, 1, 0x1f, 0xffffffff; add.f32 $0, k, r; }",
+        "=f,f,f,r", [lo, hi, bit], dtype=tl.float32, is_pure=True, pack=1)
+
+@triton.jit
+def _lane_sum_scatter16(X, Y, offs_n, lane):
+    """Sum two [16, TF, 32·w] tiles (lanes on the last axis) over the 32 lanes of each warp.
+
+    A reduce-scatter: 31 exchanges per slot instead of the 2 × 16 × 5 of two butterfly
+    reductions. Returns a [TF, 32·w] tile in which lane l holds, per slot, the warp's sum of
+    ``(Y if l & 16 else X)[l & 15]``.
     """
-    pid0 = tl.program_id(0)
-    pid_d = tl.program_id(1)
-    b = pid0 // n_seg
-    seg = pid0 % n_seg
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, NP)
-    offs_t = tl.arange(0, T)
-    md = offs_d < DI
-    mn = offs_n < N
-    A2 = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=md[:, None] & mn[None, :],
-                 other=0.0) * 1.4426950408889634
-    dbias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_DBIAS:
-        dbias = tl.load(dbias_ptr + offs_d, mask=md, other=0.0)
-    b64 = b.to(tl.int64)
-    d_base = delta_ptr + b64 * s_db
-    z_base = z_ptr + b64 * s_zb
-    C_base = C_ptr + b64 * s_cb
-    o_base = dout_ptr + b64 * s_ob
-    gl = tl.zeros([BLOCK_D, NP], dtype=tl.float32)
-    tot = tl.zeros([BLOCK_D], dtype=tl.float32)
-    c0 = seg * seg_chunks
-    for c in range(c0, c0 + seg_chunks):
-        p = c * T + offs_t
-        pm = p < L
-        if REVERSE:
-            phys = L - 1 - p
-        else:
-            phys = p
-        m2 = md[:, None] & pm[None, :]
-        dt, raw = _load_delta(d_base, offs_d[:, None] * s_dd + phys[None, :], m2, dbias,
-                              HAS_DBIAS, SOFTPLUS)
-        dy = tl.load(o_base + offs_d[:, None] * s_od + phys[None, :], mask=m2, other=0.0).to(tl.float32)
-        if HAS_Z:
-            zz = tl.load(z_base + offs_d[:, None] * s_zd + phys[None, :], mask=m2, other=0.0).to(tl.float32)
-            dy = dy * zz * _sigmoid(zz)
-        Ct = tl.load(C_base + offs_n[:, None] * s_cn + phys[None, :],
-                     mask=mn[:, None] & pm[None, :], other=0.0).to(tl.float32)
-        S = tl.cumsum(dt, axis=1) + tot[:, None]
-        w = tl.exp2(A2[:, :, None] * S[:, None, :])
-        gl += tl.sum(w * Ct[None, :, :] * dy[:, None, :], axis=2)
-        tot += tl.sum(dt, axis=1)
-    ob = pid0.to(tl.int64) * DI
-    tl.store(gsum_ptr + (ob + offs_d[:, None]) * N + offs_n[None, :], gl,
-             mask=md[:, None] & mn[None, :])
-    tl.store(dsum_ptr + ob + offs_d, tot, mask=md)
+    x0 = tl.sum(tl.where(offs_n[:, None, None] == 0, X, -0.0), axis=0)
+    y0 = tl.sum(tl.where(offs_n[:, None, None] == 0, Y, -0.0), axis=0)
+    x1 = tl.sum(tl.where(offs_n[:, None, None] == 1, X, -0.0), axis=0)
+    y1 = tl.sum(tl.where(offs_n[:, None, None] == 1, Y, -0.0), axis=0)
+    x2 = tl.sum(tl.where(offs_n[:, None, None] == 2, X, -0.0), axis=0)
+    y2 = tl.sum(tl.where(offs_n[:, None, None] == 2, Y, -0.0), axis=0)
+    x3 = tl.sum(tl.where(offs_n[:, None, None] == 3, X, -0.0), axis=0)
+    y3 = tl.sum(tl.where(offs_n[:, None, None] == 3, Y, -0.0), axis=0)
+    x4 = tl.sum(tl.where(offs_n[:, None, None] == 4, X, -0.0), axis=0)
+    y4 = tl.sum(tl.where(offs_n[:, None, None] == 4, Y, -0.0), axis=0)
+    x5 = tl.sum(tl.where(offs_n[:, None, None] == 5, X, -0.0), axis=0)
+    y5 = tl.sum(tl.where(offs_n[:, None, None] == 5, Y, -0.0), axis=0)
+    x6 = tl.sum(tl.where(offs_n[:, None, None] == 6, X, -0.0), axis=0)
+    y6 = tl.sum(tl.where(offs_n[:, None, None] == 6, Y, -0.0), axis=0)
+    x7 = tl.sum(tl.where(offs_n[:, None, None] == 7, X, -0.0), axis=0)
+    y7 = tl.sum(tl.where(offs_n[:, None, None] == 7, Y, -0.0), axis=0)
+    x8 = tl.sum(tl.where(offs_n[:, None, None] == 8, X, -0.0), axis=0)
+    y8 = tl.sum(tl.where(offs_n[:, None, None] == 8, Y, -0.0), axis=0)
+    x9 = tl.sum(tl.where(offs_n[:, None, None] == 9, X, -0.0), axis=0)
+    y9 = tl.sum(tl.where(offs_n[:, None, None] == 9, Y, -0.0), axis=0)
+    x10 = tl.sum(tl.where(offs_n[:, None, None] == 10, X, -0.0), axis=0)
+    y10 = tl.sum(tl.where(offs_n[:, None, None] == 10, Y, -0.0), axis=0)
+    x11 = tl.sum(tl.where(offs_n[:, None, None] == 11, X, -0.0), axis=0)
+    y11 = tl.sum(tl.where(offs_n[:, None, None] == 11, Y, -0.0), axis=0)
+    x12 = tl.sum(tl.where(offs_n[:, None, None] == 12, X, -0.0), axis=0)
+    y12 = tl.sum(tl.where(offs_n[:, None, None] == 12, Y, -0.0), axis=0)
+    x13 = tl.sum(tl.where(offs_n[:, None, None] == 13, X, -0.0), axis=0)
+    y13 = tl.sum(tl.where(offs_n[:, None, None] == 13, Y, -0.0), axis=0)
+    x14 = tl.sum(tl.where(offs_n[:, None, None] == 14, X, -0.0), axis=0)
+    y14 = tl.sum(tl.where(offs_n[:, None, None] == 14, Y, -0.0), axis=0)
+    x15 = tl.sum(tl.where(offs_n[:, None, None] == 15, X, -0.0), axis=0)
+    y15 = tl.sum(tl.where(offs_n[:, None, None] == 15, Y, -0.0), axis=0)
+    zero = tl.zeros_like(x0).to(tl.int32)
+    b16 = zero + ((lane & 16) != 0).to(tl.int32)[None, :]
+    b8 = zero + ((lane & 8) != 0).to(tl.int32)[None, :]
+    b4 = zero + ((lane & 4) != 0).to(tl.int32)[None, :]
+    b2 = zero + ((lane & 2) != 0).to(tl.int32)[None, :]
+    b1 = zero + ((lane & 1) != 0).to(tl.int32)[None, :]
+    r0 = _rs16(x0, y0, b16)
+    r1 = _rs16(x1, y1, b16)
+    r2 = _rs16(x2, y2, b16)
+    r3 = _rs16(x3, y3, b16)
+    r4 = _rs16(x4, y4, b16)
+    r5 = _rs16(x5, y5, b16)
+    r6 = _rs16(x6, y6, b16)
+    r7 = _rs16(x7, y7, b16)
+    r8 = _rs16(x8, y8, b16)
+    r9 = _rs16(x9, y9, b16)
+    r10 = _rs16(x10, y10, b16)
+    r11 = _rs16(x11, y11, b16)
+    r12 = _rs16(x12, y12, b16)
+    r13 = _rs16(x13, y13, b16)
+    r14 = _rs16(x14, y14, b16)
+    r15 = _rs16(x15, y15, b16)
+    s0 = _rs8(r0, r8, b8)
+    s1 = _rs8(r1, r9, b8)
+    s2 = _rs8(r2, r10, b8)
+    s3 = _rs8(r3, r11, b8)
+    s4 = _rs8(r4, r12, b8)
+    s5 = _rs8(r5, r13, b8)
+    s6 = _rs8(r6, r14, b8)
+    s7 = _rs8(r7, r15, b8)
+    t0 = _rs4(s0, s4, b4)
+    t1 = _rs4(s1, s5, b4)
+    t2 = _rs4(s2, s6, b4)
+    t3 = _rs4(s3, s7, b4)
+    v0 = _rs2(t0, t2, b2)
+    v1 = _rs2(t1, t3, b2)
+    return _rs1(v0, v1, b1)
 
 
 @triton.jit
 def _bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dbias_ptr, dout_ptr, states_ptr,
-    dlast_ptr, gsum_ptr, dsum_ptr,
+    dlast_ptr, gsum_ptr, dsum_ptr, scratch_ptr,
     du_ptr, ddelta_ptr, dz_ptr, dBp_ptr, dCp_ptr, dAp_ptr, dDp_ptr, ddbp_ptr, dh0_ptr,
     L, DI, N, n_seg, seg_chunks, n_chunks, n_dblk,
     s_ub, s_ud, s_db, s_dd, s_zb, s_zd, s_bb, s_bn, s_cb, s_cn, s_ob, s_od,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DBIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    HAS_DLAST: tl.constexpr, REVERSE: tl.constexpr,
-    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr,
+    HAS_DLAST: tl.constexpr, REVERSE: tl.constexpr, SUMMARY: tl.constexpr,
+    LANE_RS: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, TF: tl.constexpr,
 ):
+    # Same [N, TF, BLOCK_D] tiles as the forward: one channel per thread with all its states and
+    # TF consecutive positions, so both scans and the sums over states stay in-thread; only the
+    # dB/dC sums over channels cross lanes. Chunks of T positions are walked in reverse. Pass 1
+    # re-runs the chunk forward from its saved start state and parks the state at every
+    # sub-chunk start in a per-program scratch (each thread reads back only what it wrote);
+    # pass 2 walks the sub-chunks in reverse, recomputes their states from the scratch and runs
+    # the adjoint scan. SUMMARY=True only runs the adjoint from zero over the segment (no h
+    # needed) and stores a_start·g_start and ΣΔ, for the sequence split.
     pid0 = tl.program_id(0)
     pid_d = tl.program_id(1)
     b = pid0 // n_seg
     seg = pid0 % n_seg
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, NP)
-    offs_t = tl.arange(0, T)
+    offs_t = tl.arange(0, TF)
     md = offs_d < DI
     mn = offs_n < N
-    mdn = md[:, None] & mn[None, :]
-    A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mdn, other=0.0)
-    A2 = A * 1.4426950408889634
+    mnd = mn[:, None] & md[None, :]
+    A = tl.load(A_ptr + offs_d[None, :] * N + offs_n[:, None], mask=mnd, other=0.0)
     dbias = tl.zeros([BLOCK_D], dtype=tl.float32)
     if HAS_DBIAS:
         dbias = tl.load(dbias_ptr + offs_d, mask=md, other=0.0)
@@ -346,17 +442,18 @@ def _bwd_kernel(
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=md, other=0.0)
     b64 = b.to(tl.int64)
-    dn_off = (b64 * DI + offs_d[:, None]) * N + offs_n[None, :]
+    nd_off = (b64 * DI + offs_d[None, :]) * N + offs_n[:, None]  # (B, DI, N) layout, [N, D] tile
     # q = a_{next}·g_{next}: what flows into the last position of this program's range
-    q = tl.zeros([BLOCK_D, NP], dtype=tl.float32)
-    if HAS_DLAST:
-        q = tl.load(dlast_ptr + dn_off, mask=mdn, other=0.0)
-    for jj in range(0, n_seg - 1 - seg):
-        j = n_seg - 1 - jj
-        sb = (b64 * n_seg + j) * DI
-        tot = tl.load(dsum_ptr + sb + offs_d, mask=md, other=0.0)
-        gl = tl.load(gsum_ptr + (sb + offs_d[:, None]) * N + offs_n[None, :], mask=mdn, other=0.0)
-        q = tl.exp2(A2 * tot[:, None]) * q + gl
+    q = tl.zeros([NP, BLOCK_D], dtype=tl.float32)
+    if not SUMMARY:
+        if HAS_DLAST:
+            q = tl.load(dlast_ptr + nd_off, mask=mnd, other=0.0)
+        for jj in range(0, n_seg - 1 - seg):
+            j = n_seg - 1 - jj
+            sb = (b64 * n_seg + j) * DI
+            tot = tl.load(dsum_ptr + sb + offs_d, mask=md, other=0.0)
+            gl = tl.load(gsum_ptr + (sb + offs_d[None, :]) * N + offs_n[:, None], mask=mnd, other=0.0)
+            q = tl.exp2(A * (tot * 1.4426950408889634)[None, :]) * q + gl
     u_base = u_ptr + b64 * s_ub
     d_base = delta_ptr + b64 * s_db
     z_base = z_ptr + b64 * s_zb
@@ -364,104 +461,146 @@ def _bwd_kernel(
     C_base = C_ptr + b64 * s_cb
     o_base = dout_ptr + b64 * s_ob
     gbase = b64 * DI * L  # du, ddelta, dz are contiguous (B, DI, L)
-    pbase = (b64 * n_dblk + pid_d) * N * L  # dB/dC partials (B, n_dblk, N, L)
-    first = (offs_t == 0)[None, None, :]
-    last_t = (offs_t == T - 1)[None, None, :]
-    dA_acc = tl.zeros([BLOCK_D, NP], dtype=tl.float32)
+    pbase = (b64 * n_dblk + pid_d) * 2 * N * L  # dB/dC partials (B, n_dblk, 2, N, L)
+    lane = tl.arange(0, BLOCK_D) % 32
+    SUB: tl.constexpr = T // TF
+    # this launch's own grid width: n_dblk counts the narrowest channel blocks, not BLOCK_D's
+    scr = (scratch_ptr + (pid0.to(tl.int64) * tl.num_programs(1) + pid_d) * (SUB * NP * BLOCK_D)
+           + offs_n[:, None] * BLOCK_D + tl.arange(0, BLOCK_D)[None, :])
+    first = (offs_t == 0)[None, :, None]
+    last_t = (offs_t == TF - 1)[None, :, None]
+    dA_acc = tl.zeros([NP, BLOCK_D], dtype=tl.float32)
     dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     ddb_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    tot_s = tl.zeros([BLOCK_D], dtype=tl.float32)
     c0 = seg * seg_chunks
     c1 = tl.minimum(c0 + seg_chunks, n_chunks)
     for cc in range(0, c1 - c0):
         c = c1 - 1 - cc
-        h = tl.load(states_ptr + ((b64 * DI + offs_d[:, None]) * n_chunks + c) * N + offs_n[None, :],
-                    mask=mdn, other=0.0)
-        p = c * T + offs_t
-        pm = p < L
-        pn = p + 1
-        pnm = pn < L
-        if REVERSE:
-            phys = L - 1 - p
-            physn = L - 2 - p
-        else:
-            phys = p
-            physn = pn
-        m2 = md[:, None] & pm[None, :]
-        mnt = mn[:, None] & pm[None, :]
-        dt, raw = _load_delta(d_base, offs_d[:, None] * s_dd + phys[None, :], m2, dbias,
-                              HAS_DBIAS, SOFTPLUS)
-        dtn, _rn = _load_delta(d_base, offs_d[:, None] * s_dd + physn[None, :],
-                               md[:, None] & pnm[None, :], dbias, HAS_DBIAS, SOFTPLUS)
-        u = tl.load(u_base + offs_d[:, None] * s_ud + phys[None, :], mask=m2, other=0.0).to(tl.float32)
-        Bt = tl.load(B_base + offs_n[:, None] * s_bn + phys[None, :], mask=mnt, other=0.0).to(tl.float32)
-        Ct = tl.load(C_base + offs_n[:, None] * s_cn + phys[None, :], mask=mnt, other=0.0).to(tl.float32)
-        do = tl.load(o_base + offs_d[:, None] * s_od + phys[None, :], mask=m2, other=0.0).to(tl.float32)
-        # recompute the states of this chunk
-        a = tl.exp2(dt[:, None, :] * A2[:, :, None])
-        dtu = dt * u
-        bb = dtu[:, None, :] * Bt[None, :, :]
-        _, hs = tl.associative_scan((a, tl.where(first, bb + a * h[:, :, None], bb)), axis=2,
-                                    combine_fn=_combine)
-        if HAS_Z:
-            zz = tl.load(z_base + offs_d[:, None] * s_zd + phys[None, :], mask=m2, other=0.0).to(tl.float32)
-            y = tl.sum(hs * Ct[None, :, :], axis=1)
-            if HAS_D:
-                y += Dv[:, None] * u
-            sz = _sigmoid(zz)
-            dy = do * zz * sz
-            dz = do * y * sz * (1.0 + zz * (1.0 - sz))
-            tl.store(dz_ptr + gbase + offs_d[:, None] * L + phys[None, :],
-                     dz.to(dz_ptr.dtype.element_ty), mask=m2)
-        else:
-            dy = do
-        # adjoint: g_t = C_t·dy_t + a_{t+1}·g_{t+1}; q enters at the chunk's last position
-        alpha = tl.exp2(dtn[:, None, :] * A2[:, :, None])
-        bg = Ct[None, :, :] * dy[:, None, :]
-        bg = tl.where(last_t, bg + q[:, :, None], bg)
-        _, g = tl.associative_scan((alpha, bg), axis=2, combine_fn=_combine, reverse=True)
-        gh = g * (hs - bb)  # g_t·a_t·h_{t-1}
-        dA_acc += tl.sum(gh * dt[:, None, :], axis=2)
-        gB = tl.sum(g * Bt[None, :, :], axis=1)
-        ddt = u * gB + tl.sum(gh * A[:, :, None], axis=1)
-        du = dt * gB + Dv[:, None] * dy
-        if HAS_D:
-            dD_acc += tl.sum(dy * u, axis=1)
-        if SOFTPLUS:
-            ddt = tl.where(raw > 20.0, ddt, ddt * _sigmoid(raw))
-        ddt = tl.where(m2, ddt, 0.0)
-        ddb_acc += tl.sum(ddt, axis=1)
-        tl.store(du_ptr + gbase + offs_d[:, None] * L + phys[None, :], du.to(du_ptr.dtype.element_ty),
-                 mask=m2)
-        tl.store(ddelta_ptr + gbase + offs_d[:, None] * L + phys[None, :],
-                 ddt.to(ddelta_ptr.dtype.element_ty), mask=m2)
-        dBc = tl.sum(g * dtu[:, None, :], axis=0)
-        dCc = tl.sum(hs * dy[:, None, :], axis=0)
-        tl.store(dBp_ptr + pbase + offs_n[:, None] * L + phys[None, :], dBc, mask=mnt)
-        tl.store(dCp_ptr + pbase + offs_n[:, None] * L + phys[None, :], dCc, mask=mnt)
-        q = tl.sum(tl.where(first, a * g, 0.0), axis=2)
-    sb = pid0.to(tl.int64) * DI  # (B * n_seg, DI[, N]) partials
-    tl.store(dAp_ptr + (sb + offs_d[:, None]) * N + offs_n[None, :], dA_acc, mask=mdn)
-    tl.store(dDp_ptr + sb + offs_d, dD_acc, mask=md)
-    tl.store(ddbp_ptr + sb + offs_d, ddb_acc, mask=md)
-    if seg == 0:
-        tl.store(dh0_ptr + dn_off, q, mask=mdn)
+        if not SUMMARY:
+            # pass 1: states at the sub-chunk starts of this chunk
+            h = tl.load(states_ptr + ((b64 * DI + offs_d[None, :]) * n_chunks + c) * N
+                        + offs_n[:, None], mask=mnd, other=0.0)
+            for s in range(0, SUB - 1):
+                tl.store(scr + s * (NP * BLOCK_D), h)
+                p = (c * SUB + s) * TF + offs_t
+                pm = p < L
+                if REVERSE:
+                    phys = L - 1 - p
+                else:
+                    phys = p
+                m2 = pm[:, None] & md[None, :]
+                dt, raw = _dt_td(d_base, offs_d, s_dd, phys, m2, dbias, HAS_DBIAS, SOFTPLUS)
+                u = _ld_td(u_base, offs_d, s_ud, phys, m2)
+                Bt = tl.load(B_base + offs_n[:, None] * s_bn + phys[None, :],
+                             mask=mn[:, None] & pm[None, :], other=0.0).to(tl.float32)
+                a = tl.exp2((dt * 1.4426950408889634)[None, :, :] * A[:, None, :])
+                bb = (dt * u)[None, :, :] * Bt[:, :, None]
+                bb = tl.where(first, bb + a * h[:, None, :], bb)
+                _, hs = tl.associative_scan((a, bb), axis=1, combine_fn=_combine)
+                h = tl.sum(tl.where(last_t, hs, 0.0), axis=1)
+            tl.store(scr + (SUB - 1) * (NP * BLOCK_D), h)
+        # pass 2: sub-chunks in reverse
+        for ss in range(0, SUB):
+            s = SUB - 1 - ss
+            p = (c * SUB + s) * TF + offs_t
+            pm = p < L
+            if REVERSE:
+                phys = L - 1 - p
+            else:
+                phys = p
+            m2 = pm[:, None] & md[None, :]
+            mnt = mn[:, None] & pm[None, :]
+            dt, raw = _dt_td(d_base, offs_d, s_dd, phys, m2, dbias, HAS_DBIAS, SOFTPLUS)
+            Ct = tl.load(C_base + offs_n[:, None] * s_cn + phys[None, :], mask=mnt, other=0.0).to(tl.float32)
+            do = _ld_td(o_base, offs_d, s_od, phys, m2)
+            a = tl.exp2((dt * 1.4426950408889634)[None, :, :] * A[:, None, :])
+            if HAS_Z:
+                zz = _ld_td(z_base, offs_d, s_zd, phys, m2)
+                sz = _sigmoid(zz)
+                dy = do * zz * sz
+            else:
+                dy = do
+            # adjoint: g_t = C_t·dy_t + a_{t+1}·g_{t+1}, q = a_{t+1}·g_{t+1} entering at the last
+            # slot. Unrolled over the TF in-thread slots: the slot selects are compile-time
+            # constants per register, so this is plain register code (Triton's reverse
+            # associative_scan costs warp shuffles here, and a shifted decay would cost an exp).
+            bg = Ct[:, :, None] * dy[None, :, :]
+            g = tl.zeros_like(a)
+            for r in tl.static_range(TF):
+                sel = (offs_t == TF - 1 - r)[None, :, None]
+                g_j = tl.sum(tl.where(sel, bg, -0.0), axis=1) + q
+                g = tl.where(sel, g_j[:, None, :], g)
+                q = tl.sum(tl.where(sel, a, -0.0), axis=1) * g_j
+            if SUMMARY:
+                tot_s += tl.sum(dt, axis=0)
+            else:
+                h0 = tl.load(scr + s * (NP * BLOCK_D))
+                u = _ld_td(u_base, offs_d, s_ud, phys, m2)
+                Bt = tl.load(B_base + offs_n[:, None] * s_bn + phys[None, :], mask=mnt, other=0.0).to(tl.float32)
+                dtu = dt * u
+                bb = dtu[None, :, :] * Bt[:, :, None]
+                _, hs = tl.associative_scan((a, tl.where(first, bb + a * h0[:, None, :], bb)), axis=1,
+                                            combine_fn=_combine)
+                if HAS_Z:
+                    y = tl.sum(hs * Ct[:, :, None], axis=0)
+                    if HAS_D:
+                        y += Dv[None, :] * u
+                    dz = do * y * sz * (1.0 + zz * (1.0 - sz))
+                    tl.store(dz_ptr + gbase + offs_d[None, :] * L + phys[:, None],
+                             dz.to(dz_ptr.dtype.element_ty), mask=m2)
+                gh = g * (hs - bb)  # g_t·a_t·h_{t-1}
+                dA_acc += tl.sum(gh * dt[None, :, :], axis=1)
+                gB = tl.sum(g * Bt[:, :, None], axis=0)
+                ddt = u * gB + tl.sum(gh * A[:, None, :], axis=0)
+                du = dt * gB + Dv[None, :] * dy
+                if HAS_D:
+                    dD_acc += tl.sum(dy * u, axis=0)
+                if SOFTPLUS:
+                    ddt = tl.where(raw > 20.0, ddt, ddt * _sigmoid(raw))
+                ddt = tl.where(m2, ddt, 0.0)
+                ddb_acc += tl.sum(ddt, axis=0)
+                tl.store(du_ptr + gbase + offs_d[None, :] * L + phys[:, None],
+                         du.to(du_ptr.dtype.element_ty), mask=m2)
+                tl.store(ddelta_ptr + gbase + offs_d[None, :] * L + phys[:, None],
+                         ddt.to(ddelta_ptr.dtype.element_ty), mask=m2)
+                # dB/dC: sums over channels, written per channel block as fp32 partials
+                # (B, rows, 2, N, L) and summed on the host (deterministic)
+                if LANE_RS:
+                    # rows are warps (32 channels); lane l stores (dC if l & 16 else dB)[l & 15]
+                    red = _lane_sum_scatter16(g * dtu[None, :, :], hs * dy[None, :, :], offs_n, lane)
+                    row = offs_d // 32
+                    paddr = ((((b64 * n_dblk + row) * 2 + (lane // 16) % 2) * N + lane % 16) * L)
+                    tl.store(dBp_ptr + paddr[None, :] + phys[:, None], red,
+                             mask=pm[:, None] & (row < n_dblk)[None, :])
+                else:
+                    dBc = tl.sum(g * dtu[None, :, :], axis=2)  # [N, TF]
+                    dCc = tl.sum(hs * dy[None, :, :], axis=2)
+                    tl.store(dBp_ptr + pbase + offs_n[:, None] * L + phys[None, :], dBc, mask=mnt)
+                    tl.store(dBp_ptr + pbase + N * L + offs_n[:, None] * L + phys[None, :], dCc,
+                             mask=mnt)
+    sb = pid0.to(tl.int64) * DI  # (B * n_seg, DI[, N]) partials / summaries
+    if SUMMARY:
+        tl.store(gsum_ptr + (sb + offs_d[None, :]) * N + offs_n[:, None], q, mask=mnd)
+        tl.store(dsum_ptr + sb + offs_d, tot_s, mask=md)
+    else:
+        tl.store(dAp_ptr + (sb + offs_d[None, :]) * N + offs_n[:, None], dA_acc, mask=mnd)
+        tl.store(dDp_ptr + sb + offs_d, dD_acc, mask=md)
+        tl.store(ddbp_ptr + sb + offs_d, ddb_acc, mask=md)
+        if seg == 0:
+            tl.store(dh0_ptr + nd_off, q, mask=mnd)
 
 
-# --------------------------------------------------------------------------------------------
-# launch configuration
 # --------------------------------------------------------------------------------------------
 
 _FWD_CONFIGS = [
-    triton.Config({"BLOCK_D": 32 * w, "TF": tf}, num_warps=w, num_stages=s)
+    triton.Config({"BLOCK_D": 32 * w, "TF": tf}, num_warps=w, num_stages=1)
     for w in (1, 2)
     for tf in (2, 4)
-    for s in (1, 2)
 ]
-_BWD_CONFIGS = [
-    triton.Config({"BLOCK_D": bd}, num_warps=w, num_stages=s)
-    for bd in (2, 4, 8)
-    for w in (4, 8)
-    for s in (1, 2)
+_BWD_CONFIGS = [  # TF = 4 spills heavily in the backward (255 registers + 1.5 KB stack)
+    triton.Config({"BLOCK_D": 32 * w, "TF": 2}, num_warps=w, num_stages=1)
+    for w in (1, 2)
 ]
 _AUTOTUNE_KEY = ["L", "DI", "N", "n_seg", "HAS_Z", "HAS_D", "REVERSE"]
 
@@ -471,16 +610,20 @@ _bwd_kernel_tuned = triton.autotune(configs=_BWD_CONFIGS, key=_AUTOTUNE_KEY)(_bw
 # The dB/dC partial buffers have one row per channel block; size them for the smallest BLOCK_D
 # any config can pick and sum only the rows the chosen config wrote.
 _MIN_BLOCK_D_BWD = min(c.kwargs["BLOCK_D"] for c in _BWD_CONFIGS)
-_SUMMARY_BLOCK_D = 4
+_MAX_BLOCK_D_BWD = max(c.kwargs["BLOCK_D"] for c in _BWD_CONFIGS)
+_MIN_TF_BWD = min(c.kwargs["TF"] for c in _BWD_CONFIGS)
 _DEFAULT_BLOCK_D = 4  # used when interpreting (no autotuning on CPU)
-_SEG_MIN_CHUNKS = 4  # module-level so tests can force sequence splits on short inputs
-_PROGRAMS_PER_SM = 8
+_SEG_MIN_CHUNKS = 2  # module-level so tests can force sequence splits on short inputs
+_PROGRAMS_PER_SM = 32  # 1-warp programs: 32 resident per SM hide the scan's latency
 
 
 def _chunk_len(L: int) -> int:
-    # 64 positions per chunk keeps the [BLOCK_D, N, T] tiles in registers; shorter sequences
-    # use the smallest power of two that covers them.
-    return 64 if L >= 64 else max(16, triton.next_power_of_2(L))
+    # The forward saves the state every T positions (N/T fp32 per position and channel). Up to
+    # 8k positions T = 32 allows twice the sequence split (short inputs need it to fill the GPU);
+    # below 32, the smallest power of two (≥ 16) that covers L.
+    if L > 8192:
+        return 64
+    return 32 if L >= 32 else max(16, triton.next_power_of_2(L))
 
 
 def _num_sms(device) -> int:
@@ -496,10 +639,12 @@ def _plan_segments(batch: int, di: int, n_chunks: int, device) -> tuple[int, int
     fraction of the work.
     """
     programs = batch * triton.cdiv(di, 32)
-    target = _PROGRAMS_PER_SM * _num_sms(device)
+    per_sm = int(os.environ.get("STRANDWISE_SCAN_PROGRAMS_PER_SM", _PROGRAMS_PER_SM))
+    min_chunks = int(os.environ.get("STRANDWISE_SCAN_SEG_MIN_CHUNKS", _SEG_MIN_CHUNKS))
+    target = per_sm * _num_sms(device)
     n_seg = 1
     if programs < target:
-        n_seg = min(triton.cdiv(target, programs), max(1, n_chunks // _SEG_MIN_CHUNKS))
+        n_seg = min(triton.cdiv(target, programs), max(1, n_chunks // min_chunks))
     seg_chunks = triton.cdiv(n_chunks, n_seg)
     n_seg = triton.cdiv(n_chunks, seg_chunks)
     return n_seg, seg_chunks
@@ -518,11 +663,19 @@ def _lastdim_contig(x):
     return x if x.stride(-1) == 1 else x.contiguous()
 
 
+def _f32(x):
+    # B and C (batch, N, L) are small next to u/Δ/z: one fp32 copy saves every thread unpacking
+    # the same broadcast bf16/fp16 [N, TF] tiles in every pass. Small inputs skip it: there the
+    # extra launch costs more than it saves.
+    return x if (x.dtype == torch.float32 or x.numel() < (1 << 19)) else x.float()
+
+
 def selective_scan_triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse,
                               initial_state, return_last_state):
     """Launch the forward; returns ``(out, last_state or None, states, plan)``."""
     batch, di, L = u.shape
     N = A.shape[1]
+    B, C = _f32(B), _f32(C)
     T = _chunk_len(L)
     n_chunks = triton.cdiv(L, T)
     n_seg, seg_chunks = _plan_segments(batch, di, n_chunks, u.device)
@@ -539,12 +692,13 @@ def selective_scan_triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplu
     if n_seg > 1:
         hsum = torch.empty((batch, n_seg, di, N), device=dev, dtype=f32)
         dsum = torch.empty((batch, n_seg, di), device=dev, dtype=f32)
-        grid = (batch * n_seg, triton.cdiv(di, _SUMMARY_BLOCK_D))
+        sbd = _DEFAULT_BLOCK_D if _interpreting() else 32
+        grid = (batch * n_seg, triton.cdiv(di, sbd))
         _fwd_summary_kernel[grid](
-            u, delta, A, B, db, hsum, dsum, L, di, N, n_seg, seg_chunks,
+            u, delta, A, B, db, hsum, dsum, L, di, N, n_seg, seg_chunks, n_chunks,
             u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), B.stride(0), B.stride(1),
             HAS_DBIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse),
-            BLOCK_D=_SUMMARY_BLOCK_D, NP=NP, T=T, num_warps=4,
+            BLOCK_D=sbd, NP=NP, T=T, TF=4, num_warps=1,
         )
     else:
         hsum = dsum = A
@@ -577,6 +731,8 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
     N = A.shape[1]
     T, n_chunks, n_seg, seg_chunks = plan
     NP = _np(N)
+    dB_dtype, dC_dtype = B.dtype, C.dtype
+    B, C = _f32(B), _f32(C)
     dev = u.device
     f32 = torch.float32
     dout = _lastdim_contig(dout)
@@ -584,53 +740,63 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
     Dv = D if D is not None else A
     db = delta_bias if delta_bias is not None else A
     dl = dlast.contiguous() if dlast is not None else A
-    if n_seg > 1:
-        gsum = torch.empty((batch, n_seg, di, N), device=dev, dtype=f32)
-        dsum = torch.empty((batch, n_seg, di), device=dev, dtype=f32)
-        grid = (batch * n_seg, triton.cdiv(di, _SUMMARY_BLOCK_D))
-        _bwd_summary_kernel[grid](
-            delta, A, C, zz, db, dout, gsum, dsum, L, di, N, n_seg, seg_chunks,
-            delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1), C.stride(0), C.stride(1),
-            dout.stride(0), dout.stride(1),
-            HAS_Z=z is not None, HAS_DBIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-            REVERSE=bool(reverse), BLOCK_D=_SUMMARY_BLOCK_D, NP=NP, T=T, num_warps=4,
-        )
-    else:
-        gsum = dsum = A
     du = torch.empty((batch, di, L), device=dev, dtype=u.dtype)
     ddelta = torch.empty((batch, di, L), device=dev, dtype=delta.dtype)
     dz = torch.empty((batch, di, L), device=dev, dtype=z.dtype) if z is not None else du
-    block_d = _MIN_BLOCK_D_BWD if _autotuning() else _DEFAULT_BLOCK_D
+    interp = _interpreting()
+    block_d = _DEFAULT_BLOCK_D if interp else (_MIN_BLOCK_D_BWD if _autotuning() else 32)
     n_dblk_max = triton.cdiv(di, block_d)
-    dBp = torch.empty((batch, n_dblk_max, N, L), device=dev, dtype=f32)
-    dCp = torch.empty((batch, n_dblk_max, N, L), device=dev, dtype=f32)
+    # per-program scratch for the sub-chunk start states: sized for the widest channel block
+    # and the most sub-chunks any config can use
+    bd_max = _DEFAULT_BLOCK_D if interp else _MAX_BLOCK_D_BWD
+    scratch = torch.empty((batch * n_seg * triton.cdiv(di, bd_max) * bd_max * (T // _MIN_TF_BWD) * NP,),
+                          device=dev, dtype=f32)
+    # lane reduce-scatter for the dB/dC channel sums: compiled code, N = 16 (d_state of Mamba)
+    lane_rs = (not interp and N == 16 and os.environ.get("STRANDWISE_SCAN_LANE_RS", "1") != "0")
+    if lane_rs:
+        n_dblk_max = triton.cdiv(di, 32)
+    dBCp = torch.empty((batch, n_dblk_max, 2, N, L), device=dev, dtype=f32)
     dAp = torch.empty((batch * n_seg, di, N), device=dev, dtype=f32)
     dDp = torch.empty((batch * n_seg, di), device=dev, dtype=f32)
     ddbp = torch.empty((batch * n_seg, di), device=dev, dtype=f32)
     dh0 = torch.empty((batch, di, N), device=dev, dtype=f32)
-    args = (
-        u, delta, A, B, C, Dv, zz, db, dout, states, dl, gsum, dsum,
-        du, ddelta, dz, dBp, dCp, dAp, dDp, ddbp, dh0,
-        L, di, N, n_seg, seg_chunks, n_chunks, n_dblk_max,
-        u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
-        B.stride(0), B.stride(1), C.stride(0), C.stride(1), dout.stride(0), dout.stride(1),
-    )
+    if n_seg > 1:
+        gsum = torch.empty((batch, n_seg, di, N), device=dev, dtype=f32)
+        dsum = torch.empty((batch, n_seg, di), device=dev, dtype=f32)
+    else:
+        gsum = dsum = A
+
+    def args(n_dblk):
+        return (
+            u, delta, A, B, C, Dv, zz, db, dout, states, dl, gsum, dsum, scratch,
+            du, ddelta, dz, dBCp, dBCp, dAp, dDp, ddbp, dh0,
+            L, di, N, n_seg, seg_chunks, n_chunks, n_dblk,
+            u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
+            B.stride(0), B.stride(1), C.stride(0), C.stride(1), dout.stride(0), dout.stride(1),
+        )
+
     flags = dict(
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DBIAS=delta_bias is not None,
         SOFTPLUS=bool(delta_softplus), HAS_DLAST=dlast is not None, REVERSE=bool(reverse),
-        NP=NP, T=T,
+        LANE_RS=lane_rs, NP=NP, T=T,
     )
+    if n_seg > 1:  # adjoint summaries of every segment (a_start·g_start from zero, ΣΔ)
+        grid = (batch * n_seg, triton.cdiv(di, block_d))
+        _bwd_kernel[grid](*args(n_dblk_max), **flags, SUMMARY=True, BLOCK_D=block_d, TF=4,
+                          num_warps=1)
     if not _autotuning():
         grid = (batch * n_seg, triton.cdiv(di, block_d))
-        _bwd_kernel[grid](*args, **flags, BLOCK_D=block_d, num_warps=4 if _interpreting() else 8)
+        _bwd_kernel[grid](*args(n_dblk_max), **flags, SUMMARY=False, BLOCK_D=block_d,
+                          TF=_MIN_TF_BWD, num_warps=1)
         used_bd = block_d
     else:
         grid = lambda meta: (batch * n_seg, triton.cdiv(di, meta["BLOCK_D"]))  # noqa: E731
-        _bwd_kernel_tuned[grid](*args, **flags)
+        _bwd_kernel_tuned[grid](*args(n_dblk_max), **flags, SUMMARY=False)
         used_bd = _bwd_kernel_tuned.best_config.kwargs["BLOCK_D"]
-    n_used = triton.cdiv(di, used_bd)
-    dB = dBp[:, :n_used].sum(dim=1).to(B.dtype)
-    dC = dCp[:, :n_used].sum(dim=1).to(C.dtype)
+    n_used = n_dblk_max if lane_rs else triton.cdiv(di, used_bd)  # rows the kernel wrote
+    dBC = dBCp[:, :n_used].sum(dim=1)
+    dB = dBC[:, 0].to(dB_dtype)
+    dC = dBC[:, 1].to(dC_dtype)
     dA = dAp.sum(dim=0)
     dD = dDp.sum(dim=0) if D is not None else None
     ddb = ddbp.sum(dim=0) if delta_bias is not None else None
