@@ -39,7 +39,7 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         decay = self.current_decay()
         for name, p in model.named_parameters():
-            s = self.shadow.get(name)
+            s = self._shadow_on(name, p.device)
             if s is not None:
                 s.mul_(decay).add_(p.detach().to(s.dtype), alpha=1.0 - decay)
         self.num_updates += 1
@@ -51,6 +51,14 @@ class EMA:
         t = self.num_updates
         return min(self.decay, (1.0 + t) / (10.0 + t))
 
+    def _shadow_on(self, name: str, device) -> torch.Tensor | None:
+        """The shadow of ``name``, moved to ``device`` once (the trainer moves the model after
+        the EMA is created)."""
+        s = self.shadow.get(name)
+        if s is not None and s.device != device:
+            s = self.shadow[name] = s.to(device)
+        return s
+
     @property
     def applied(self) -> bool:
         return self._backup is not None
@@ -61,10 +69,10 @@ class EMA:
             raise RuntimeError("EMA shadow is already applied; call restore() first")
         params = dict(model.named_parameters())
         self._backup = {}
-        for name, s in self.shadow.items():
+        for name in list(self.shadow):
             p = params[name]
             self._backup[name] = p.detach().clone()
-            p.copy_(s)
+            p.copy_(self._shadow_on(name, p.device))
 
     @torch.no_grad()
     def restore(self, model: nn.Module) -> None:
@@ -97,4 +105,4 @@ class EMA:
         self.num_updates = int(state.get("num_updates", 0))
         for k, v in state["shadow"].items():
             if k in self.shadow:
-                self.shadow[k].copy_(v)
+                self.shadow[k].copy_(v.to(self.shadow[k].device))

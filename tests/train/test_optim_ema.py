@@ -106,3 +106,13 @@ def test_ema_warmup_decay_ramp():
     assert math.isclose(ema.current_decay(), 6 / 15)
     ema.num_updates = 100000
     assert ema.current_decay() == 0.999
+
+
+def test_ema_follows_model_to_another_device():
+    """The trainer moves the model after the EMA is made; the shadow must follow (meta device
+    stands in for a GPU here)."""
+    m = torch.nn.Linear(3, 2)
+    ema = EMA(m, 0.9)
+    m.to("meta")
+    ema.update(m)
+    assert ema.shadow["weight"].device.type == "meta"
