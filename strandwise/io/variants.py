@@ -6,8 +6,8 @@ Every reader returns a list of dicts ``{"chrom", "pos", "ref", "alt", "id"}`` wi
 * ``.vcf`` — parsed as text: ``##`` meta lines and the ``#CHROM`` header are skipped; columns
   ``CHROM POS ID REF ALT`` are read (further columns ignored).
 * ``.vcf.gz``, ``.vcf.bgz``, ``.bcf`` — read with ``pysam.VariantFile`` (bgzip or plain gzip).
-* ``.tsv``, ``.txt``, ``.tsv.gz`` — tab-separated. With a header line (first field ``chrom``,
-  ``#chrom`` or ``chr``), columns are found by name: ``chrom``; ``pos``/``position``; ``ref``;
+* ``.tsv``, ``.txt``, ``.tsv.gz`` — tab-separated. With a header line (one that names a
+  ``chrom``/``#chrom``/``chr`` or ``pos``/``position`` column, any case), columns are found by name: ``chrom``; ``pos``/``position``; ``ref``;
   ``alt``; optional ``id``/``name``/``rsid``. Without one, the order is ``chrom pos ref alt [id]``.
 """
 
@@ -106,7 +106,7 @@ def read_variant_tsv(path) -> list[dict]:
             f = line.rstrip("\r\n").split("\t")
             if cols is None:
                 head = [x.strip().lower() for x in f]
-                if head[0] in _NAMES["chrom"]:
+                if any(h in _NAMES["chrom"] or h in _NAMES["pos"] for h in head):
                     cols = {}
                     for key, names in _NAMES.items():
                         hit = [j for j, h in enumerate(head) if h in names]
