@@ -313,7 +313,8 @@ def deep_lift_shap(
             warning_threshold=warning_threshold, additional_nonlinear_ops=ops,
             device=device, verbose=progress, random_state=random_state,
         )
-    attr = out.float() if isinstance(out, torch.Tensor) else out.attributions.float()
+    out = out if isinstance(out, torch.Tensor) else out.attributions
+    attr = out.to(torch.promote_types(dtype, torch.float32))  # float32, or float64 for a float64 model
     if return_references:
         return attr, references
     return attr

@@ -38,6 +38,7 @@ __all__ = [
     "motif_seqlet_counts",
     "write_motif_counts",
     "seqlet_cwm",
+    "motif_aligned_cwm",
     "run_modisco",
 ]
 
@@ -333,7 +334,8 @@ def run_modisco(
     -------
     dict
         ``h5`` path, ``report_dir`` (or None) and ``patterns``: list of
-        ``{"pattern", "n_seqlets", "cwm" (4, w) array}`` for positive and negative patterns.
+        ``{"pattern", "n_seqlets", "cwm" (4, w), "ppm" (4, w)}`` for positive and negative patterns
+        (``ppm``: base frequencies of the pattern's seqlets).
     """
     try:
         import h5py
@@ -364,6 +366,7 @@ def run_modisco(
                     "pattern": f"{group}.{pname}",
                     "n_seqlets": int(pat["seqlets"]["n_seqlets"][:][0]),
                     "cwm": np.asarray(pat["contrib_scores"][:]).T,
+                    "ppm": np.asarray(pat["sequence"][:]).T,
                 })
     report_dir = None
     if report and patterns:
@@ -373,3 +376,66 @@ def run_modisco(
         mreport.report_motifs(h5, report_dir, img_path_suffix="./", meme_motif_db=motifs_meme,
                               is_writing_tomtom_matrix=False, ttl=True)
     return {"h5": h5, "report_dir": report_dir, "patterns": patterns}
+
+
+def motif_aligned_cwm(seqlets: Sequence[Mapping], ohe, attr, pfm, flank: int = 3,
+                      pseudocount: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+    """Contribution and sequence matrices of seqlets aligned on a motif.
+
+    Each seqlet is placed where the motif's log-odds ``log((pfm + pseudocount) / 0.25)`` scores
+    best over the seqlet's bases (either strand, the motif overlapping the seqlet by at least half
+    its width); the window ``[pos − flank, pos + w + flank)`` is taken, reverse-complemented for
+    minus-strand hits, and averaged.
+
+    Parameters
+    ----------
+    seqlets : list of dict
+        ``example_idx``, ``start``, ``end`` (window offsets).
+    ohe, attr : array, shape (n, 4, W)
+    pfm : array, shape (4, w)
+    flank : int
+
+    Returns
+    -------
+    cwm : numpy.ndarray, shape (4, w + 2·flank)
+        Mean contribution ``attr × ohe`` (zeros where a window leaves the sequence).
+    ppm : numpy.ndarray, shape (4, w + 2·flank)
+        Base frequencies of the aligned windows.
+    """
+    ohe = _as_tensor(ohe, "ohe").float().numpy()
+    attr = _as_tensor(attr, "attr").float().numpy()
+    pfm = np.asarray(pfm, dtype=np.float64)
+    if pfm.ndim != 2 or pfm.shape[0] != 4:
+        raise ValueError(f"pfm must be (4, w); got {pfm.shape}")
+    if not seqlets:
+        raise ValueError("no seqlets to align")
+    w, W = pfm.shape[1], ohe.shape[-1]
+    lod = np.log((pfm + pseudocount) / (1 + 4 * pseudocount) / 0.25)
+    lod_rc = lod[::-1, ::-1]
+    width = w + 2 * flank
+    acc_c, acc_s = np.zeros((4, width)), np.zeros((4, width))
+    for r in seqlets:
+        i, s, e = int(r["example_idx"]), int(r["start"]), int(r["end"])
+        best = (-np.inf, 0, False)
+        lo, hi = max(0, s - w // 2), min(W - w, e - (w + 1) // 2)
+        for pos in range(lo, max(lo, hi) + 1):
+            if pos + w > W:
+                break
+            x = ohe[i, :, pos : pos + w]
+            for rc, m in ((False, lod), (True, lod_rc)):
+                sc = float((x * m).sum())
+                if sc > best[0]:
+                    best = (sc, pos, rc)
+        _, pos, rc = best
+        a, b = pos - flank, pos + w + flank
+        c = np.zeros((4, width))
+        q = np.zeros((4, width))
+        ca, cb = max(0, a), min(W, b)
+        c[:, ca - a : cb - a] = (ohe[i] * attr[i])[:, ca:cb]
+        q[:, ca - a : cb - a] = ohe[i][:, ca:cb]
+        if rc:
+            c, q = c[::-1, ::-1], q[::-1, ::-1]
+        acc_c += c
+        acc_s += q
+    n = len(seqlets)
+    return acc_c / n, acc_s / n

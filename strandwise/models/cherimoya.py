@@ -341,9 +341,9 @@ class Cherimoya(nn.Module):
         h = h.transpose(1, 2).contiguous()
         z = h if X_ctl is None else torch.cat([h, X_ctl.to(h.dtype)], dim=1)
         y_profile = self.fconv(z)[:, :, start:end]
-        f = h[:, :, start:end].float().mean(dim=2)
+        f = h[:, :, start:end].to(torch.promote_types(h.dtype, torch.float32)).mean(dim=2)
         if X_ctl is not None:
-            ctl_total = X_ctl[:, :, start:end].float().sum(dim=(1, 2))
+            ctl_total = X_ctl[:, :, start:end].to(f.dtype).sum(dim=(1, 2))
             f = torch.cat([f, torch.log(ctl_total + 1).unsqueeze(1)], dim=1)
         y_counts = self.linear(f)
         return y_profile, y_counts
@@ -389,9 +389,9 @@ class Cherimoya(nn.Module):
             P.storage_offset() + (lo + pl) * k * O,
         )
         y_profile = (view.sum(dim=2) + self.fconv.bias.to(view.dtype)).transpose(1, 2)
-        f = h[:, start:end].float().mean(dim=1)
+        f = h[:, start:end].to(torch.promote_types(h.dtype, torch.float32)).mean(dim=1)
         if X_ctl is not None:
-            ctl_total = X_ctl[:, :, start:end].float().sum(dim=(1, 2))
+            ctl_total = X_ctl[:, :, start:end].to(f.dtype).sum(dim=(1, 2))
             f = torch.cat([f, torch.log(ctl_total + 1).unsqueeze(1)], dim=1)
         y_counts = self.linear(f)
         return y_profile, y_counts

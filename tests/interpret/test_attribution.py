@@ -77,7 +77,7 @@ def _completeness_gap(wrapper, X, n_shuffles=4, X_ctl=None):
     with torch.no_grad():
         fx = wrapper(X, X_ctl)[:, 0]
         ctl_r = None if X_ctl is None else X_ctl.repeat_interleave(n_shuffles, 0)
-        fr = wrapper(refs.reshape(-1, 4, L), ctl_r)[:, 0].reshape(n, n_shuffles).mean(1)
+        fr = wrapper(refs.reshape(-1, 4, L).to(X.dtype), ctl_r)[:, 0].reshape(n, n_shuffles).mean(1)
     got = (attr * X).sum(dim=(1, 2))
     return (got - (fx - fr)).abs().max().item(), (fx - fr).abs().max().item(), attr
 
@@ -101,6 +101,17 @@ def test_deep_lift_shap_with_controls_complete():
     ctl = torch.rand(2, 1, 64) * 3
     gap, scale, _ = _completeness_gap(LogCountWrapper(m), X, X_ctl=ctl)
     assert gap < 2e-5 and scale > 1e-3
+
+
+@pytest.mark.parametrize("kind", ["logcounts", "profile"])
+def test_deep_lift_shap_completeness_in_float64(kind):
+    """In float64 the rule is exact up to float64 rounding: the fp32 gap (~1e-7) was rounding."""
+    m = _model((1, 2)).double()
+    w = LogCountWrapper(m, group=1) if kind == "logcounts" else ProfileWrapper(m, group=1)
+    X = _x(3, 64).double()
+    gap, scale, attr = _completeness_gap(w, X)
+    assert attr.dtype == torch.float64
+    assert scale > 0.02 and gap < 1e-10, (gap, scale)
 
 
 def test_without_the_conv_norm_rule_completeness_fails():

@@ -1,0 +1,103 @@
+"""``strandwise attribute CONFIG`` — DeepLIFT/SHAP or in-silico mutagenesis of the peaks.
+
+Writes, into output_dir:
+
+* ``NAME.attributions.ohe.npz`` / ``NAME.attributions.attr.npz`` — one-hot and hypothetical
+  attributions over the central attribution window, ``(n, 4, attr_window)`` float32, saved with
+  ``numpy.savez_compressed`` under key ``arr_0`` (modisco-lite reads them as is);
+* ``NAME.attributions.loci.bed`` — the attribution window of each row: ``chrom start end row``
+  where ``row`` is the 0-based row of the locus in the config's loci file;
+* ``NAME.attributions.idxs.npy`` — boolean mask over the loci file's rows: ``True`` for the rows
+  attributed (split chromosomes, then chromosome-end / exclusion / count drops, then
+  ``--max-loci``, composed into one mask — spec §7.4 #13);
+* ``NAME.attributions_logos/`` — contribution logos of the loci with the largest total
+  attribution, and the report page ``NAME.interpret.html``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from strandwise.cli.interpret_common import (
+    ATTR_ATTR, ATTR_LOCI, ATTR_MASK, ATTR_OHE, Context, add_common_arguments, load_peaks, write_report,
+)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("attribute", help="attributions (DeepLIFT/SHAP or ISM) of the peaks on some chromosomes",
+                       description=__doc__)
+    add_common_arguments(p)
+    p.add_argument("--chroms", nargs="+", help="chromosomes whose peaks to attribute "
+                   "(default: the validation and test chromosomes)")
+    p.add_argument("--algorithm", default="deep_lift_shap", choices=["deep_lift_shap", "saturation_mutagenesis"])
+    p.add_argument("--output", default="logcounts", choices=["logcounts", "profile", "counts"],
+                   help="what to explain ('counts' is a deprecated alias of 'logcounts')")
+    p.add_argument("--group", type=int, default=0, help="signal group to explain")
+    p.add_argument("--attr-window", type=int, default=400, help="width of the central window")
+    p.add_argument("--n-shuffles", type=int, default=20, help="dinucleotide-shuffled references per locus")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--random-state", type=int, default=0)
+    p.add_argument("--max-loci", type=int, help="attribute at most the first N loci")
+    p.add_argument("--n-logos", type=int, default=6, help="contribution logos to draw")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    ctx = Context(args)
+    run_attribute(ctx, chroms=args.chroms, algorithm=args.algorithm, output=args.output, group=args.group,
+                  attr_window=args.attr_window, n_shuffles=args.n_shuffles, batch_size=args.batch_size,
+                  random_state=args.random_state, max_loci=args.max_loci, n_logos=args.n_logos)
+    return 0
+
+
+def run_attribute(ctx: Context, chroms=None, algorithm="deep_lift_shap", output="logcounts", group=0,
+                  attr_window=400, n_shuffles=20, batch_size=64, random_state=0, max_loci=None, n_logos=6):
+    """Attribute the peaks on ``chroms`` and write the files listed in the module docstring."""
+    from strandwise.interpret.attribution import attribute
+    from strandwise.interpret.plots import plot_attribution_logo
+    from strandwise.io.atomic import atomic_path, atomic_write_text
+
+    if n_shuffles < 1:
+        raise ValueError(f"--n-shuffles must be >= 1; got {n_shuffles}")
+    model = ctx.load_model()
+    chroms = list(chroms or ctx.default_chroms())
+    loci, mask = load_peaks(ctx, chroms, max_loci)
+    ctx.say(f"{len(loci)} peaks on {', '.join(chroms)} (dropped {loci.dropped}); "
+            f"{algorithm} of {output}, window {attr_window} bp")
+    X = loci.X.float()
+    ohe, attr = attribute(model, X, loci.X_ctl, algorithm=algorithm, output=output, group=group,
+                          attr_window=attr_window, n_shuffles=n_shuffles, batch_size=batch_size,
+                          random_state=random_state, progress=not ctx.quiet)
+    os.makedirs(ctx.out_dir, exist_ok=True)
+    for suffix, arr in ((ATTR_OHE, ohe), (ATTR_ATTR, attr)):
+        with atomic_path(ctx.path(suffix), suffix=".npz") as tmp:
+            np.savez_compressed(tmp, arr.numpy().astype(np.float32))
+    rows = np.flatnonzero(mask)
+    half = attr_window // 2
+    lines = [f"{c}\t{m - half}\t{m - half + attr_window}\t{r}\n"
+             for c, m, r in zip(loci.chrom.tolist(), loci.center.tolist(), rows.tolist())]
+    atomic_write_text(ctx.path(ATTR_LOCI), "".join(lines))
+    with atomic_path(ctx.path(ATTR_MASK), suffix=".npy") as tmp:
+        np.save(tmp, mask)
+    # Logos of the loci with the largest total contribution.
+    logo_dir = ctx.path(".attributions_logos")
+    if os.path.isdir(logo_dir):
+        for f in os.listdir(logo_dir):
+            if f.endswith(".png"):
+                os.remove(os.path.join(logo_dir, f))
+    imp = (ohe * attr).sum(dim=1).numpy()  # (n, W) per-position contribution
+    span = min(attr_window, 150)  # the most important 150 bp, so logos stay legible
+    kernel = np.ones(span)
+    for k, i in enumerate(np.argsort(-imp.sum(axis=1), kind="stable")[:n_logos].tolist()):
+        c, m = loci.chrom[i], int(loci.center[i])
+        lo = int(np.argmax(np.convolve(np.abs(imp[i]), kernel, mode="valid")))
+        g0 = m - half + lo
+        plot_attribution_logo(ohe[i].numpy(), attr[i].numpy(), start=lo, end=lo + span,
+                              title=f"{c}:{g0}-{g0 + span} (peak row {int(rows[i])})", offset=m - half,
+                              path=os.path.join(logo_dir, f"{k:02d}_{c}_{g0}.png"))
+    for s in (ATTR_OHE, ATTR_ATTR, ATTR_LOCI, ATTR_MASK):
+        ctx.say(f"wrote {ctx.path(s)}")
+    write_report(ctx)
+    return ohe, attr, mask
