@@ -10,7 +10,12 @@ Steps, in order (each writes its outputs into ``output_dir`` and can be run alon
 4. ``fit``       train the Cherimoya (the ``fit`` command's outputs);
 5. ``evaluate``  metrics on the validation and test chromosomes;
 6. ``predict``   predicted bigWigs over the test chromosomes;
-7. ``report``    one HTML page linking every table and picture.
+7. ``attribute`` DeepLIFT/SHAP attributions of the validation + test peaks (counts head);
+8. ``seqlets``   seqlets from the attributions, annotated with tomtom against ``motifs``;
+9. ``motifs``    TF-MoDISco patterns, matched to ``motifs``;
+10. ``report``   one HTML page linking every table and picture.
+
+``skip_steps`` leaves steps out (e.g. ``["motifs"]`` on a small machine).
 
 Every step records a fingerprint of its inputs (file sizes and modification times, and its
 settings) in ``NAME.pipeline.json``; re-running skips a step whose fingerprint is unchanged and
@@ -39,7 +44,8 @@ ASSAYS = {
     "procap": {"mode": "insertion", "shift": [0, 0], "stranded": True},
 }
 
-STEPS = ("bigwig", "peaks", "negatives", "fit", "evaluate", "predict", "report")
+STEPS = ("bigwig", "peaks", "negatives", "fit", "evaluate", "predict", "attribute", "seqlets", "motifs",
+         "report")
 
 
 class PipelineStepError(ValueError):
@@ -80,6 +86,10 @@ class PipelineConfig:
         over the defaults; ``data`` needs at least the chromosome splits.
     random_state : int
         Seeds negatives, sampling and initialisation.
+    attribution : dict
+        Options of the ``attribute`` step: ``algorithm``, ``n_shuffles``, ``max_loci``.
+    skip_steps : list of str
+        Steps to leave out.
     """
 
     name: str = "strandwise"
@@ -98,6 +108,8 @@ class PipelineConfig:
     rename: dict = dataclasses.field(default_factory=dict)
     fit: dict = dataclasses.field(default_factory=dict)
     random_state: int = 0
+    attribution: dict = dataclasses.field(default_factory=dict)
+    skip_steps: list = dataclasses.field(default_factory=list)
 
     def validate(self) -> None:
         if self.assay not in ASSAYS:
@@ -108,6 +120,12 @@ class PipelineConfig:
             raise ConfigError("signals is required: one or more read files (fragments, BEDPE or BAM)")
         if self.peak_caller not in ("auto", "macs3", "pileup"):
             raise ConfigError(f"peak_caller must be auto, macs3 or pileup; got {self.peak_caller!r}")
+        bad = sorted(set(self.skip_steps) - set(STEPS))
+        if bad:
+            raise ConfigError(f"unknown step(s) {bad} in skip_steps; steps are {list(STEPS)}")
+        bad = sorted(set(self.attribution) - {"algorithm", "n_shuffles", "max_loci"})
+        if bad:
+            raise ConfigError(f"unknown key(s) {bad} in attribution (algorithm, n_shuffles, max_loci)")
         unknown = sorted(set(self.fit) - {"data", "model", "train", "evaluate"})
         if unknown:
             raise ConfigError(f"unknown section(s) {unknown} in fit (use data, model, train, evaluate)")
@@ -271,6 +289,44 @@ def _step_predict(cfg, quiet):
     return run_predict(fc, chroms=fc.data.test_chroms, quiet=quiet)
 
 
+def _interpret_context(cfg, quiet):
+    """The interpretation commands' context, built from the resolved config that ``fit`` wrote."""
+    from types import SimpleNamespace
+
+    from strandwise.cli.interpret_common import Context
+
+    fc = fit_config(cfg)
+    return Context(SimpleNamespace(config=fc.path(".config.json"), quiet=quiet, command="pipeline"))
+
+
+def _step_attribute(cfg, quiet):
+    from strandwise.cli.attribute import run_attribute
+    from strandwise.cli.interpret_common import ATTR_ATTR, ATTR_LOCI, ATTR_MASK, ATTR_OHE
+
+    ctx = _interpret_context(cfg, quiet)
+    opts = dict(cfg.attribution)
+    run_attribute(ctx, algorithm=opts.get("algorithm", "deep_lift_shap"),
+                  n_shuffles=int(opts.get("n_shuffles", 20)), max_loci=opts.get("max_loci"),
+                  random_state=cfg.random_state)
+    return [ctx.path(s) for s in (ATTR_OHE, ATTR_ATTR, ATTR_LOCI, ATTR_MASK)]
+
+
+def _step_seqlets(cfg, quiet):
+    from strandwise.cli.seqlets import run_seqlets
+
+    ctx = _interpret_context(cfg, quiet)
+    run_seqlets(ctx, motifs=cfg.motifs)
+    return [ctx.path(".seqlets.bed")]
+
+
+def _step_motifs(cfg, quiet):
+    from strandwise.cli.motifs import run_motifs
+
+    ctx = _interpret_context(cfg, quiet)
+    run_motifs(ctx, motifs=cfg.motifs)
+    return [p for p in (ctx.path("_modisco_results.h5"), ctx.path("_modisco")) if os.path.exists(p)]
+
+
 def _step_report(cfg, quiet):
     state = _State(cfg.path(".pipeline.json")).data
     fc = fit_config(cfg)
@@ -290,6 +346,13 @@ def _step_report(cfg, quiet):
             head = "".join(f"<th>{html.escape(c)}</th>" for c in lines[0])
             body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in ln) + "</tr>" for ln in lines[1:])
             tables += f"<h2>{split} chromosomes</h2><table><tr>{head}</tr>{body}</table>"
+    extra = ""
+    for label, suffix in (("seqlets", ".seqlets.bed"), ("annotated seqlets", ".seqlets_annotated.bed"),
+                          ("seqlet clusters", ".seqlet_clusters.tsv"),
+                          ("interpretation report (attributions, logos, seqlets, motifs)", ".interpret.html")):
+        p = cfg.path(suffix)
+        if os.path.exists(p):
+            extra += f'<li><a href="{html.escape(os.path.basename(p))}">{label}</a></li>'
     pics = "".join(
         f'<figure><img src="{html.escape(os.path.basename(p))}" style="max-width:100%"><figcaption>'
         f"{html.escape(os.path.basename(p))}</figcaption></figure>"
@@ -301,7 +364,7 @@ def _step_report(cfg, quiet):
         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{border:1px solid #ccc;padding:3px 6px}"
         "table{border-collapse:collapse}</style></head><body>"
         f"<h1>{html.escape(cfg.name)}</h1><p>assay {html.escape(cfg.assay)}, genome {html.escape(cfg.genome)}</p>"
-        f"{tables}{pics}<h2>Steps</h2><table><tr><th>step</th><th>seconds</th><th>outputs</th></tr>{''.join(rows)}</table>"
+        f"{tables}{pics}<h2>Interpretation</h2><ul>{extra or '<li>not run</li>'}</ul><h2>Steps</h2><table><tr><th>step</th><th>seconds</th><th>outputs</th></tr>{''.join(rows)}</table>"
         "</body></html>"
     )
     out = cfg.path(".report.html")
@@ -322,6 +385,9 @@ def _step_inputs(cfg, step):
         "fit": ((cfg.random_state, fc_raw), [cfg.genome, *bw, cfg.peak_file(), cfg.negatives_file()]),
         "evaluate": ((fc_raw,), [model, *bw]),
         "predict": ((fc_raw,), [model]),
+        "attribute": ((cfg.random_state, json.dumps(cfg.attribution, sort_keys=True)), [model]),
+        "seqlets": ((cfg.motifs,), [cfg.path(".attributions.attr.npz"), cfg.motifs]),
+        "motifs": ((cfg.motifs,), [cfg.path(".attributions.attr.npz"), cfg.motifs]),
         "report": ((), [cfg.path(".pipeline.json")]),
     }[step]
 
@@ -333,6 +399,9 @@ RUNNERS = {
     "fit": _step_fit,
     "evaluate": _step_evaluate,
     "predict": _step_predict,
+    "attribute": _step_attribute,
+    "seqlets": _step_seqlets,
+    "motifs": _step_motifs,
     "report": _step_report,
 }
 
@@ -345,6 +414,9 @@ def run_pipeline(cfg: PipelineConfig, only: str | None = None, force: bool = Fal
     summary = []
     for step in STEPS:
         if only and step != only:
+            continue
+        if step in cfg.skip_steps:
+            summary.append((step, "skipped", 0.0))
             continue
         if step == "peaks" and cfg.peaks:
             summary.append((step, "given", 0.0))

@@ -21,6 +21,8 @@ def _write(tmp_path, **over):
         "peak_caller": "pileup",
         "mask": os.path.join(EXAMPLE, "exclusion.bed"),
         "mask_chroms": ["chrM"],
+        "attribution": {"n_shuffles": 2, "max_loci": 12},
+        "skip_steps": ["motifs"],
         "fit": {
             "data": {"training_chroms": ["chrII", "chrIII", "chrV"], "validation_chroms": ["chrVI"],
                      "test_chroms": ["chrIX"], "in_window": 514, "out_window": 300, "max_jitter": 16},
@@ -40,6 +42,7 @@ def test_pipeline_runs_then_skips_then_reruns_only_what_changed(tmp_path, capsys
     out = tmp_path / "out"
     for f in ("yeast.bw", "yeast_peaks.narrowPeak", "yeast.negatives.bed", "yeast.torch",
               "yeast.valid.performance.tsv", "yeast.test.performance.tsv", "yeast.report.html",
+              "yeast.attributions.attr.npz", "yeast.seqlets.bed", "yeast.interpret.html",
               "yeast.pipeline.json", "yeast.pipeline.config.json"):
         assert (out / f).exists(), f
     report = (out / "yeast.report.html").read_text()
@@ -48,7 +51,7 @@ def test_pipeline_runs_then_skips_then_reruns_only_what_changed(tmp_path, capsys
 
     assert main(["pipeline", str(path)]) == 0
     text = capsys.readouterr().out
-    for step in ("bigwig", "peaks", "negatives", "fit", "evaluate", "predict"):
+    for step in ("bigwig", "peaks", "negatives", "fit", "evaluate", "predict", "attribute", "seqlets"):
         assert f"[pipeline] {step}: up to date, skipped" in text
 
     raw = json.loads(path.read_text())
@@ -58,7 +61,7 @@ def test_pipeline_runs_then_skips_then_reruns_only_what_changed(tmp_path, capsys
     text = capsys.readouterr().out
     for step in ("bigwig", "peaks", "negatives"):
         assert f"[pipeline] {step}: up to date, skipped" in text
-    for step in ("fit", "evaluate", "predict"):
+    for step in ("fit", "evaluate", "predict", "attribute", "seqlets"):
         assert f"[pipeline] {step}: running" in text
     assert len((out / "yeast.log").read_text().splitlines()) == 3
 
