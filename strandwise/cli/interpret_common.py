@@ -222,7 +222,7 @@ def write_report(ctx: Context) -> str:
     rep = HTMLReport(f"{ctx.name}: what did the model learn?")
     rep.add_text(f"Model: {ctx.model_path}. Pages and files below are written by strandwise "
                  "attribute / seqlets / motifs / marginalize / variants; rerun any of them to refresh.")
-    if os.path.exists(p(ATTR_ATTR)):
+    if os.path.exists(p(ATTR_ATTR)) or os.path.isdir(p(".attributions_logos")):
         rep.add_heading("Attributions")
         for s in (ATTR_OHE, ATTR_ATTR, ATTR_LOCI, ATTR_MASK):
             if os.path.exists(p(s)):
