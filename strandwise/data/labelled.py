@@ -287,9 +287,10 @@ def read_gb_intervals(root, split: str):
                     raise ValueError(f"{p}:{lineno}: start/end must be integers; got {row[2]!r}, {row[3]!r}") from None
                 if s < 0 or e <= s:
                     raise ValueError(f"{p}:{lineno}: invalid interval {row[1]}:{s}-{e}")
-                if row[4] not in ("+", "-"):
-                    raise ValueError(f"{p}:{lineno}: strand must be '+' or '-'; got {row[4]!r}")
-                rows.append((row[0], row[1], s, e, row[4]))
+                strand = row[4].strip() or "+"  # some GB files (regulatory) leave the strand empty
+                if strand not in ("+", "-", "."):
+                    raise ValueError(f"{p}:{lineno}: strand must be '+', '-' or empty; got {row[4]!r}")
+                rows.append((row[0], row[1], s, e, "-" if strand == "-" else "+"))
         if not rows:
             raise ValueError(f"{p}: no intervals")
         out[cls] = rows

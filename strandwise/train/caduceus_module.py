@@ -677,10 +677,11 @@ class _Artifacts(L.callbacks.Checkpoint):
         self.output_dir, self.every, self.history_name = output_dir, every, history_name
         self._last = -1
 
-    def _save(self, trainer):
-        if trainer.global_step == self._last:
+    def _save(self, trainer, pl_module):
+        key = (trainer.global_step, len(pl_module.history))  # a validation after a save changes it
+        if key == self._last:
             return
-        self._last = trainer.global_step
+        self._last = key
         tmp = os.path.join(self.output_dir, ".last.ckpt.tmp")
         trainer.save_checkpoint(tmp)
         if trainer.is_global_zero:
@@ -688,16 +689,20 @@ class _Artifacts(L.callbacks.Checkpoint):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self.every and trainer.global_step > 0 and trainer.global_step % self.every == 0:
-            self._save(trainer)
+            self._save(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer, pl_module):
-        self._save(trainer)
+        self._save(trainer, pl_module)
 
     def on_validation_end(self, trainer, pl_module):
-        if trainer.is_global_zero and pl_module.history and not trainer.sanity_checking:
+        if trainer.sanity_checking or not pl_module.history:
+            return
+        if trainer.is_global_zero:
             from strandwise.io.atomic import atomic_write_text
 
             atomic_write_text(os.path.join(self.output_dir, self.history_name), history_tsv(pl_module.history))
+        if self.every and trainer.global_step % self.every == 0:
+            self._save(trainer, pl_module)  # so the checkpoint holds this validation's row
 
 
 def history_tsv(history: list[dict]) -> str:
@@ -734,6 +739,7 @@ def _run(module, cfg, output_dir, resume, quiet, callbacks, **trainer_kwargs):
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         warnings.filterwarnings("ignore", message=".*val_check_interval.*")
+        warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")  # batches are skipped by the sampler
         trainer = L.Trainer(
             accelerator=cfg.accelerator, devices=cfg.devices, strategy=_strategy(cfg),
             precision=resolve_precision(cfg.precision), callbacks=cbs,
