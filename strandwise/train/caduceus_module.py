@@ -344,10 +344,10 @@ class CNNBaseline(nn.Module):
         super().__init__()
         layers, c_in, L_out = [], 4, max_length
         for c in channels:
-            layers += [nn.Conv1d(c_in, c, kernel, padding="same"), nn.BatchNorm1d(c), nn.ReLU(), nn.MaxPool1d(2)]
-            c_in, L_out = c, L_out // 2
+            layers += [nn.Conv1d(c_in, c, kernel, padding=kernel // 2), nn.BatchNorm1d(c), nn.ReLU(), nn.MaxPool1d(2)]
+            c_in, L_out = c, (L_out + 2 * (kernel // 2) - kernel + 1) // 2
         if L_out < 1:
-            raise ValueError(f"max_length {max_length} is too short for {len(channels)} pooling layers")
+            raise ValueError(f"max_length {max_length} is too short for {len(channels)} conv/pooling layers")
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c_in * L_out, 512), nn.ReLU(), nn.Linear(512, num_classes))
         self.num_classes = int(num_classes)
