@@ -740,6 +740,7 @@ def _run(module, cfg, output_dir, resume, quiet, callbacks, **trainer_kwargs):
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         warnings.filterwarnings("ignore", message=".*val_check_interval.*")
         warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")  # batches are skipped by the sampler
+        warnings.filterwarnings("ignore", message=".*sync_dist=True.*")  # every rank validates the whole set
         trainer = L.Trainer(
             accelerator=cfg.accelerator, devices=cfg.devices, strategy=_strategy(cfg),
             precision=resolve_precision(cfg.precision), callbacks=cbs,
