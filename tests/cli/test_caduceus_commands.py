@@ -146,3 +146,17 @@ def test_vep_command_outputs_and_bad_inputs(tmp_path, pretrained, capsys):
     cfg.update(variants=str(mal))
     assert main(["vep", _write(tmp_path, "m.json", cfg)]) == 2
     assert "mal.vcf:3: malformed VCF line" in capsys.readouterr().err
+
+
+def test_pretrain_bf16_mixed_with_gradient_accumulation_and_checkpointing(tmp_path):
+    cfg = {"name": "bf", "output_dir": str(tmp_path / "bf"),
+           "data": {"fasta": [CHR("I"), CHR("VI")], "window": 64, "valid_chroms": ["I"]},
+           "model": dict(TINY, variant="ph", gradient_checkpointing=True),
+           "train": {"max_steps": 4, "batch_size": 8, "accumulate_grad_batches": 2, "precision": "bf16-mixed",
+                     "validate_every": 2, "max_valid_windows": 16, "validation_batch_size": 16, "accelerator": "cpu"}}
+    assert main(["pretrain", _write(tmp_path, "bf.json", cfg), "--quiet"]) == 0
+    rows = [r.split("\t") for r in (tmp_path / "bf" / "history.tsv").read_text().splitlines()[1:]]
+    assert [int(r[0]) for r in rows] == [2, 4]  # optimizer steps, not micro-batches
+    assert all(np.isfinite(float(r[3])) for r in rows)
+    cfg_json = json.loads((tmp_path / "bf" / "model" / "config.json").read_text())
+    assert cfg_json["rcps"] is False and cfg_json["gradient_checkpointing"] is True
