@@ -1,6 +1,7 @@
 """Fine-tune small Caduceus models and the CNN baseline on GUE tasks with `strandwise finetune`.
 
 Usage: python benchmarks/caduceus_gue_cpu.py OUT_DIR MODEL [MODEL ...]
+Environment: GUE_TASKS (comma-separated, default the four below), GUE_EPOCHS (Caduceus epochs, default 2).
 MODEL is ``cnn``, ``ph_scratch`` or ``ph_yeast=<pretrained model dir>``. Each run writes its own
 folder (config, metrics.json, history.tsv); ``OUT_DIR/summary.json`` collects test MCC/accuracy.
 Settings are deliberately small (CPU): d_model 64, 2 layers, 2 epochs, batch 64, training sets
@@ -29,7 +30,7 @@ def config(task, model, out):
         m = {"variant": "ph", "d_model": 64, "n_layer": 2}
         if model.startswith("ph_yeast="):
             m = {"pretrained": os.path.abspath(model.split("=", 1)[1])}
-        tr = {"max_epochs": 2, "batch_size": 64, "monitor": "mcc"}
+        tr = {"max_epochs": int(os.environ.get("GUE_EPOCHS", 2)), "batch_size": 64, "monitor": "mcc"}
     return name, {"name": name, "output_dir": os.path.join(out, name), "data": data, "model": m, "train": tr}
 
 
@@ -41,7 +42,7 @@ def main(out, models):
     os.makedirs(out, exist_ok=True)
     summary_path = os.path.join(out, "summary.json")
     for model in models:
-        for task in TASKS:
+        for task in os.environ.get("GUE_TASKS", ",".join(TASKS)).split(","):
             name, raw = config(task, model, out)
             if os.path.exists(os.path.join(out, name, "metrics.json")):
                 continue
