@@ -147,9 +147,10 @@ def embed_sequences(backbone, sequences, ids, path: str, output: str = "pooled",
     if projector is not None:
         projector = projector.eval().to(device)
     d = backbone.config.d_model
-    shape = _out_shape(output, n, L, d, getattr(projector, "output_dim", 0) if projector is not None else 0)
-    if output == "projected":
-        shape = (n, projector.net[-1].normalized_shape[0])
+    if output == "projected" and projector is None:
+        raise ValueError("output 'projected' needs a CaduceusProjector")
+    proj_dim = projector.net[-1].normalized_shape[0] if projector is not None else 0
+    shape = _out_shape(output, n, L, d, proj_dim)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, scratch = tempfile.mkstemp(prefix=".embed-", suffix=".f32", dir=folder)

@@ -436,9 +436,11 @@ def load_classifier(directory: str) -> tuple[nn.Module, dict]:
         ccfg = CaduceusConfig.from_dict(meta["caduceus_config"])
         ct, ce, _ = mcfg.strand_protocol(ccfg.rcps)
         model = CaduceusClassifier(DNAEmbeddingModelCaduceus(ccfg, ct, ce, aligned=True), meta["num_classes"], mcfg.pooling)
+    from strandwise.models.caduceus import alias_map
+
     sd = load_file(os.path.join(directory, "classifier.safetensors"))
-    model.load_state_dict(sd, strict=False)
-    missing = set(model.state_dict()) - set(sd) - set(__import__("strandwise.models.caduceus", fromlist=["alias_map"]).alias_map(model))
+    model.load_state_dict(sd, strict=False)  # tied aliases are absent from the file on purpose
+    missing = set(model.state_dict()) - set(sd) - set(alias_map(model))
     if missing:
         raise ValueError(f"{directory}: classifier weights lack {sorted(missing)[:5]}")
     return model.eval(), meta
@@ -628,8 +630,6 @@ class ClassifierModule(_Base):
 def _make_loader(ds, batch_size, num_workers, train: bool, rank: int = 0, world_size: int = 1):
     """Like the Cherimoya loader, with a batch sampler that can skip the first batches (resume)."""
     from torch.utils.data import DataLoader
-
-    from strandwise.data.sampler import EpochBatchSampler
 
     n = len(ds)
     if train:
