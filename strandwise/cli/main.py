@@ -14,7 +14,8 @@ from strandwise._version import __version__
 
 #: Subcommand modules under ``strandwise.cli``; each defines ``register(subparsers)``.
 SUBCOMMANDS: list[str] = ["quickstart", "fit", "evaluate", "predict", "negatives", "pipeline",
-                         "attribute", "seqlets", "motifs", "marginalize", "variants"]
+                         "attribute", "seqlets", "motifs", "marginalize", "variants",
+                         "pretrain", "finetune", "embed", "vep"]
 
 #: Exceptions that come from what the user gave us; shown as one line, not a traceback.
 USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError, NotADirectoryError, PermissionError,

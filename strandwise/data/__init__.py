@@ -43,3 +43,24 @@ __all__ = [
     "outlier_filter_mask",
     "write_negatives",
 ]
+
+# Caduceus data: masked-LM windows and labelled sequences
+from strandwise.data.labelled import (
+    LabelledDataset,
+    LabelledSequences,
+    kfold_indices,
+    read_fasta_labelled,
+    read_gb_coordinates,
+    read_gb_folder,
+    read_gb_intervals,
+    read_labelled,
+    read_labelled_table,
+    train_valid_split,
+)
+from strandwise.data.mlm import MLMWindowDataset, MLMWindows, make_windows, mlm_mask, split_windows
+
+__all__ += [
+    "LabelledDataset", "LabelledSequences", "kfold_indices", "read_fasta_labelled", "read_gb_coordinates",
+    "read_gb_folder", "read_gb_intervals", "read_labelled", "read_labelled_table", "train_valid_split",
+    "MLMWindowDataset", "MLMWindows", "make_windows", "mlm_mask", "split_windows",
+]

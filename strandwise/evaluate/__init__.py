@@ -35,3 +35,7 @@ __all__ = [
     "profile_spearman",
     "reverse_complement_inputs",
 ]
+
+from strandwise.evaluate.classification import classification_metrics, confusion_matrix, f1_score, mcc
+
+__all__ += ["classification_metrics", "confusion_matrix", "f1_score", "mcc"]

@@ -88,3 +88,17 @@ __all__ = [
     "write_seqlets_bed",
     "write_tsv",
 ]
+
+# Caduceus embeddings and variant-effect embeddings
+from strandwise.interpret.embeddings import EMBEDDING_OUTPUTS, embed_ids, embed_sequences
+from strandwise.interpret.vep import (
+    TSS_BUCKETS,
+    evaluate_vep_svm,
+    read_variant_file,
+    variant_index,
+    vep_embeddings,
+    vep_window_indices,
+)
+
+__all__ += ["EMBEDDING_OUTPUTS", "embed_ids", "embed_sequences", "TSS_BUCKETS", "evaluate_vep_svm",
+            "read_variant_file", "variant_index", "vep_embeddings", "vep_window_indices"]

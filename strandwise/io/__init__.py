@@ -77,3 +77,7 @@ __all__ = [
     "n_to_pad",
     "reverse_complement_ids",
 ]
+
+from strandwise.io.records import SequenceStore, read_fasta_records  # Caduceus data pipelines
+
+__all__ += ["SequenceStore", "read_fasta_records"]

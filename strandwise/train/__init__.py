@@ -43,3 +43,23 @@ def __getattr__(name):
 
         return getattr(api, name)
     raise AttributeError(f"module 'strandwise.train' has no attribute {name!r}")
+
+# Caduceus training (Lightning imported on first use)
+_CADUCEUS_TRAIN_NAMES = (
+    "CaduceusModelConfig", "CaduceusOptimConfig", "PretrainTrainConfig", "FinetuneTrainConfig",
+    "CaduceusClassifier", "CNNBaseline", "MLMModule", "ClassifierModule", "caduceus_param_groups",
+    "caduceus_lr_lambda", "build_mlm_model", "build_classifier", "save_classifier", "load_classifier",
+    "pretrain", "finetune", "predict_logits",
+)
+_getattr_before_caduceus = __getattr__
+
+
+def __getattr__(name):  # noqa: F811 - extends the lazy loader above
+    if name in _CADUCEUS_TRAIN_NAMES:
+        from strandwise.train import caduceus_module
+
+        return getattr(caduceus_module, name)
+    return _getattr_before_caduceus(name)
+
+
+__all__ += list(_CADUCEUS_TRAIN_NAMES)
