@@ -158,3 +158,24 @@ def test_pretraining_loss_falls_on_real_yeast_windows_and_resumes(tmp_path):
                     train, valid, cfg, output_dir=str(tmp_path), resume=True, quiet=True)
     assert [r["step"] for r in res2.history] == [20, 40, 60, 80]
     assert res2.history[:3] == h
+
+
+def test_each_epoch_draws_its_own_order():
+    # Lightning calls set_epoch on samplers, not on a batch_sampler: the module must do it.
+    from strandwise.data.labelled import LabelledDataset, LabelledSequences
+    from strandwise.train.caduceus_module import FinetuneTrainConfig, finetune
+
+    seen = []
+
+    class Recording(LabelledDataset):
+        def __getitem__(self, key):
+            seen.append(key)
+            return super().__getitem__(key)
+
+    rng = np.random.default_rng(0)
+    d = LabelledSequences(["".join(rng.choice(list("ACGT"), 20)) for _ in range(32)], np.arange(32) % 2,
+                          ["0", "1"], [str(i) for i in range(32)])
+    model = build_classifier(CaduceusModelConfig(kind="cnn"), 2, 20)
+    cfg = FinetuneTrainConfig(max_epochs=3, batch_size=16, accelerator="cpu")
+    finetune(model, Recording(d, 20, shuffle=True, seed=1), LabelledDataset(d, 20), cfg=cfg, quiet=True)
+    assert sorted({k[0] for k in seen}) == [0, 1, 2]
