@@ -15,6 +15,13 @@ from strandwise.interpret.attribution import (
     dinucleotide_shuffle,
     saturation_mutagenesis,
 )
+from strandwise.interpret.motifs_db import (
+    jaspar_meme,
+    jaspar_motifs,
+    orient_like,
+    tomtom_matches,
+    trim_motif,
+)
 from strandwise.interpret.marginalize import insert_motif, marginalize, motif_consensus, select_backgrounds
 from strandwise.interpret.report import HTMLReport, records_tsv, write_tsv
 from strandwise.interpret.seqlets import (
@@ -22,6 +29,7 @@ from strandwise.interpret.seqlets import (
     annotate_seqlets,
     call_seqlets,
     importance_scores,
+    motif_aligned_cwm,
     motif_seqlet_counts,
     read_meme,
     run_modisco,
@@ -70,6 +78,12 @@ __all__ = [
     "dinucleotide_shuffle",
     "importance_scores",
     "insert_motif",
+    "jaspar_meme",
+    "jaspar_motifs",
+    "motif_aligned_cwm",
+    "orient_like",
+    "tomtom_matches",
+    "trim_motif",
     "marginalize",
     "motif_consensus",
     "motif_seqlet_counts",

@@ -72,3 +72,31 @@ def test_tomtom_matches_finds_each_factor_in_the_database():
     for rec in res:
         assert rec["match0"] == names[rec["query"]]
         assert rec["q0"] < 1e-3 and rec["p0"] <= rec["p1"] and rec["q0"] <= rec["q1"]
+
+
+def test_motif_aligned_cwm_puts_both_strands_on_the_motif():
+    from strandwise.interpret.seqlets import motif_aligned_cwm
+    from strandwise.io.sequence import one_hot_encode
+
+    rng = np.random.default_rng(1)
+    W = 60
+    motif = "TTACCCG"
+    rc = "CGGGTAA"
+    seqs, seqlets = [], []
+    for k, (site, pos) in enumerate([(motif, 10), (rc, 30), (motif, 44)]):
+        s = list("".join(rng.choice(list("ACGT"), W)))
+        s[pos : pos + 7] = site
+        seqs.append("".join(s))
+        seqlets.append({"example_idx": k, "start": pos - 2, "end": pos + 9})
+    ohe = np.stack([one_hot_encode(s).numpy() for s in seqs]).astype(np.float32)
+    attr = np.zeros_like(ohe)
+    for k, r in enumerate(seqlets):  # contribution 1 on the site's bases only
+        p = r["start"] + 2
+        attr[k, :, p : p + 7] = 1.0
+    pfm = one_hot_encode(motif).numpy().astype(np.float64) * 0.9 + 0.025
+    cwm, ppm = motif_aligned_cwm(seqlets, ohe, attr, pfm, flank=2)
+    assert cwm.shape == ppm.shape == (4, 11)
+    expect = np.zeros((4, 11))
+    expect[:, 2:9] = one_hot_encode(motif).numpy()
+    np.testing.assert_allclose(cwm, expect, atol=1e-6)  # minus-strand site flipped onto the motif
+    np.testing.assert_allclose(ppm[:, 2:9], one_hot_encode(motif).numpy(), atol=1e-6)
