@@ -142,8 +142,9 @@ class CherimoyaModule(L.LightningModule):
 
     def train_dataloader(self):
         t = self.trainer
-        return self._make_loader(self._train_ds, self.config.batch_size, self.config.num_workers, True,
-                                 rank=t.global_rank, world_size=t.world_size)
+        self._train_loader = self._make_loader(self._train_ds, self.config.batch_size, self.config.num_workers,
+                                               True, rank=t.global_rank, world_size=t.world_size)
+        return self._train_loader
 
     def val_dataloader(self):
         if self._valid_ds is None:
@@ -168,6 +169,11 @@ class CherimoyaModule(L.LightningModule):
     # ------------------------------------------------------------ training
     def on_train_epoch_start(self):
         self._reset_epoch_sums()
+        # Lightning sets the epoch on a DataLoader's sampler, not on its batch_sampler: do it here
+        # (before the epoch's first batch is drawn), or every epoch would replay epoch 0's draws.
+        batch_sampler = getattr(getattr(self, "_train_loader", None), "batch_sampler", None)
+        if hasattr(batch_sampler, "set_epoch"):
+            batch_sampler.set_epoch(self.current_epoch)
 
     def training_step(self, batch, batch_idx):
         model = self.model

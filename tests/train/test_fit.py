@@ -132,3 +132,20 @@ def test_init_count_bias_sets_mean_log_count():
     expected = torch.log1p(y.sum(dim=(1, 2))).mean()
     torch.testing.assert_close(means, expected[None], atol=1e-5, rtol=0)
     torch.testing.assert_close(m.linear.bias.detach(), expected[None], atol=1e-5, rtol=0)
+
+
+def test_each_epoch_draws_its_own_keys():
+    """Every epoch must reach the dataset with its own epoch number (new order, jitter, RC)."""
+    X, y = planted_dataset(64, seed=9)
+
+    class Recording(TensorProfileDataset):
+        seen = set()
+
+        def __getitem__(self, key):
+            Recording.seen.add(key[0])
+            return super().__getitem__(key)
+
+    ds = Recording(X, y, reverse_complement=True, random_state=0)
+    cfg = TrainConfig(batch_size=16, max_epochs=3, optimizer=OptimizerConfig(n_warmup_epochs=1))
+    fit(_model(), ds, config=cfg, quiet=True)
+    assert {0, 1, 2} <= Recording.seen
