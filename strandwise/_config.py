@@ -14,7 +14,7 @@ import os
 import typing
 from typing import Any, Mapping, TypeVar
 
-__all__ = ["ConfigError", "from_dict", "to_dict", "load_config_file", "dump_config"]
+__all__ = ["ConfigError", "from_dict", "to_dict", "load_config_file", "read_config", "dump_config"]
 
 T = TypeVar("T")
 
@@ -83,6 +83,27 @@ def load_config_file(path: str | os.PathLike) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must contain a mapping at top level")
     return data
+
+
+def read_config(source, overrides: dict | None = None) -> tuple[dict, str]:
+    """``(raw mapping, base folder)`` from a config file or a dict, with ``overrides`` merged.
+
+    A dict-valued override updates that section key by key; any other value replaces it. The base
+    folder (the file's folder, or the current directory for a dict) is where relative paths in
+    the config are resolved.
+    """
+    if isinstance(source, Mapping):
+        raw, base = dict(source), os.getcwd()
+    else:
+        raw, base = load_config_file(source), os.path.dirname(os.path.abspath(os.fspath(source)))
+    for section, values in (overrides or {}).items():
+        if isinstance(values, dict):
+            merged = dict(raw.get(section) or {})
+            merged.update(values)
+            raw[section] = merged
+        else:
+            raw[section] = values
+    return raw, base
 
 
 def dump_config(obj, path: str | os.PathLike) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from strandwise._config import ConfigError, dump_config, from_dict, load_config_file
+from strandwise._config import ConfigError, dump_config, from_dict, read_config
 from strandwise.train.caduceus_module import CaduceusModelConfig, FinetuneTrainConfig, PretrainTrainConfig
 
 __all__ = [
@@ -233,17 +233,7 @@ class VEPConfig(_Run):
 
 def load_command_config(cls, source, overrides: dict | None = None):
     """Read a JSON/YAML file (or a dict), merge ``overrides`` section-wise, validate, resolve paths."""
-    if isinstance(source, dict):
-        raw, base = dict(source), os.getcwd()
-    else:
-        raw, base = load_config_file(source), os.path.dirname(os.path.abspath(os.fspath(source)))
-    for section, values in (overrides or {}).items():
-        if isinstance(values, dict):
-            merged = dict(raw.get(section) or {})
-            merged.update(values)
-            raw[section] = merged
-        else:
-            raw[section] = values
+    raw, base = read_config(source, overrides)
     cfg = from_dict(cls, raw, where="config")
     cfg.resolve(base)
     return cfg

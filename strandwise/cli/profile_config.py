@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from strandwise._config import ConfigError, dump_config, from_dict, load_config_file
+from strandwise._config import ConfigError, dump_config, from_dict, read_config
 from strandwise.data.config import ProfileDataConfig
 from strandwise.models.cherimoya import PRESETS, Cherimoya
 from strandwise.train.module import TrainConfig
@@ -107,17 +107,7 @@ def load_fit_config(source, overrides: dict | None = None) -> FitConfig:
     ConfigError
         Unknown keys (closest valid key suggested), bad values, disagreeing sections.
     """
-    if isinstance(source, dict):
-        raw, base = dict(source), os.getcwd()
-    else:
-        raw, base = load_config_file(source), os.path.dirname(os.path.abspath(os.fspath(source)))
-    for section, values in (overrides or {}).items():
-        if isinstance(values, dict):
-            merged = dict(raw.get(section) or {})
-            merged.update(values)
-            raw[section] = merged
-        else:
-            raw[section] = values
+    raw, base = read_config(source, overrides)
     cfg = from_dict(FitConfig, raw, where="config")
     cfg.data = cfg.data.resolve_paths(base)
     return cfg

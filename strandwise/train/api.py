@@ -14,8 +14,6 @@ resumable trainer state) atomically.
 from __future__ import annotations
 
 import dataclasses
-import logging
-import math
 import os
 import warnings
 
@@ -26,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from strandwise.data.sampler import EpochBatchSampler, epoch_seed
 from strandwise.io.atomic import atomic_torch_save, atomic_write_text
 from strandwise.models.cherimoya import channel_permutation_from_groups
-from strandwise.train._lightning import L
+from strandwise.train._lightning import L, quiet_lightning, resume_checkpoint
 from strandwise.train.module import CherimoyaModule, TrainConfig
 
 __all__ = [
@@ -284,20 +282,11 @@ def fit(model, train, valid=None, config: TrainConfig | None = None, output_dir:
     module.attach_data(train_ds, valid_ds, _loader)
 
     cbs = list(callbacks or [])
-    ckpt_path = None
+    ckpt_path = resume_checkpoint(output_dir, resume, quiet)
     if output_dir is not None:
-        os.makedirs(output_dir, exist_ok=True)
         cbs.append(_RunArtifacts(output_dir, model.name))
-        last = os.path.join(output_dir, "last.ckpt")
-        if resume:
-            if os.path.exists(last):
-                ckpt_path = last
-            elif not quiet:
-                print(f"no checkpoint at {last}; starting from scratch")
-
     if quiet:
-        for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+        quiet_lightning()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")

@@ -29,13 +29,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import logging
 import math
 import os
 import time
 import warnings
 
-import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -46,7 +44,7 @@ from strandwise.models.caduceus import (
     CaduceusForMaskedLM,
     pool_hidden,
 )
-from strandwise.train._lightning import L
+from strandwise.train._lightning import L, quiet_lightning, resume_checkpoint
 
 __all__ = [
     "CaduceusModelConfig",
@@ -722,19 +720,10 @@ def _strategy(cfg):
 
 
 def _run(module, cfg, output_dir, resume, quiet, callbacks, **trainer_kwargs):
-    ckpt_path = None
+    ckpt_path = resume_checkpoint(output_dir, resume, quiet)
     cbs = list(callbacks)
-    if output_dir is not None:
-        os.makedirs(output_dir, exist_ok=True)
-        last = os.path.join(output_dir, "last.ckpt")
-        if resume:
-            if os.path.exists(last):
-                ckpt_path = last
-            elif not quiet:
-                print(f"no checkpoint at {last}; starting from scratch")
     if quiet:
-        for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+        quiet_lightning()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
