@@ -1,4 +1,4 @@
-"""Markdown table of test MCC / accuracy / AUROC from `caduceus_gue_cpu.py` run folders.
+"""Markdown table of test MCC / accuracy / AUROC from `caduceus_gue.py` run folders.
 
 Usage: python benchmarks/caduceus_gue_table.py RUN_DIR [RUN_DIR ...]
 """

@@ -519,12 +519,16 @@ class MLMModule(_Base):
 
     def __init__(self, model: CaduceusForMaskedLM, cfg: PretrainTrainConfig):
         super().__init__(model, cfg)
+        self._seg_start, self._seg_tokens, self._seg_seconds = None, 0, math.nan
 
     def configure_optimizers(self):
         return _configure(self.model, self.cfg.optim, self.cfg.max_steps)
 
     def training_step(self, batch, batch_idx):
         inputs, targets = batch
+        if self._seg_start is None:  # throughput is timed from the first step after a validation
+            self._seg_start, self._seg_tokens = time.perf_counter(), 0
+        self._seg_tokens += int(inputs.shape[0]) * int(inputs.shape[1])
         out = self.model(inputs, labels=targets)
         loss = out.loss
         self._train_sum = self._train_sum.to(loss.device) + loss.detach().float()
@@ -534,6 +538,10 @@ class MLMModule(_Base):
 
     def on_validation_epoch_start(self):
         self._v = torch.zeros(3, dtype=torch.float64)
+        if self._seg_start is not None and not self.trainer.sanity_checking:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)  # the queued training steps belong to this interval
+            self._seg_seconds = time.perf_counter() - self._seg_start
 
     def validation_step(self, batch, batch_idx):
         inputs, targets = batch
@@ -557,7 +565,12 @@ class MLMModule(_Base):
             "val_accuracy": correct / n if n else math.nan,
             "val_tokens": int(n),
             "lr": float(self.trainer.optimizers[0].param_groups[0]["lr"]) if self.trainer.optimizers else math.nan,
+            # training tokens per second over all ranks since the previous validation (validation
+            # time excluded; the first interval includes compilation and autotuning)
+            "train_tokens_per_s": (self._seg_tokens * self.trainer.world_size / self._seg_seconds
+                                   if self._seg_start is not None and self._seg_seconds > 0 else math.nan),
         }
+        self._seg_start, self._seg_tokens, self._seg_seconds = None, 0, math.nan
         self.history.append(row)
         self.log("val_loss", loss, prog_bar=True)
         self.log("val_accuracy", row["val_accuracy"], prog_bar=True)

@@ -51,6 +51,9 @@ def test_pretrain_writes_model_history_and_resolved_config(pretrained):
         assert (pretrained / f).exists(), f
     rows = (pretrained / "history.tsv").read_text().splitlines()
     assert rows[0].split("\t")[:4] == ["step", "epoch", "train_loss", "val_loss"] and len(rows) == 3
+    col = rows[0].split("\t").index("train_tokens_per_s")
+    # 4 steps x 16 windows x 64 bp between validations, timed: a finite positive rate
+    assert all(0 < float(r.split("\t")[col]) < 1e9 for r in rows[1:])
     resolved = json.loads((pretrained / "yeast.config.json").read_text())
     assert resolved["train"]["optim"]["lr"] == 8e-3 and resolved["train"]["optim"]["betas"] == [0.9, 0.95]
 
