@@ -116,3 +116,9 @@ from strandwise.interpret.vep import (
 
 __all__ += ["EMBEDDING_OUTPUTS", "embed_ids", "embed_sequences", "TSS_BUCKETS", "evaluate_vep_svm",
             "read_variant_file", "variant_index", "vep_embeddings", "vep_window_indices"]
+
+# Token-id classifiers (CNN baseline, Caduceus) and motif enrichment
+from strandwise.interpret.classifier import ClassifierWrapper, attribute_classifier
+from strandwise.interpret.enrichment import motif_enrichment
+
+__all__ += ["ClassifierWrapper", "attribute_classifier", "motif_enrichment"]
