@@ -32,7 +32,7 @@ import time
 import numpy as np
 import torch
 
-DATA = "/work/shared/data/gue_subset/tf"
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "gue_subset", "tf")
 
 
 def _onehot(seqs):
