@@ -119,6 +119,6 @@ __all__ += ["EMBEDDING_OUTPUTS", "embed_ids", "embed_sequences", "TSS_BUCKETS", 
 
 # Token-id classifiers (CNN baseline, Caduceus) and motif enrichment
 from strandwise.interpret.classifier import ClassifierWrapper, attribute_classifier
-from strandwise.interpret.enrichment import motif_enrichment
+from strandwise.interpret.enrichment import motif_enrichment, motif_hit_attribution
 
-__all__ += ["ClassifierWrapper", "attribute_classifier", "motif_enrichment"]
+__all__ += ["ClassifierWrapper", "attribute_classifier", "motif_enrichment", "motif_hit_attribution"]

@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from strandwise.interpret import ClassifierWrapper, attribute_classifier, deep_lift_shap
-from strandwise.interpret.enrichment import log_odds_matrix, max_motif_scores, motif_enrichment, score_threshold
+from strandwise.interpret.enrichment import (
+    log_odds_matrix,
+    max_motif_scores,
+    motif_enrichment,
+    motif_hit_attribution,
+    score_threshold,
+)
 from strandwise.io.tokenizer import A_ID, N_ID, PAD_ID
 from strandwise.train.caduceus_module import CaduceusModelConfig, CNNBaseline, build_classifier
 
@@ -178,6 +184,48 @@ def test_motif_enrichment_ranks_the_planted_motif_first():
     assert recs[0]["q_value"] < 1e-10 and all(r["q_value"] > 1e-3 for r in recs[1:])
     with pytest.raises(ValueError, match="positives and negatives"):
         motif_enrichment(pos[:0], neg, motifs)
+
+
+def _onehot(seq):
+    return torch.nn.functional.one_hot(torch.tensor(["ACGT".index(c) for c in seq]), 4).T.float()
+
+
+def test_motif_hit_attribution_measures_contribution_on_hits_both_strands():
+    site = "AGCTTCAG"
+    pfm = np.full((4, 8), 0.02)
+    pfm[["ACGT".index(c) for c in site], range(8)] = 0.94
+    rc = site[::-1].translate(str.maketrans("ACGT", "TGCA"))
+    X = _x(3, 60, seed=7)
+    X[0, :, 10:18] = _onehot(site)
+    X[1, :, 30:38] = _onehot(rc)  # reverse strand
+    hyp = torch.ones(3, 4, 60)  # contribution 1 per base ...
+    hyp[0, :, 10:18] = 5.0  # ... and 5 on the forward site
+    hyp[1, :, 30:38] = -3.0  # ... and -3 on the reverse one
+    motifs = {"site": pfm, "absent": np.eye(4)[[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]].T}
+    recs = motif_hit_attribution(X, hyp, motifs)
+    assert [r["motif"] for r in recs] == ["site", "absent"]
+    norm = (3 * 60 - 16 + 8 * 5 + 8 * 3) / (3 * 60)
+    r = recs[0]
+    assert r["n_hits"] == 2 and r["n_sequences"] == 2 and r["frac_positive"] == 0.5
+    assert r["mean_contribution"] == pytest.approx(1.0)  # (5 - 3) / 2
+    assert r["ratio"] == pytest.approx(1.0 / norm)
+    assert recs[1]["n_hits"] == 0 and np.isnan(recs[1]["ratio"])
+    # actual (already multiplied) attributions give the same answer
+    assert motif_hit_attribution(X, X * hyp, motifs)[0]["ratio"] == pytest.approx(r["ratio"])
+
+
+def test_motif_hit_attribution_counts_overlapping_windows_once():
+    X = _onehot("CGCGC" + "A" * 10 + "CG" * 12 + "C")[None]  # one run of 10 A: 5 windows of AAAAAA
+    polya = np.full((4, 6), 0.01)
+    polya[0] = 0.97
+    attr = torch.ones(1, 4, 40)
+    kw = dict(p_hit=1e-3)  # a 6-mer cannot reach p < 4^-6
+    assert motif_hit_attribution(X, attr, {"polyA": polya}, non_overlapping=False, **kw)[0]["n_hits"] == 5
+    assert motif_hit_attribution(X, attr, {"polyA": polya}, **kw)[0]["n_hits"] == 1
+    with pytest.raises(ValueError, match="does not match"):
+        motif_hit_attribution(X, attr[:, :, :30], {"polyA": polya})
+    with pytest.raises(ValueError, match="all zero"):
+        motif_hit_attribution(X, 0 * attr, {"polyA": polya})
 
 
 # ------------------------------------------------------------------------ end to end, small
