@@ -4,8 +4,10 @@
 Cherimoya preset (9 blocks × ``linear1 (2C, C)`` + ``linear2 (C, 2C)``) that is 18 × 5 iterations ×
 3 small products, ~300 kernel launches per step, and the step is launch-bound (~6 ms on an H200
 against < 1 ms of arithmetic). :class:`BatchedMuon` groups the parameters of a param group by
-``(shape, dtype, device)``, stacks their updates into one ``(B, rows, cols)`` tensor and runs the
-iteration with ``torch.bmm``/``torch.baddbmm`` — for Cherimoya two stacks of 9, ~35 launches.
+matrix size up to transposition (``(min, max)`` of the shape, dtype, device), stacks their updates
+in the wide orientation (where Newton–Schulz works anyway) into one ``(B, rows, cols)`` tensor and
+runs the iteration with ``torch.bmm``/``torch.baddbmm`` — for Cherimoya one stack of 18 (``linear1``
+transposed beside ``linear2``), ~20 launches.
 
 Step semantics are exactly :class:`torch.optim.Muon`'s (PyTorch 2.9–2.13), per parameter:
 
@@ -128,18 +130,34 @@ class BatchedMuon(torch.optim.Muon):
                 state = self.state[p]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
-                buckets.setdefault((tuple(p.shape), p.dtype, p.device), []).append(p)
-            for (shape, _dtype, _dev), ps in buckets.items():
+                # one bucket per matrix size up to transposition: Newton-Schulz works on the wide
+                # orientation anyway, so (out, in) and (in, out) weights share one batched call
+                shape = tuple(p.shape)
+                buckets.setdefault((min(shape), max(shape), p.dtype, p.device), []).append(p)
+            for (_rows, _cols, _dtype, _dev), ps in buckets.items():
                 grads = [p.grad for p in ps]
                 bufs = [self.state[p]["momentum_buffer"] for p in ps]
                 torch._foreach_lerp_(bufs, grads, 1 - mom)
+                tall = [p.size(0) > p.size(1) for p in ps]
+
+                def wide(ts):
+                    return torch.stack([t.t() if tl else t for t, tl in zip(ts, tall)])
+
                 if group["nesterov"]:
-                    upd = torch.stack(grads).lerp_(torch.stack(bufs), mom)
+                    upd = wide(grads).lerp_(wide(bufs), mom)
                 else:
-                    upd = torch.stack(bufs)
+                    upd = wide(bufs)
                 O = newton_schulz_batched(upd, group["ns_coefficients"], group["ns_steps"], group["eps"])
                 O = O.to(ps[0].dtype)  # bf16 -> param dtype is exact; then add like param.add_(bf16)
                 if wd != 0:  # multiplying by exactly 1.0 (wd = 0) would change nothing
                     torch._foreach_mul_(ps, 1 - lr * wd)
-                torch._foreach_add_(ps, list(O.unbind(0)), alpha=-lr * _adjusted_ratio(group["adjust_lr_fn"], shape))
+                outs = [o.t() if tl else o for o, tl in zip(O.unbind(0), tall)]
+                by_ratio: dict = {}
+                for p, o in zip(ps, outs):
+                    r = _adjusted_ratio(group["adjust_lr_fn"], p.shape)
+                    by_ratio.setdefault(r, ([], []))
+                    by_ratio[r][0].append(p)
+                    by_ratio[r][1].append(o)
+                for r, (pp, oo) in by_ratio.items():
+                    torch._foreach_add_(pp, oo, alpha=-lr * r)
         return loss
