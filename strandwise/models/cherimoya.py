@@ -144,11 +144,12 @@ class CheriBlock(nn.Module):
             cw, w1, w2 = self.conv.conv_weight, self.linear1.weight, self.linear2.weight
             if cheri_infer_eligible(x, cw, w1, w2):
                 return cheri_block_inference(x, cw, w1, w2, self.dilation, self.residual_scale)
-        h = self.conv(x)
-        h = self.linear2(self.activation(self.linear1(h)))
-        if x.is_cuda:  # one kernel (x + α·h, rounded once) instead of a multiply and an add
-            return torch.add(x, h, alpha=self.residual_scale)
-        return x + self.residual_scale * h
+        h = self.activation(self.linear1(self.conv(x)))
+        if x.is_cuda:
+            # residual scale folded into W2, as in the inference megakernel: x + h·(s·W2)ᵀ is one
+            # product and one add forward, and the backward needs no full-size multiply by s
+            return torch.add(x, F.linear(h, self.linear2.weight * self.residual_scale))
+        return x + self.residual_scale * self.linear2(h)
 
     def extra_repr(self) -> str:
         return f"dilation={self.dilation}, residual_scale={self.residual_scale}"
