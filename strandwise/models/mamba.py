@@ -179,20 +179,28 @@ class Mamba(nn.Module):
                 f"{tuple(hidden_states.shape)}"
             )
         L = hidden_states.shape[1]
-        xz = self.in_proj(hidden_states)  # (B, L, 2di)
-        x = xz[..., : self.d_inner].transpose(1, 2)  # (B, di, L)
-        z = xz[..., self.d_inner :].transpose(1, 2)
+        # Channel-major (B, C, L) from in_proj to out_proj, the scan's layout: every projection is
+        # one batched product that writes its output in that layout, so no (B, L, d_inner) tensor
+        # is ever transposed by a copy (on an H200 those copies were 29 % of a 131 kbp step).
+        nb = hidden_states.shape[0]
+
+        def proj(lin, t):  # (B, in, L) -> (B, out, L)
+            y = torch.bmm(lin.weight.unsqueeze(0).expand(nb, -1, -1), t)
+            return y if lin.bias is None else y + lin.bias.to(y.dtype)[:, None]
+
+        xz = proj(self.in_proj, hidden_states.transpose(1, 2))  # (B, 2di, L)
+        x, z = xz[:, : self.d_inner], xz[:, self.d_inner :]
         x = F.silu(causal_conv1d(x, self.conv1d.weight, self.conv1d.bias, reverse=reverse))
-        x_dbl = self.x_proj(x.transpose(1, 2))  # (B, L, r+2N)
-        dt_low, Bm, Cm = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = F.linear(dt_low, self.dt_proj.weight).transpose(1, 2)  # bias added inside the scan
+        x_dbl = proj(self.x_proj, x)  # (B, r+2N, L)
+        dt_low, Bm, Cm = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
+        delta = torch.bmm(self.dt_proj.weight.unsqueeze(0).expand(nb, -1, -1), dt_low)  # bias: in the scan
         A = -torch.exp(self.A_log.float())
         y = selective_scan_fn(
-            x, delta, A, Bm.transpose(1, 2), Cm.transpose(1, 2), D=self.D.float(), z=z,
+            x, delta, A, Bm, Cm, D=self.D.float(), z=z,
             delta_bias=self.dt_proj.bias.float(), delta_softplus=True, reverse=reverse,
         )
         assert y.shape[-1] == L
-        return self.out_proj(y.transpose(1, 2))
+        return proj(self.out_proj, y).transpose(1, 2)
 
     def extra_repr(self) -> str:
         return (
