@@ -1,10 +1,14 @@
 """Caduceus-PS 131k (d_model 256, 16 layers) throughput and memory, GPU or CPU.
 
     python benchmarks/bench_caduceus_model.py [--out results.json]          # GPU: 131,072 bp
+    python benchmarks/bench_caduceus_model.py --ckpt-blocks all,10,8 --conv-compare --profile prof.txt
     python benchmarks/bench_caduceus_model.py --cpu --length 1024 --batch 8  # this CPU
 
 Training step = forward + masked-LM loss + backward + AdamW step, bf16 autocast on GPU (fp32 on
-CPU), with and without per-block activation checkpointing; inference = no-grad forward. Prints a
+CPU), with per-block activation checkpointing of every block ("all"), of the first k blocks only
+(``--ckpt-blocks``: ``gradient_checkpointing_blocks = k``), and without; inference = no-grad
+forward. ``--conv-compare`` also times the all-blocks step with PyTorch's depthwise conv in place
+of the Triton causal-conv kernel; ``--profile`` writes the CUDA-kernel table of one step. Prints a
 table and writes JSON.
 """
 
@@ -17,10 +21,24 @@ import torch
 from strandwise.models.caduceus import CaduceusForMaskedLM, published_config
 
 
-def set_checkpointing(model, on: bool):
+def set_checkpointing(model, on: bool, blocks=None):
     for m in model.modules():
         if hasattr(m, "gradient_checkpointing"):
             m.gradient_checkpointing = on
+            m.gradient_checkpointing_blocks = blocks
+
+
+class torch_conv:
+    """Context: PyTorch's depthwise conv instead of the Triton causal-conv kernel."""
+
+    def __enter__(self):
+        from strandwise.kernels import causal_conv
+
+        self.mod, self.prev = causal_conv, causal_conv.triton_available
+        causal_conv.triton_available = lambda: False
+
+    def __exit__(self, *exc):
+        self.mod.triton_available = self.prev
 
 
 def timed(fn, iters, cuda):
@@ -41,6 +59,11 @@ def main():
     ap.add_argument("--length", type=int, default=131072)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--ckpt-blocks", default="all",
+                    help="comma list of 'all' or k (checkpoint the first k of 16 blocks)")
+    ap.add_argument("--no-ckpt-off", action="store_true", help="skip the (OOM at 4 x 131k) no-checkpointing row")
+    ap.add_argument("--conv-compare", action="store_true")
+    ap.add_argument("--profile")
     ap.add_argument("--out")
     args = ap.parse_args()
     cuda = not args.cpu
@@ -62,23 +85,46 @@ def main():
         loss.backward()
         opt.step()
 
-    for ckpt in (True, False):
-        set_checkpointing(model, ckpt)
+    cases = []  # (label, checkpointing on, blocks, PyTorch conv)
+    for k in args.ckpt_blocks.split(","):
+        blocks = None if k == "all" else int(k)
+        cases.append((f"checkpointing {'all blocks' if blocks is None else f'first {blocks} blocks'}", True, blocks, False))
+        if blocks is None and args.conv_compare and cuda:
+            cases.append(("checkpointing all blocks, PyTorch conv", True, None, True))
+    if not args.no_ckpt_off:
+        cases.append(("checkpointing off", False, None, False))
+    for label, ckpt, blocks, plain_conv in cases:
+        set_checkpointing(model, ckpt, blocks)
         model.train()
         if cuda:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
         try:
-            sec = timed(train_step, args.iters, cuda)
+            if plain_conv:
+                with torch_conv():
+                    sec = timed(train_step, args.iters, cuda)
+            else:
+                sec = timed(train_step, args.iters, cuda)
             peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
-            row = {"case": f"train step, checkpointing {'on' if ckpt else 'off'}", "ms": sec * 1e3,
-                   "tokens_per_s": B * L / sec, "peak_GiB": peak}
+            row = {"case": f"train step, {label}", "ms": sec * 1e3, "tokens_per_s": B * L / sec, "peak_GiB": peak}
         except torch.OutOfMemoryError:
-            row = {"case": f"train step, checkpointing {'on' if ckpt else 'off'}", "ms": None,
-                   "tokens_per_s": None, "peak_GiB": "OOM"}
+            row = {"case": f"train step, {label}", "ms": None, "tokens_per_s": None, "peak_GiB": "OOM"}
             opt.zero_grad(set_to_none=True)
         results["rows"].append(row)
         print(row, flush=True)
+
+    if args.profile and cuda:
+        from torch.profiler import ProfilerActivity, profile
+
+        set_checkpointing(model, True, None)
+        torch.cuda.empty_cache()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            train_step()
+            torch.cuda.synchronize()
+        table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=30)
+        with open(args.profile, "w") as fh:
+            fh.write(table)
+        print(table[:6000], flush=True)
 
     model.eval()
     if cuda:
@@ -96,12 +142,12 @@ def main():
     results["rows"].append(row)
     print(row, flush=True)
     print(f"\n{results['device']}, batch {B} x {L} bp, PS-131k (d_model 256, 16 layers)")
-    print(f"{'case':<34}{'ms':>10}{'tokens/s':>14}{'peak GiB':>10}")
+    print(f"{'case':<60}{'ms':>10}{'tokens/s':>14}{'peak GiB':>10}")
     for r in results["rows"]:
         ms = "—" if r["ms"] is None else f"{r['ms']:.1f}"
         tps = "—" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:,.0f}"
         pk = r["peak_GiB"] if isinstance(r["peak_GiB"], str) else f"{r['peak_GiB']:.1f}"
-        print(f"{r['case']:<34}{ms:>10}{tps:>14}{pk:>10}")
+        print(f"{r['case']:<60}{ms:>10}{tps:>14}{pk:>10}")
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(results, fh, indent=2)

@@ -1,5 +1,6 @@
 """Compute ops: each op has a pure-PyTorch reference, a Triton path for CUDA, and a dispatcher."""
 
+from strandwise.kernels.causal_conv import causal_conv1d, causal_conv1d_silu
 from strandwise.kernels.cheri_infer import (
     cheri_block_inference,
     cheri_block_reference,
@@ -21,6 +22,8 @@ from strandwise.kernels.selective_scan import (
 )
 
 __all__ = [
+    "causal_conv1d",
+    "causal_conv1d_silu",
     "CONV_NORM_EPS",
     "FusedDilatedConvNorm",
     "FusedDilatedConvNormFunc",

@@ -111,7 +111,9 @@ class CaduceusConfig:
 
     Extra fields (strandwise): ``pad_token_id`` (None means 4, the loss ignore index),
     ``gradient_checkpointing`` and ``gradient_checkpointing_stride`` (recompute blocks in segments
-    of ``stride`` consecutive blocks during training), and ``extras`` (Hugging Face keys that the
+    of ``stride`` consecutive blocks during training), ``gradient_checkpointing_blocks`` (None:
+    every block is recomputed; k: only the first k blocks are, the others keep their activations —
+    faster, at a memory cost per block that docs/caduceus.md gives), and ``extras`` (Hugging Face keys that the
     model ignores, kept so that read → write → read is the identity).
 
     Raises
@@ -139,6 +141,7 @@ class CaduceusConfig:
     pad_token_id: int | None = None
     gradient_checkpointing: bool = False
     gradient_checkpointing_stride: int = 1
+    gradient_checkpointing_blocks: int | None = None
     extras: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -146,6 +149,12 @@ class CaduceusConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"CaduceusConfig.{name} must be a positive int; got {v!r}")
+        k = self.gradient_checkpointing_blocks
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= self.n_layer):
+            raise ValueError(
+                f"CaduceusConfig.gradient_checkpointing_blocks must be None or an int in 0..n_layer "
+                f"({self.n_layer}); got {k!r}"
+            )
         if self.bidirectional_strategy not in (None, "add", "ew_multiply"):
             raise ValueError(
                 f"bidirectional_strategy must be 'add', 'ew_multiply' or None; got "
@@ -198,7 +207,7 @@ class CaduceusConfig:
             v = getattr(self, f.name)
             if f.name == "complement_map" and v is not None:
                 v = {str(k): int(val) for k, val in v.items()}
-            if f.name == "pad_token_id" and v is None:
+            if f.name in ("pad_token_id", "gradient_checkpointing_blocks") and v is None:
                 continue
             out[f.name] = v
         out.update(self.extras)
@@ -604,6 +613,7 @@ class CaduceusMixerModel(nn.Module):
         self.norm_f = RCPSAddNormWrapper(norm_f) if (config.rcps and not config.fused_add_norm) else norm_f
         self.gradient_checkpointing = config.gradient_checkpointing
         self.gradient_checkpointing_stride = config.gradient_checkpointing_stride
+        self.gradient_checkpointing_blocks = config.gradient_checkpointing_blocks
 
     def _run_layers(self, start, stop, hidden, residual, collect):
         hs = []
@@ -630,10 +640,13 @@ class CaduceusMixerModel(nn.Module):
         n = len(self.layers)
         stride = self.gradient_checkpointing_stride
         use_ckpt = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
-        step = stride if use_ckpt else n
-        for start in range(0, n, max(step, 1)):
-            stop = min(n, start + step)
-            if use_ckpt:
+        # Blocks [0, n_ckpt) are recomputed in segments of ``stride``; the rest keep activations.
+        n_ckpt = 0 if not use_ckpt else n if self.gradient_checkpointing_blocks is None else self.gradient_checkpointing_blocks
+        bounds = list(range(0, n_ckpt, max(stride, 1))) + [n_ckpt] + ([n] if n_ckpt < n else [])
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            if start >= stop:
+                continue
+            if stop <= n_ckpt:
                 hidden, residual, hs = checkpoint(
                     self._run_layers, start, stop, hidden, residual, output_hidden_states,
                     use_reentrant=False,

@@ -12,11 +12,11 @@ import math
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
+from strandwise.kernels.causal_conv import causal_conv1d, causal_conv1d_silu
 from strandwise.kernels.selective_scan import selective_scan_fn
 
-__all__ = ["Mamba", "RMSNorm", "rms_norm", "causal_conv1d"]
+__all__ = ["Mamba", "RMSNorm", "rms_norm", "causal_conv1d", "causal_conv1d_silu"]
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -65,22 +65,6 @@ class RMSNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, eps={self.eps}"
-
-
-def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, reverse: bool = False):
-    """Depthwise conv over L with kernel ``k``: causal (``w[k-1]`` multiplies ``x_t``) or anti-causal.
-
-    Causal: ``c_t = b + Σ_j w[j]·x_{t-(k-1)+j}`` (zero left padding) = ``conv1d(pad=k-1)[..., :L]``.
-    Anti-causal (``reverse``): ``c_t = b + Σ_j w[j]·x_{t+(k-1)-j}`` = flip_L(causal(flip_L(x))).
-
-    Parameters
-    ----------
-    x : (B, di, L); weight : (di, 1, k); bias : (di,) or None
-    """
-    k = weight.shape[-1]
-    if reverse:
-        return F.conv1d(F.pad(x, (0, k - 1)), weight.flip(-1), bias, groups=x.shape[1])
-    return F.conv1d(F.pad(x, (k - 1, 0)), weight, bias, groups=x.shape[1])
 
 
 class Mamba(nn.Module):
@@ -190,7 +174,7 @@ class Mamba(nn.Module):
 
         xz = proj(self.in_proj, hidden_states.transpose(1, 2))  # (B, 2di, L)
         x, z = xz[:, : self.d_inner], xz[:, self.d_inner :]
-        x = F.silu(causal_conv1d(x, self.conv1d.weight, self.conv1d.bias, reverse=reverse))
+        x = causal_conv1d_silu(x, self.conv1d.weight, self.conv1d.bias, reverse=reverse)
         x_dbl = proj(self.x_proj, x)  # (B, r+2N, L)
         dt_low, Bm, Cm = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
         delta = torch.bmm(self.dt_proj.weight.unsqueeze(0).expand(nb, -1, -1), dt_low)  # bias: in the scan

@@ -91,6 +91,9 @@ class CaduceusModelConfig:
         A checkpoint directory (``strandwise pretrain`` output or a published hub download).
     gradient_checkpointing : bool
         Recompute blocks in the backward pass (segments of ``gradient_checkpointing_stride``).
+    gradient_checkpointing_blocks : int or None
+        With checkpointing on, recompute only the first k blocks (None = all): faster steps for
+        the memory that the other blocks' activations take.
     pooling : {"mean", "mean_all", "max", "first", "last"}
         Classification pooling; ``mean`` ignores padding.
     conjoin_train, conjoin_test, rc_aug : bool or None
@@ -106,6 +109,7 @@ class CaduceusModelConfig:
     pretrained: str | None = None
     gradient_checkpointing: bool = False
     gradient_checkpointing_stride: int = 1
+    gradient_checkpointing_blocks: int | None = None
     pooling: str = "mean"
     conjoin_train: bool | None = None
     conjoin_test: bool | None = None
@@ -133,6 +137,7 @@ class CaduceusModelConfig:
         d["ssm_cfg"]["d_state"] = self.d_state
         d["gradient_checkpointing"] = self.gradient_checkpointing
         d["gradient_checkpointing_stride"] = self.gradient_checkpointing_stride
+        d["gradient_checkpointing_blocks"] = self.gradient_checkpointing_blocks
         return CaduceusConfig.from_dict(d)
 
     def strand_protocol(self, rcps: bool) -> tuple[bool, bool, bool]:
@@ -378,6 +383,7 @@ def _pretrained_config(cfg: CaduceusModelConfig) -> CaduceusConfig:
     c = CaduceusConfig.from_json(path)
     c.gradient_checkpointing = cfg.gradient_checkpointing
     c.gradient_checkpointing_stride = cfg.gradient_checkpointing_stride
+    c.gradient_checkpointing_blocks = cfg.gradient_checkpointing_blocks
     return c
 
 

@@ -68,3 +68,36 @@ def test_gradient_checkpointing_gives_identical_loss_and_grads(stride):
     for (n, a), b in zip(ref.named_parameters(), ck.parameters()):
         torch.testing.assert_close(b.grad, a.grad, rtol=1e-9, atol=1e-12, msg=lambda m: f"{n}: {m}")
     assert ck.caduceus.backbone.gradient_checkpointing_stride == stride
+
+
+@pytest.mark.parametrize("blocks,stride", [(0, 1), (1, 1), (3, 2), (4, 1)])
+def test_partial_checkpointing_recomputes_only_the_first_blocks(blocks, stride):
+    """``gradient_checkpointing_blocks=k``: the first k blocks run twice per step (forward and
+    recompute), the others once, and loss and gradients equal the un-checkpointed ones."""
+    torch.manual_seed(0)
+    ref = CaduceusForMaskedLM(small()).double().train()
+    ck = CaduceusForMaskedLM(small(gradient_checkpointing=True, gradient_checkpointing_stride=stride,
+                                   gradient_checkpointing_blocks=blocks)).double().train()
+    ck.load_state_dict(ref.state_dict())
+    calls = [0] * 4
+    for i, layer in enumerate(ck.caduceus.backbone.layers):
+        layer.register_forward_pre_hook(lambda *_, i=i: calls.__setitem__(i, calls[i] + 1))
+    ids = torch.randint(7, 12, (2, 24))
+    labels = torch.where(torch.rand(2, 24) < 0.3, ids, torch.full_like(ids, 4))
+    l1, l2 = ref(ids, labels=labels).loss, ck(ids, labels=labels).loss
+    l1.backward()
+    l2.backward()
+    assert calls == [2] * blocks + [1] * (4 - blocks)
+    torch.testing.assert_close(l2, l1, rtol=1e-12, atol=1e-12)
+    for (n, a), b in zip(ref.named_parameters(), ck.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-9, atol=1e-12, msg=lambda m: f"{n}: {m}")
+
+
+def test_checkpointing_blocks_validated_and_kept_in_config_json():
+    with pytest.raises(ValueError, match="gradient_checkpointing_blocks"):
+        small(gradient_checkpointing_blocks=5)
+    with pytest.raises(ValueError, match="gradient_checkpointing_blocks"):
+        small(gradient_checkpointing_blocks=-1)
+    assert "gradient_checkpointing_blocks" not in small().to_dict()
+    c = CaduceusConfig.from_dict(small(gradient_checkpointing_blocks=2).to_dict())
+    assert c.gradient_checkpointing_blocks == 2
