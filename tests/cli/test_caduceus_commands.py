@@ -163,3 +163,33 @@ def test_pretrain_bf16_mixed_with_gradient_accumulation_and_checkpointing(tmp_pa
     assert all(np.isfinite(float(r[3])) for r in rows)
     cfg_json = json.loads((tmp_path / "bf" / "model" / "config.json").read_text())
     assert cfg_json["rcps"] is False and cfg_json["gradient_checkpointing"] is True
+
+
+def test_pretrain_from_a_bed_with_split_column_on_yeast(tmp_path, capsys):
+    """BED intervals (4th column = split) on the real genome; Ph gets RC augmentation, PS does not."""
+    from strandwise.cli.caduceus_config import PretrainConfig, load_command_config
+    from strandwise.cli.pretrain import build_datasets
+
+    bed = tmp_path / "iv.bed"
+    bed.write_text("I\t1000\t3000\ttrain\nVI\t0\t4096\ttrain\nI\t100000\t100640\tvalid\n")
+    cfg = {"name": "b", "output_dir": str(tmp_path / "b"),
+           "data": {"fasta": [CHR("I"), CHR("VI")], "bed": "iv.bed", "window": 64, "stride": 128},
+           "model": dict(TINY, variant="ph"),
+           "train": {"max_steps": 2, "batch_size": 8, "validate_every": 2, "validation_batch_size": 16}}
+    p = _write(tmp_path, "b.json", cfg)  # "iv.bed" is relative to the config's folder
+    c = load_command_config(PretrainConfig, p)
+    train, valid, test = build_datasets(c)
+    assert (len(train), len(valid), len(test)) == (2000 // 128 + 1 + 4096 // 128, 5, 0)
+    assert set(valid.windows.chrom) == {"I"} and valid.windows.start.tolist() == [100000 + 128 * k for k in range(5)]
+    assert train.rc_aug and not valid.rc_aug
+    ps = load_command_config(PretrainConfig, p, {"model": {"variant": "ps"}})
+    assert not build_datasets(ps)[0].rc_aug
+    assert main(["pretrain", p, "--quiet"]) == 0
+    rows = (tmp_path / "b" / "history.tsv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].split("\t")[0] == "2"
+    resolved = json.loads((tmp_path / "b" / "b.config.json").read_text())
+    assert resolved["data"]["bed"] == str(bed) and resolved["data"]["rc_aug"] is None
+    bed.write_text("I\t1000\t3000\tpeak_1\n")
+    assert main(["pretrain", p, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "iv.bed: interval 1 (I:1000-3000) has 4th column 'peak_1'" in err
