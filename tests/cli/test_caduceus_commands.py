@@ -193,3 +193,61 @@ def test_pretrain_from_a_bed_with_split_column_on_yeast(tmp_path, capsys):
     assert main(["pretrain", p, "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "iv.bed: interval 1 (I:1000-3000) has 4th column 'peak_1'" in err
+
+
+def test_finetune_genomic_benchmarks_folder_resume_and_one_class_folder(tmp_path, capsys, monkeypatch):
+    """GB download layout root/<split>/<class>/*.txt from real sequences; a run that crashes after
+    epoch 0 and is resumed ends with the same weights as one uninterrupted run; a training folder
+    with one class is a one-line error."""
+    from safetensors.torch import load_file
+
+    from strandwise.data.labelled import read_labelled_table
+    from strandwise.train import caduceus_module
+
+    nt = read_labelled_table(os.path.join(DATA, "gb_human_nontata_promoters_test", "test.tsv"))
+    root = tmp_path / "gb"
+    for split, off in (("train", 0), ("test", 40)):
+        for name, k in (("negative", 0), ("positive", 1)):
+            os.makedirs(root / split / name)
+            seqs = [s for s, y in zip(nt.sequences, nt.labels) if y == k][off : off + (40 if split == "train" else 10)]
+            for i, s in enumerate(seqs):
+                (root / split / name / f"{i}.txt").write_text(s + "\n")
+    cfg = {"name": "gb", "output_dir": str(tmp_path / "straight"), "data": {"root": "gb"}, "model": {"kind": "cnn"},
+           "train": {"max_epochs": 2, "batch_size": 16}}
+    assert main(["finetune", _write(tmp_path, "straight.json", cfg), "--quiet"]) == 0
+    m = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    assert m["test"]["n"] == 20 and m["valid"]["n"] == 8 and m["steps"] == 8  # 72 train / 16 = 4 steps per epoch
+    resolved = json.loads((tmp_path / "straight" / "gb.config.json").read_text())
+    assert resolved["data"]["root"] == str(root) and resolved["train"]["optim"]["lr"] == 2e-3
+    assert json.loads((tmp_path / "straight" / "classifier" / "classifier.json").read_text())["class_names"] == [
+        "negative", "positive"]
+
+    # the same run, crashing right after epoch 0's checkpoint, then --resume
+    save = caduceus_module._Artifacts.on_train_epoch_end
+
+    def crash(self, trainer, pl_module):
+        save(self, trainer, pl_module)
+        raise RuntimeError("simulated crash")
+
+    p = _write(tmp_path, "crash.json", dict(cfg, output_dir=str(tmp_path / "crash")))
+    monkeypatch.setattr(caduceus_module._Artifacts, "on_train_epoch_end", crash)
+    assert main(["finetune", p, "--quiet"]) == 2
+    assert "simulated crash" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert (tmp_path / "crash" / "last.ckpt").exists() and not (tmp_path / "crash" / "metrics.json").exists()
+    assert main(["finetune", p, "--quiet", "--resume"]) == 0
+    hist = (tmp_path / "crash" / "history.tsv").read_text().splitlines()
+    assert json.loads((tmp_path / "crash" / "metrics.json").read_text())["steps"] == 8
+    assert [r.split("\t")[0] for r in hist[1:]] == ["0", "1"]
+    a = load_file(str(tmp_path / "crash" / "classifier" / "classifier.safetensors"))
+    b = load_file(str(tmp_path / "straight" / "classifier" / "classifier.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+
+    # a labels folder with one class
+    import shutil
+
+    shutil.rmtree(root / "train" / "positive")
+    assert main(["finetune", p, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "found 1 class folder(s) ['negative']" in err and "\n" not in err
