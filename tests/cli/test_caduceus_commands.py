@@ -95,12 +95,13 @@ def test_config_and_data_errors_are_one_line(tmp_path, capsys):
     assert "only one class" in capsys.readouterr().err
 
 
-def test_embed_fasta_and_bed(tmp_path, pretrained):
+def test_embed_fasta_bed_and_strings(tmp_path, pretrained, capsys):
     fa = tmp_path / "r.fa"
     fa.write_text(">a\nACGTACGTTTGACA\n>b\nGGGCCCATATAT\n")
     cfg = {"name": "emb", "output_dir": str(tmp_path / "e"), "model": {"pretrained": str(pretrained / "model")},
            "fasta": str(fa), "output": "tokens_strands", "format": "npz"}
     assert main(["embed", _write(tmp_path, "e.json", cfg), "--quiet"]) == 0
+    assert json.loads((tmp_path / "e" / "emb.config.json").read_text())["output"] == "tokens_strands"
     z = np.load(tmp_path / "e" / "emb.npz")
     assert z["embeddings"].shape == (2, 14, 16, 2) and z["ids"].tolist() == ["a", "b"] and z["mask"].sum() == 26
     bed = tmp_path / "x.bed"
@@ -112,6 +113,15 @@ def test_embed_fasta_and_bed(tmp_path, pretrained):
     with safe_open(str(tmp_path / "e" / "p.safetensors"), "pt") as f:
         assert tuple(f.get_tensor("embeddings").shape) == (2, 512)
         assert json.loads(f.metadata()["ids"]) == ["I:1000-1100", "I:5000-5050"]
+    # raw strings: pooled [N, d]; a character that is not A/C/G/T/N is a one-line error
+    cfg.update(bed=None, genome=None, sequences=["ACGTTGCA", "ttgacn"], output="pooled", name="s")
+    assert main(["embed", _write(tmp_path, "s.json", cfg), "--quiet"]) == 0
+    from safetensors.numpy import load_file
+
+    assert load_file(str(tmp_path / "e" / "s.safetensors"))["embeddings"].shape == (2, 16)
+    cfg.update(sequences=["ACGT", "ACGU"])
+    assert main(["embed", _write(tmp_path, "s.json", cfg), "--quiet"]) == 2
+    assert "sequences[1]: characters 'U' are not A/C/G/T/N" in capsys.readouterr().err
 
 
 def test_vep_command_outputs_and_bad_inputs(tmp_path, pretrained, capsys):
@@ -135,6 +145,7 @@ def test_vep_command_outputs_and_bad_inputs(tmp_path, pretrained, capsys):
     assert tr["concat_avg_ws"].shape == (2, 32) and tr["rc_concat_avg_ws"].shape == (2, 32)
     summary = json.loads((tmp_path / "v" / "vep_summary.json").read_text())
     assert summary["n_skipped"] == 2 and summary["n_kept"] == {"test": 2, "train": 2}
+    assert json.loads((tmp_path / "v" / "v.config.json").read_text())["window"] == 16
     assert len((tmp_path / "v" / "skipped.tsv").read_text().splitlines()) == 3
     # a reference allele that disagrees with the FASTA: one-line error naming the line
     bad = tmp_path / "bad.tsv"
