@@ -40,6 +40,10 @@ def read_inputs(cfg):
     """``(sequences, ids)`` from the config's fasta / bed + genome / sequences."""
     if cfg.sequences is not None:
         seqs = [str(s) for s in cfg.sequences]
+        for i, s in enumerate(seqs):
+            bad = sorted(set(s.upper()) - set("ACGTN"))
+            if bad:  # typed strings: a typo must not become N silently (genome files keep the N rule)
+                raise ValueError(f"sequences[{i}]: characters {''.join(bad)!r} are not A/C/G/T/N")
         return seqs, [f"seq{i}" for i in range(len(seqs))]
     if cfg.fasta is not None:
         from strandwise.io.records import read_fasta_records

@@ -37,7 +37,7 @@ def build_datasets(cfg, verbose: bool = False):
     d = cfg.data
     store = SequenceStore(d.fasta, in_memory=d.in_memory)
     bed = read_bed(d.bed, "BED file", keep_extra=True) if d.bed else None
-    windows, labels = make_windows(store.chrom_sizes, d.window, bed, d.stride, d.chroms)
+    windows, labels = make_windows(store.chrom_sizes, d.window, bed, d.stride, d.chroms, source=d.bed or "the BED file")
     for c in list(d.valid_chroms) + list(d.test_chroms):
         if c not in store.chrom_sizes:
             store_chroms = ", ".join(list(store.chrom_sizes)[:8])
@@ -55,11 +55,10 @@ def build_datasets(cfg, verbose: bool = False):
         valid_w = valid_w.subset(keep)
     valid = MLMWindowDataset(store, valid_w, seed + 1, rc_aug=False, shuffle=False, fixed_masks=True, mask_prob=d.mask_prob)
     test = MLMWindowDataset(store, splits["test"], seed + 2, rc_aug=False, shuffle=False, fixed_masks=True, mask_prob=d.mask_prob)
-    skipped = sum(windows.skipped.values())
     if verbose:
+        skipped = "; ".join(f"{v} {k}" for k, v in windows.skipped.items() if v) or "nothing skipped"
         print(f"[pretrain] {store}; windows of {d.window} bp: train {len(train)}, valid {len(valid)}, "
-              f"test {len(test)}; skipped {skipped} sequence(s) shorter than the window; RC augmentation "
-              f"{'on' if rc_aug else 'off'}")
+              f"test {len(test)}; {skipped}; RC augmentation {'on' if rc_aug else 'off'}")
     return train, valid, test
 
 

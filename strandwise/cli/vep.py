@@ -74,7 +74,8 @@ def run_vep(cfg, quiet: bool = False) -> dict:
     skipped = ["line\tchrom\tpos\tref\talt\treason"] + [
         f"{r.line}\t{r.chrom}\t{r.pos}\t{r.ref}\t{r.alt}\t{why}" for r, why in res.skipped]
     atomic_write_text(os.path.join(cfg.out_dir, "skipped.tsv"), "\n".join(skipped) + "\n")
-    summary = {"n_variants": len(records), "n_kept": {k: len(v) for k, v in res.kept.items()},
+    n_alleles = sum(len(v) for v in res.kept.values()) + len(res.skipped)  # multi-allelic lines: one per ALT
+    summary = {"n_variants": len(records), "n_alleles": n_alleles, "n_kept": {k: len(v) for k, v in res.kept.items()},
                "n_skipped": len(res.skipped), "skipped_by_reason": res.skip_counts,
                "d_model": backbone.config.d_model, "length": cfg.length, "window": cfg.window}
     if cfg.evaluate:

@@ -5,7 +5,9 @@ Windows
 Fixed-length windows of ``L`` bp are cut from each interval ``[s, e)`` (a BED file, or whole
 chromosomes): starts ``s, s + stride, …`` while ``< e``. A window past the chromosome end is
 shifted back so that it ends at the chromosome end; one starting before 0 is shifted to 0 (as
-upstream). Sequences shorter than ``L`` give no window (counted in ``skipped``). Splits come from
+upstream); when several starts of one interval shift onto the same last window it is kept once
+(upstream repeats it; the repeats are counted in ``skipped``). Sequences shorter than ``L`` give no
+window (counted in ``skipped``). An interval that starts past its chromosome's end is an error. Splits come from
 chromosome lists (``valid_chroms``/``test_chroms``, the rest trains) or from a BED 4th column
 ``train``/``valid``/``test`` (upstream's ``sequences_human.bed`` layout).
 
@@ -106,7 +108,7 @@ class MLMWindows:
 
 
 def make_windows(chrom_sizes: dict, length: int, intervals=None, stride: int | None = None,
-                 chroms=None) -> tuple[MLMWindows, np.ndarray]:
+                 chroms=None, source: str = "the BED file") -> tuple[MLMWindows, np.ndarray]:
     """Cut fixed-length windows from intervals (or whole chromosomes).
 
     Parameters
@@ -121,6 +123,8 @@ def make_windows(chrom_sizes: dict, length: int, intervals=None, stride: int | N
         Distance between window starts (default ``L``: non-overlapping).
     chroms : iterable of str, optional
         Restrict to these chromosomes.
+    source : str
+        Names the intervals in error messages (the BED path).
 
     Returns
     -------
@@ -131,7 +135,9 @@ def make_windows(chrom_sizes: dict, length: int, intervals=None, stride: int | N
     Raises
     ------
     ValueError
-        Non-positive length/stride, or a BED chromosome missing from the FASTA.
+        Non-positive length/stride; a BED chromosome missing from the FASTA; an interval that
+        starts at or past its chromosome's end (a different genome build: its windows would all
+        collapse onto the chromosome's last ``L`` bp); a 4th column that is not a split name.
     """
     if isinstance(length, bool) or not isinstance(length, int) or length < 1:
         raise ValueError(f"window length must be a positive int; got {length!r}")
@@ -144,11 +150,24 @@ def make_windows(chrom_sizes: dict, length: int, intervals=None, stride: int | N
     else:
         from strandwise.io.fasta import check_chroms_present
 
-        check_chroms_present(sorted(set(intervals.chrom)), chrom_sizes, "the BED file", "the FASTA")
+        from strandwise.data.splits import SPLIT_NAMES
+
+        check_chroms_present(sorted(set(intervals.chrom)), chrom_sizes, source, "the FASTA")
         labels = [(e[0] if e else "") for e in intervals.extra] if intervals.extra is not None else [""] * len(intervals)
         rows = list(zip(intervals.chrom, intervals.start.tolist(), intervals.end.tolist(), labels))
+        for i, (c, s, e, lab) in enumerate(rows):
+            if s >= chrom_sizes[c]:
+                raise ValueError(
+                    f"{source}: interval {i + 1} ({c}:{s}-{e}) starts at or past the end of {c} "
+                    f"({chrom_sizes[c]:,} bp in the FASTA); is the BED file for another genome build?"
+                )
+            if lab and str(lab).lower() not in SPLIT_NAMES:
+                raise ValueError(
+                    f"{source}: interval {i + 1} ({c}:{s}-{e}) has 4th column {lab!r}; a 4th column must be "
+                    f"the split (train, valid or test). Keep 3 columns to split by valid_chroms/test_chroms"
+                )
     out_c, out_s, out_lab = [], [], []
-    skipped = {"sequence shorter than the window": 0}
+    skipped = {"sequence shorter than the window": 0, "window repeated by the shift back at the chromosome end": 0}
     for c, s, e, lab in rows:
         if keep is not None and c not in keep:
             continue
@@ -159,6 +178,10 @@ def make_windows(chrom_sizes: dict, length: int, intervals=None, stride: int | N
         n = max(1, math.ceil((e - s) / stride))
         starts = s + stride * np.arange(n, dtype=np.int64)
         starts = np.clip(np.minimum(starts, size - length), 0, None)  # shift back at the end
+        # several starts past the end all shift to the same last window: keep it once, count the rest
+        starts = np.unique(starts)
+        skipped["window repeated by the shift back at the chromosome end"] += n - len(starts)
+        n = len(starts)
         out_c.extend([c] * n)
         out_s.append(starts)
         out_lab.extend([lab] * n)

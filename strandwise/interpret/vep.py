@@ -17,6 +17,9 @@ Pipeline for each variant (VCF conventions: ``pos`` 1-based, ``ref`` starts at `
 6. ``concat_avg_ws = [mean_ref | mean_alt]`` (N, 2d) from the forward strand and
    ``rc_concat_avg_ws`` (N, 2d) from the reverse-complement strand.
 
+A multi-allelic record (ALT ``A,T``) is scored once per allele: one output row each, and the
+kept records carry the single allele (:func:`split_alleles`).
+
 Our strands are both position-aligned, so unlike upstream's PS the RC window is centred on the
 variant too (upstream's is one position off; spec §6.6).
 
@@ -42,6 +45,7 @@ from strandwise.interpret.variants import AlleleMismatchError, Variant, build_va
 __all__ = [
     "VariantRecord",
     "read_variant_file",
+    "split_alleles",
     "variant_index",
     "vep_window_indices",
     "vep_embeddings",
@@ -71,13 +75,26 @@ class VariantRecord:
     line: int = 0
 
 
-_ALLELE = set("ACGTNacgtn,")
+_ALLELE = set("ACGTNacgtn")
 
 
-def _check_allele(a: str, what: str, where: str) -> str:
-    if not a or set(a) - _ALLELE:
-        raise ValueError(f"{where}: {what} allele {a!r} must be A/C/G/T/N bases")
+def _check_allele(a: str, what: str, where: str, multi: bool = False) -> str:
+    """``a`` itself, or raise naming ``where``; with ``multi`` each comma-separated allele is checked."""
+    for part in (a.split(",") if multi else [a]):
+        if not part or set(part) - _ALLELE:
+            raise ValueError(f"{where}: {what} allele {a!r} must be A/C/G/T/N bases"
+                             + (" (comma-separated for several alleles)" if multi else ""))
     return a
+
+
+def split_alleles(records) -> list[VariantRecord]:
+    """One record per ALT allele: a multi-allelic record (``alt`` ``"A,T"``) becomes one record per
+    allele, in order, with the same id, line and annotations, so every output row names its allele."""
+    out = []
+    for r in records:
+        alts = r.alt.split(",")
+        out.extend([r] if len(alts) == 1 else [dataclasses.replace(r, alt=a) for a in alts])
+    return out
 
 
 def read_variant_file(path) -> list[VariantRecord]:
@@ -135,7 +152,7 @@ def read_variant_file(path) -> list[VariantRecord]:
         if pos < 1:
             raise ValueError(f"{where}: position must be >= 1 (1-based); got {pos}")
         ref = _check_allele(rec["ref"].strip(), "REF", where)
-        alt = _check_allele(rec["alt"].strip(), "ALT", where)
+        alt = _check_allele(rec["alt"].strip(), "ALT", where, multi=True)
         label = rec.get("label", rec.get("labels", ""))
         try:
             label = int(float(label)) if str(label).strip() not in ("", ".") else -1
@@ -202,6 +219,8 @@ def vep_embeddings(backbone, fetch, records, length: int, window: int = 1536, ba
         ``fetch(chrom, start, end) -> str``, returning fewer bases past a chromosome end and raising
         ``KeyError`` for an unknown chromosome (:meth:`SequenceStore.fetch_clipped`).
     records : list of VariantRecord
+        A multi-allelic record (``alt`` ``"A,T"``) gives one output row per allele
+        (:func:`split_alleles`); ``VEPResult.kept`` holds the single-allele records.
     length : int
         Model input length L.
     window : int
@@ -217,6 +236,7 @@ def vep_embeddings(backbone, fetch, records, length: int, window: int = 1536, ba
     """
     if on_ref_mismatch not in ("error", "skip"):
         raise ValueError(f"on_ref_mismatch must be 'error' or 'skip'; got {on_ref_mismatch!r}")
+    records = split_alleles(records)
     variants = [Variant(r.chrom, r.pos, r.ref, r.alt, str(i)) for i, r in enumerate(records)]
     win = build_variant_windows(fetch, variants, length, strict=False)
     skipped, counts = [], {}

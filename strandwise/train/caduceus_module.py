@@ -485,7 +485,10 @@ class _Base(L.LightningModule):
         bs = getattr(self.trainer.train_dataloader, "batch_sampler", None)
         if hasattr(bs, "set_epoch"):
             bs.set_epoch(self.current_epoch)
-            bs.skip = self._skip_batches
+            # A checkpoint written at an epoch's end records all of that epoch's batches as done,
+            # and Lightning resumes with the next epoch: nothing of it may be skipped.
+            n = len(bs)
+            bs.skip = self._skip_batches % n if n else 0
             self._skip_batches = 0
 
     def _train_mean(self) -> float:

@@ -95,12 +95,13 @@ def test_config_and_data_errors_are_one_line(tmp_path, capsys):
     assert "only one class" in capsys.readouterr().err
 
 
-def test_embed_fasta_and_bed(tmp_path, pretrained):
+def test_embed_fasta_bed_and_strings(tmp_path, pretrained, capsys):
     fa = tmp_path / "r.fa"
     fa.write_text(">a\nACGTACGTTTGACA\n>b\nGGGCCCATATAT\n")
     cfg = {"name": "emb", "output_dir": str(tmp_path / "e"), "model": {"pretrained": str(pretrained / "model")},
            "fasta": str(fa), "output": "tokens_strands", "format": "npz"}
     assert main(["embed", _write(tmp_path, "e.json", cfg), "--quiet"]) == 0
+    assert json.loads((tmp_path / "e" / "emb.config.json").read_text())["output"] == "tokens_strands"
     z = np.load(tmp_path / "e" / "emb.npz")
     assert z["embeddings"].shape == (2, 14, 16, 2) and z["ids"].tolist() == ["a", "b"] and z["mask"].sum() == 26
     bed = tmp_path / "x.bed"
@@ -112,6 +113,15 @@ def test_embed_fasta_and_bed(tmp_path, pretrained):
     with safe_open(str(tmp_path / "e" / "p.safetensors"), "pt") as f:
         assert tuple(f.get_tensor("embeddings").shape) == (2, 512)
         assert json.loads(f.metadata()["ids"]) == ["I:1000-1100", "I:5000-5050"]
+    # raw strings: pooled [N, d]; a character that is not A/C/G/T/N is a one-line error
+    cfg.update(bed=None, genome=None, sequences=["ACGTTGCA", "ttgacn"], output="pooled", name="s")
+    assert main(["embed", _write(tmp_path, "s.json", cfg), "--quiet"]) == 0
+    from safetensors.numpy import load_file
+
+    assert load_file(str(tmp_path / "e" / "s.safetensors"))["embeddings"].shape == (2, 16)
+    cfg.update(sequences=["ACGT", "ACGU"])
+    assert main(["embed", _write(tmp_path, "s.json", cfg), "--quiet"]) == 2
+    assert "sequences[1]: characters 'U' are not A/C/G/T/N" in capsys.readouterr().err
 
 
 def test_vep_command_outputs_and_bad_inputs(tmp_path, pretrained, capsys):
@@ -135,6 +145,7 @@ def test_vep_command_outputs_and_bad_inputs(tmp_path, pretrained, capsys):
     assert tr["concat_avg_ws"].shape == (2, 32) and tr["rc_concat_avg_ws"].shape == (2, 32)
     summary = json.loads((tmp_path / "v" / "vep_summary.json").read_text())
     assert summary["n_skipped"] == 2 and summary["n_kept"] == {"test": 2, "train": 2}
+    assert json.loads((tmp_path / "v" / "v.config.json").read_text())["window"] == 16
     assert len((tmp_path / "v" / "skipped.tsv").read_text().splitlines()) == 3
     # a reference allele that disagrees with the FASTA: one-line error naming the line
     bad = tmp_path / "bad.tsv"
@@ -163,3 +174,91 @@ def test_pretrain_bf16_mixed_with_gradient_accumulation_and_checkpointing(tmp_pa
     assert all(np.isfinite(float(r[3])) for r in rows)
     cfg_json = json.loads((tmp_path / "bf" / "model" / "config.json").read_text())
     assert cfg_json["rcps"] is False and cfg_json["gradient_checkpointing"] is True
+
+
+def test_pretrain_from_a_bed_with_split_column_on_yeast(tmp_path, capsys):
+    """BED intervals (4th column = split) on the real genome; Ph gets RC augmentation, PS does not."""
+    from strandwise.cli.caduceus_config import PretrainConfig, load_command_config
+    from strandwise.cli.pretrain import build_datasets
+
+    bed = tmp_path / "iv.bed"
+    bed.write_text("I\t1000\t3000\ttrain\nVI\t0\t4096\ttrain\nI\t100000\t100640\tvalid\n")
+    cfg = {"name": "b", "output_dir": str(tmp_path / "b"),
+           "data": {"fasta": [CHR("I"), CHR("VI")], "bed": "iv.bed", "window": 64, "stride": 128},
+           "model": dict(TINY, variant="ph"),
+           "train": {"max_steps": 2, "batch_size": 8, "validate_every": 2, "validation_batch_size": 16}}
+    p = _write(tmp_path, "b.json", cfg)  # "iv.bed" is relative to the config's folder
+    c = load_command_config(PretrainConfig, p)
+    train, valid, test = build_datasets(c)
+    assert (len(train), len(valid), len(test)) == (2000 // 128 + 1 + 4096 // 128, 5, 0)
+    assert set(valid.windows.chrom) == {"I"} and valid.windows.start.tolist() == [100000 + 128 * k for k in range(5)]
+    assert train.rc_aug and not valid.rc_aug
+    ps = load_command_config(PretrainConfig, p, {"model": {"variant": "ps"}})
+    assert not build_datasets(ps)[0].rc_aug
+    assert main(["pretrain", p, "--quiet"]) == 0
+    rows = (tmp_path / "b" / "history.tsv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].split("\t")[0] == "2"
+    resolved = json.loads((tmp_path / "b" / "b.config.json").read_text())
+    assert resolved["data"]["bed"] == str(bed) and resolved["data"]["rc_aug"] is None
+    bed.write_text("I\t1000\t3000\tpeak_1\n")
+    assert main(["pretrain", p, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "iv.bed: interval 1 (I:1000-3000) has 4th column 'peak_1'" in err
+
+
+def test_finetune_genomic_benchmarks_folder_resume_and_one_class_folder(tmp_path, capsys, monkeypatch):
+    """GB download layout root/<split>/<class>/*.txt from real sequences; a run that crashes after
+    epoch 0 and is resumed ends with the same weights as one uninterrupted run; a training folder
+    with one class is a one-line error."""
+    from safetensors.torch import load_file
+
+    from strandwise.data.labelled import read_labelled_table
+    from strandwise.train import caduceus_module
+
+    nt = read_labelled_table(os.path.join(DATA, "gb_human_nontata_promoters_test", "test.tsv"))
+    root = tmp_path / "gb"
+    for split, off in (("train", 0), ("test", 40)):
+        for name, k in (("negative", 0), ("positive", 1)):
+            os.makedirs(root / split / name)
+            seqs = [s for s, y in zip(nt.sequences, nt.labels) if y == k][off : off + (40 if split == "train" else 10)]
+            for i, s in enumerate(seqs):
+                (root / split / name / f"{i}.txt").write_text(s + "\n")
+    cfg = {"name": "gb", "output_dir": str(tmp_path / "straight"), "data": {"root": "gb"}, "model": {"kind": "cnn"},
+           "train": {"max_epochs": 2, "batch_size": 16}}
+    assert main(["finetune", _write(tmp_path, "straight.json", cfg), "--quiet"]) == 0
+    m = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    assert m["test"]["n"] == 20 and m["valid"]["n"] == 8 and m["steps"] == 8  # 72 train / 16 = 4 steps per epoch
+    resolved = json.loads((tmp_path / "straight" / "gb.config.json").read_text())
+    assert resolved["data"]["root"] == str(root) and resolved["train"]["optim"]["lr"] == 2e-3
+    assert json.loads((tmp_path / "straight" / "classifier" / "classifier.json").read_text())["class_names"] == [
+        "negative", "positive"]
+
+    # the same run, crashing right after epoch 0's checkpoint, then --resume
+    save = caduceus_module._Artifacts.on_train_epoch_end
+
+    def crash(self, trainer, pl_module):
+        save(self, trainer, pl_module)
+        raise RuntimeError("simulated crash")
+
+    p = _write(tmp_path, "crash.json", dict(cfg, output_dir=str(tmp_path / "crash")))
+    monkeypatch.setattr(caduceus_module._Artifacts, "on_train_epoch_end", crash)
+    assert main(["finetune", p, "--quiet"]) == 2
+    assert "simulated crash" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert (tmp_path / "crash" / "last.ckpt").exists() and not (tmp_path / "crash" / "metrics.json").exists()
+    assert main(["finetune", p, "--quiet", "--resume"]) == 0
+    hist = (tmp_path / "crash" / "history.tsv").read_text().splitlines()
+    assert json.loads((tmp_path / "crash" / "metrics.json").read_text())["steps"] == 8
+    assert [r.split("\t")[0] for r in hist[1:]] == ["0", "1"]
+    a = load_file(str(tmp_path / "crash" / "classifier" / "classifier.safetensors"))
+    b = load_file(str(tmp_path / "straight" / "classifier" / "classifier.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+
+    # a labels folder with one class
+    import shutil
+
+    shutil.rmtree(root / "train" / "positive")
+    assert main(["finetune", p, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "found 1 class folder(s) ['negative']" in err and "\n" not in err

@@ -69,6 +69,22 @@ def test_windows_shift_back_at_chromosome_end_and_skip_short_sequences():
     assert len(sp["train"]) == 2 and sp["valid"].start.tolist() == [700]
 
 
+def test_bed_intervals_past_the_chromosome_end_or_with_a_name_column_are_errors():
+    sizes = {"a": 1000}
+    # an interval of another genome build would collapse onto a's last window: refuse it
+    past = Intervals(np.array(["a", "a"], dtype=object), [0, 5000], [200, 6000])
+    with pytest.raises(ValueError, match=r"x.bed: interval 2 \(a:5000-6000\) starts at or past the end of a"):
+        make_windows(sizes, 300, past, source="x.bed")
+    named = Intervals(np.array(["a"], dtype=object), [0], [600], extra=[["peak1"]])
+    with pytest.raises(ValueError, match=r"x.bed: interval 1 \(a:0-600\) has 4th column 'peak1'"):
+        make_windows(sizes, 300, named, source="x.bed")
+    # a split name in any case is accepted; an interval that only runs past the end is shifted back
+    ok = Intervals(np.array(["a"], dtype=object), [800], [1200], extra=[["Valid"]])
+    w, lab = make_windows(sizes, 300, ok)
+    assert w.start.tolist() == [700] and split_windows(w, lab)["valid"].start.tolist() == [700]
+    assert w.skipped["window repeated by the shift back at the chromosome end"] == 1  # 1100 -> 700 again
+
+
 def test_chromosome_splits(store):
     w, lab = make_windows(store.chrom_sizes, 1000)
     sp = split_windows(w, lab, valid_chroms=["I"], test_chroms=["VI"])

@@ -1,5 +1,6 @@
 """VEP embeddings (spec §7) on the real yeast chromosome I with variants written from it."""
 
+import dataclasses
 import math
 import os
 
@@ -151,3 +152,25 @@ def test_svm_protocol_on_separable_features():
         assert r["auroc_hard"] > 0.9 and r["auroc_score"] >= r["auroc_hard"] - 0.02
     lr = evaluate_vep_svm(tr, te, "ph", C=(1.0,), seeds=(1,), n_train=200, classifier="logistic")
     assert all(r["auroc_score"] > 0.95 for r in lr["rows"])
+
+
+def test_multi_allelic_records_give_one_named_row_per_allele(tmp_path, store):
+    ref = store.fetch("I", 2999, 3000)
+    a1, a2 = [b for b in "ACGT" if b != ref][:2]
+    p = tmp_path / "multi.vcf"
+    p.write_text(f"#CHROM\tPOS\tID\tREF\tALT\nI\t3000\tm\t{ref}\t{a1},{a2}\n")
+    recs = read_variant_file(p)
+    assert len(recs) == 1 and recs[0].alt == f"{a1},{a2}"
+    bb = _backbone("ps")
+    res = vep_embeddings(bb, store.fetch_clipped, recs, 32, 8)
+    assert [(r.id, r.alt) for r in res.kept["all"]] == [("m", a1), ("m", a2)]
+    # each row equals the embedding of that allele on its own
+    one = [vep_embeddings(bb, store.fetch_clipped, [dataclasses.replace(recs[0], alt=a)], 32, 8) for a in (a1, a2)]
+    got = res.splits["all"]["concat_avg_ws"]
+    for k in range(2):
+        np.testing.assert_allclose(got[k], one[k].splits["all"]["concat_avg_ws"][0], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(got[0], got[1])
+    # an empty allele in an ALT list is a malformed line, not a silent deletion
+    (tmp_path / "empty.vcf").write_text(f"#CHROM\tPOS\tID\tREF\tALT\nI\t3000\tm\t{ref}\t{a1},\n")
+    with pytest.raises(ValueError, match=r"empty.vcf:2: ALT allele"):
+        read_variant_file(tmp_path / "empty.vcf")

@@ -179,3 +179,45 @@ def test_each_epoch_draws_its_own_order():
     cfg = FinetuneTrainConfig(max_epochs=3, batch_size=16, accelerator="cpu")
     finetune(model, Recording(d, 20, shuffle=True, seed=1), LabelledDataset(d, 20), cfg=cfg, quiet=True)
     assert sorted({k[0] for k in seen}) == [0, 1, 2]
+
+
+def test_default_recipes_are_upstreams():
+    """The defaults *are* the protocol (spec §6.2 pretraining, §6.3 GB fine-tuning)."""
+    from strandwise.train.caduceus_module import FinetuneTrainConfig
+
+    pt = PretrainTrainConfig()
+    assert (pt.max_steps, pt.batch_size, pt.checkpoint_every, pt.seed, pt.gradient_clip_val) == (10000, 1024, 500, 2222, 1.0)
+    o = pt.optim
+    assert (o.lr, o.weight_decay, list(o.betas), o.warmup_fraction, o.warmup_lr_init, o.lr_min, o.warmup_prefix) == (
+        8e-3, 0.1, [0.9, 0.95], 0.1, 1e-6, 1e-4, True)
+    ft = FinetuneTrainConfig()
+    assert (ft.max_epochs, ft.batch_size, ft.seed, ft.gradient_clip_val, ft.monitor) == (10, 256, 2222, 1.0, "accuracy")
+    o = ft.optim
+    assert (o.lr, o.weight_decay, list(o.betas), o.warmup_fraction, o.warmup_lr_init, o.min_lr, o.warmup_prefix) == (
+        2e-3, 0.1, [0.9, 0.999], 0.01, 1e-6, pytest.approx(2e-4), False)
+    assert CaduceusModelConfig().strand_protocol(True) == (True, False, False)  # PS: conjoin_train
+    assert CaduceusModelConfig().strand_protocol(False) == (False, True, True)  # Ph: conjoin_test + RC aug
+
+
+def test_gradients_are_clipped_to_gradient_clip_val():
+    from strandwise.train._lightning import L
+
+    class Norms(L.Callback):
+        raw, clipped = [], []
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):  # before Lightning clips
+            self.raw.append(_norm(pl_module))
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # grads zeroed next step
+            self.clipped.append(_norm(pl_module))
+
+    def _norm(m):
+        return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in m.parameters() if p.grad is not None])))
+
+    train, valid = _yeast_sets(32)
+    model = build_mlm_model(CaduceusModelConfig(variant="ps", d_model=8, n_layer=1, d_state=4), seed=0)
+    cfg = PretrainTrainConfig(max_steps=3, batch_size=8, gradient_clip_val=0.01, validate_every=3)
+    cb = Norms()
+    pretrain(model, train, None, cfg, quiet=True, callbacks=[cb])
+    assert len(cb.raw) == len(cb.clipped) == 3 and min(cb.raw) > 0.01
+    assert max(cb.clipped) == pytest.approx(0.01, rel=1e-3)
