@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from strandwise.io.atomic import atomic_path, atomic_torch_save, atomic_write_text
-from strandwise.models.mamba import Mamba, RMSNorm, rms_norm
+from strandwise.kernels.add_rms_norm import add_rms_norm
+from strandwise.models.mamba import Mamba, RMSNorm
 
 __all__ = [
     "CaduceusConfig",
@@ -318,12 +319,6 @@ def _check_two_strands(x: torch.Tensor, who: str) -> int:
     return x.shape[-1] // 2
 
 
-def _norm_rc(s: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """``NormRC_w([a | b]) = [rms_w(a) | rms_{flip w}(b)]`` = ``[rms_w(a) | RC(rms_w(RC(b)))]``."""
-    n = s.shape[-1] // 2
-    return torch.cat([rms_norm(s[..., :n], weight, eps), rms_norm(s[..., n:], weight.flip(0), eps)], dim=-1)
-
-
 # ================================================================================================
 # 2. BiMamba
 # ================================================================================================
@@ -447,9 +442,8 @@ class RCPSAddNormWrapper(nn.Module):
 
     def forward(self, x, residual=None, prenorm=False, residual_in_fp32=False):
         _check_two_strands(x, "RCPSAddNormWrapper")
-        ct = torch.float64 if x.dtype == torch.float64 else torch.float32
-        s = x.to(ct) if residual is None else x.to(ct) + residual.to(ct)
-        out = _norm_rc(s, self.submodule.weight, self.submodule.eps).to(x.dtype)
+        out, s = add_rms_norm(x, residual, self.submodule.weight, self.submodule.eps, rc=True)
+        ct = s.dtype
         if not prenorm:
             return out
         res_dtype = residual.dtype if residual is not None else (ct if residual_in_fp32 else x.dtype)
@@ -491,13 +485,10 @@ class RCPSMambaBlock(nn.Module):
     def forward(self, hidden_states, residual=None, inference_params=None):
         _check_two_strands(hidden_states, "RCPSMambaBlock")
         x = hidden_states
-        ct = torch.float64 if x.dtype == torch.float64 else torch.float32
-        s = x.to(ct) if residual is None else x.to(ct) + residual.to(ct)
-        if self.order == "published":
-            s = swap_halves(s)
-        res_dtype = residual.dtype if residual is not None else (ct if self.residual_in_fp32 else x.dtype)
         eps = self.norm.eps if self.fused_add_norm else self.norm.submodule.eps
-        normed = _norm_rc(s, self.norm_weight, eps).to(x.dtype)
+        # add + swap + NormRC in one Triton kernel on CUDA (strandwise.kernels.add_rms_norm)
+        normed, s = add_rms_norm(x, residual, self.norm_weight, eps, rc=True, swap=self.order == "published")
+        res_dtype = residual.dtype if residual is not None else (s.dtype if self.residual_in_fp32 else x.dtype)
         return self.mixer(normed), s.to(res_dtype)
 
 
@@ -658,9 +649,7 @@ class CaduceusMixerModel(nn.Module):
         if self.rcps:
             w = self.norm_f.weight if self.fused_add_norm else self.norm_f.submodule.weight
             eps = self.norm_f.eps if self.fused_add_norm else self.norm_f.submodule.eps
-            ct = torch.float64 if hidden.dtype == torch.float64 else torch.float32
-            s = hidden.to(ct) if residual is None else hidden.to(ct) + residual.to(ct)
-            out = _norm_rc(s, w, eps).to(hidden.dtype)
+            out = add_rms_norm(hidden, residual, w, eps, rc=True)[0]
         else:
             out = self.norm_f(hidden, residual, prenorm=False)
         if output_hidden_states and self.fused_add_norm:

@@ -13,6 +13,7 @@ import math
 import torch
 from torch import nn
 
+from strandwise.kernels.add_rms_norm import add_rms_norm
 from strandwise.kernels.causal_conv import causal_conv1d, causal_conv1d_silu
 from strandwise.kernels.selective_scan import selective_scan_fn
 
@@ -52,9 +53,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(hidden_size))
 
     def forward(self, x, residual=None, prenorm=False, residual_in_fp32=False):
-        ct = torch.float64 if x.dtype == torch.float64 else torch.float32
-        s = x.to(ct) if residual is None else x.to(ct) + residual.to(ct)
-        out = rms_norm(s, self.weight, self.eps).to(x.dtype)
+        out, s = add_rms_norm(x, residual, self.weight, self.eps)  # one Triton kernel on CUDA
+        ct = s.dtype
         if not prenorm:
             return out
         if residual is not None:
