@@ -114,6 +114,12 @@ def test_attribute_outputs_mask_and_windows(setup, capsys):
     g.close()
     assert np.abs(attr).sum() > 0
     assert (run / "tiny.interpret.html").exists() and len(os.listdir(run / "tiny.attributions_logos")) == 5
+    # predicted vs observed profiles of the same loci, shown on the report page next to each logo
+    profiles = sorted(os.listdir(run / "tiny.attributions_profiles"))
+    assert profiles == sorted(os.listdir(run / "tiny.attributions_logos"))
+    assert all((run / "tiny.attributions_profiles" / f).read_bytes()[:4] == b"\x89PNG" for f in profiles)
+    html = (run / "tiny.interpret.html").read_text()
+    assert "predicted vs observed" in html and f"tiny.attributions_profiles/{profiles[0]}" in html
 
 
 def test_attribute_ism_matches_library(setup):
