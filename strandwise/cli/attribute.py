@@ -11,7 +11,9 @@ Writes, into output_dir:
   attributed (split chromosomes, then chromosome-end / exclusion / count drops, then
   ``--max-loci``, composed into one mask — spec §7.4 #13);
 * ``NAME.attributions_logos/`` — contribution logos of the loci with the largest total
-  attribution, and the report page ``NAME.interpret.html``.
+  attribution, and ``NAME.attributions_profiles/`` — the same loci's predicted (expected counts)
+  vs observed profiles over the output window (same file names), both shown on the report page
+  ``NAME.interpret.html``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import torch
 
 from strandwise.cli.interpret_common import (
     ATTR_ATTR, ATTR_LOCI, ATTR_MASK, ATTR_OHE, Context, add_common_arguments, load_peaks, write_report,
@@ -56,7 +59,9 @@ def run_attribute(ctx: Context, chroms=None, algorithm="deep_lift_shap", output=
                   attr_window=400, n_shuffles=20, batch_size=64, random_state=0, max_loci=None, n_logos=6):
     """Attribute the peaks on ``chroms`` and write the files listed in the module docstring."""
     from strandwise.interpret.attribution import attribute
-    from strandwise.interpret.plots import plot_attribution_logo
+    from strandwise.cli.evaluate import _track_names
+    from strandwise.evaluate.predict import expected_counts, predict
+    from strandwise.interpret.plots import plot_attribution_logo, plot_profiles
     from strandwise.io.atomic import atomic_path, atomic_write_text
 
     if n_shuffles < 1:
@@ -83,20 +88,37 @@ def run_attribute(ctx: Context, chroms=None, algorithm="deep_lift_shap", output=
         np.save(tmp, mask)
     # Logos of the loci with the largest total contribution.
     logo_dir = ctx.path(".attributions_logos")
-    if os.path.isdir(logo_dir):
-        for f in os.listdir(logo_dir):
-            if f.endswith(".png"):
-                os.remove(os.path.join(logo_dir, f))
+    prof_dir = ctx.path(".attributions_profiles")
+    for d in (logo_dir, prof_dir):
+        if os.path.isdir(d):
+            for f in os.listdir(d):
+                if f.endswith(".png"):
+                    os.remove(os.path.join(d, f))
     imp = (ohe * attr).sum(dim=1).numpy()  # (n, W) per-position contribution
     span = min(attr_window, 150)  # the most important 150 bp, so logos stay legible
     kernel = np.ones(span)
-    for k, i in enumerate(np.argsort(-imp.sum(axis=1), kind="stable")[:n_logos].tolist()):
+    top = np.argsort(-imp.sum(axis=1), kind="stable")[:n_logos].tolist()
+    # Predicted (expected counts) vs observed reads over the output window of the same loci.
+    idx = torch.as_tensor(top, dtype=torch.long)
+    logits, logcounts = predict(model, loci.X[idx].float(), None if loci.X_ctl is None else loci.X_ctl[idx],
+                                batch_size=batch_size)
+    expected = expected_counts(logits, logcounts, model.signal_groups).numpy()
+    observed = loci.y[idx].numpy()
+    track_names = [str(t) for t in _track_names(ctx.cfg)]
+    track_names = track_names if len(track_names) == observed.shape[1] else None
+    out_half = observed.shape[-1] // 2
+    for k, i in enumerate(top):
         c, m = loci.chrom[i], int(loci.center[i])
         lo = int(np.argmax(np.convolve(np.abs(imp[i]), kernel, mode="valid")))
         g0 = m - half + lo
+        name = f"{k:02d}_{c}_{g0}.png"
         plot_attribution_logo(ohe[i].numpy(), attr[i].numpy(), start=lo, end=lo + span,
                               title=f"{c}:{g0}-{g0 + span} (peak row {int(rows[i])})", offset=m - half,
-                              path=os.path.join(logo_dir, f"{k:02d}_{c}_{g0}.png"))
+                              path=os.path.join(logo_dir, name))
+        plot_profiles(expected[k], observed[k], offset=m - out_half, labels=track_names,
+                      title=f"{c}:{m - out_half}-{m - out_half + observed.shape[-1]} predicted vs observed "
+                            f"(peak row {int(rows[i])})",
+                      path=os.path.join(prof_dir, name))
     for s in (ATTR_OHE, ATTR_ATTR, ATTR_LOCI, ATTR_MASK):
         ctx.say(f"wrote {ctx.path(s)}")
     write_report(ctx)

@@ -228,9 +228,12 @@ def write_report(ctx: Context) -> str:
             if os.path.exists(p(s)):
                 rep.add_link(p(s))
         logos = p(".attributions_logos")
+        profiles = p(".attributions_profiles")
         if os.path.isdir(logos):
             for f in sorted(os.listdir(logos))[:6]:
-                rep.add_image(os.path.join(logos, f), caption=f[:-4])
+                rep.add_image(os.path.join(logos, f), caption=f"{f[:-4]}: contributions")
+                if os.path.exists(os.path.join(profiles, f)):
+                    rep.add_image(os.path.join(profiles, f), caption=f"{f[:-4]}: predicted vs observed")
     if os.path.exists(p(".seqlets.bed")):
         rep.add_heading("Seqlets")
         rep.add_link(p(".seqlets.bed"))

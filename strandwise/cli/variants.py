@@ -51,11 +51,11 @@ def run_variants(ctx: Context, vcf, group=0, sort_by="delta_log_counts", rc_aver
     sizes = genome.chrom_sizes
 
     def fetch(chrom, start, end):
+        # Clipped at the chromosome end: the library sees the short window and skips the variant
+        # as "window runs past the chromosome end" (starts before 0 are caught before fetching).
         if chrom not in sizes:
             raise KeyError(f"chromosome {chrom!r} not in the genome")
-        if start < 0 or end > sizes[chrom]:
-            raise ValueError(f"window {chrom}:{start}-{end} runs past the chromosome end ({sizes[chrom]})")
-        return genome.fetch(chrom, start, end)
+        return genome.fetch(chrom, max(0, start), min(end, sizes[chrom]))
 
     try:
         L = ctx.cfg.data.in_window
@@ -65,7 +65,8 @@ def run_variants(ctx: Context, vcf, group=0, sort_by="delta_log_counts", rc_aver
                                  progress=not ctx.quiet)
         out = os.path.join(ctx.out_dir, f"{ctx.name}_variants")
         paths = write_variant_effects(effects, out, name=f"{ctx.name}.variants", model=model, fetch=fetch,
-                                      input_length=L, top_k=top_k, group=group)
+                                      input_length=L, top_k=top_k, group=group,
+                                      reverse_complement_average=rc_average)
     finally:
         genome.close()
     ctx.say(f"{len(effects.records)} scored, {effects.n_skipped} skipped")

@@ -154,9 +154,10 @@ def build_variant_windows(fetch: Fetch, variants: Iterable, length: int, strict:
     Parameters
     ----------
     fetch : callable
-        ``fetch(chrom, start, end) -> str``: genome bases of ``[start, end)``, 0-based. It may
-        return fewer bases past the chromosome end, and raise ``KeyError``/``ValueError`` for an
-        unknown chromosome.
+        ``fetch(chrom, start, end) -> str``: genome bases of ``[start, end)``, 0-based. It should
+        return fewer bases past the chromosome end (skip reason "window runs past the chromosome
+        end") and raise ``KeyError`` for an unknown chromosome ("chromosome not found"); any
+        ``ValueError``/``IndexError`` it raises skips the variant as "window cannot be fetched".
     variants : iterable
         See :func:`parse_variants`.
     length : int
@@ -187,16 +188,19 @@ def build_variant_windows(fetch: Fetch, variants: Iterable, length: int, strict:
         if lo < 0:
             skip(v, "window starts before the chromosome start")
             continue
-        # One fetch covers the ref window, the ref allele and the right flank a deletion needs.
-        hi = max(lo + length, p0 + len(v.ref) + (length - c))
-        try:
-            region = fetch(v.chrom, lo, hi)
-        except (KeyError, ValueError, IndexError) as exc:
-            skip(v, f"chromosome not found: {exc}")
-            continue
-        region = str(region)
+        # One fetch covers exactly the ref window and the right flank a deletion needs (no more:
+        # a variant whose window ends at the chromosome end must not ask for bases past it).
         alt_right = max(0, length - c - len(v.alt))
         need = max(length, c + len(v.ref) + alt_right)
+        try:
+            region = fetch(v.chrom, lo, lo + need)
+        except KeyError as exc:
+            skip(v, f"chromosome not found: {exc}")
+            continue
+        except (ValueError, IndexError) as exc:
+            skip(v, f"window cannot be fetched: {exc}")
+            continue
+        region = str(region)
         if len(region) < need:
             skip(v, "window runs past the chromosome end")
             continue
@@ -335,11 +339,13 @@ def score_variants(
 def write_variant_effects(
     effects: VariantEffects, output_dir, name: str = "variants", model=None, fetch: Fetch | None = None,
     input_length: int | None = None, top_k: int = 10, group: int = 0, device=None,
+    reverse_complement_average: bool = False,
 ) -> dict:
     """Write ``{name}.tsv`` (sorted), ``{name}.skipped.tsv`` and, with a model, plots + HTML.
 
     With ``model``, ``fetch`` and ``input_length`` given, the ``top_k`` variants are re-predicted and
     their ref/alt expected-count profiles drawn to ``{name}_plots/``, linked from ``{name}.html``.
+    Pass the ``reverse_complement_average`` used for scoring so the plots show the same predictions.
 
     Returns
     -------
@@ -367,7 +373,8 @@ def write_variant_effects(
     if top:
         w = build_variant_windows(fetch, [Variant(r["chrom"], r["pos"], r["ref"], r["alt"], r["id"]) for r in top],
                                   input_length)
-        (pr, cr), (pa, ca) = _predict_pair(model, _encode(w.ref), _encode(w.alt), 64, device, False)
+        (pr, cr), (pa, ca) = _predict_pair(model, _encode(w.ref), _encode(w.alt), 64, device,
+                                           reverse_complement_average)
         er = expected_counts(pr, cr, model.signal_groups).numpy()
         ea = expected_counts(pa, ca, model.signal_groups).numpy()
         a, b = _group_slice(model.signal_groups, group)

@@ -114,6 +114,12 @@ def test_attribute_outputs_mask_and_windows(setup, capsys):
     g.close()
     assert np.abs(attr).sum() > 0
     assert (run / "tiny.interpret.html").exists() and len(os.listdir(run / "tiny.attributions_logos")) == 5
+    # predicted vs observed profiles of the same loci, shown on the report page next to each logo
+    profiles = sorted(os.listdir(run / "tiny.attributions_profiles"))
+    assert profiles == sorted(os.listdir(run / "tiny.attributions_logos"))
+    assert all((run / "tiny.attributions_profiles" / f).read_bytes()[:4] == b"\x89PNG" for f in profiles)
+    html = (run / "tiny.interpret.html").read_text()
+    assert "predicted vs observed" in html and f"tiny.attributions_profiles/{profiles[0]}" in html
 
 
 def test_attribute_ism_matches_library(setup):
@@ -219,23 +225,34 @@ def test_variants_tsv_sorted_with_skips(setup, tmp_path):
     alt = "A" if ref != "A" else "C"
     ref3 = g.fetch("chrIX", 160_000 - 1, 160_000 + 2)
     wrong = "A" if g.fetch("chrIX", 170_000 - 1, 170_000) != "A" else "C"
+    size = CHROM_SIZES["chrIX"]
+    last = size - 257 + 1  # 1-based pos whose 514-bp window ends exactly at the chromosome end
+    b_last, b_past = g.fetch("chrIX", last - 1, last), g.fetch("chrIX", last, last + 1)
     vcf = tmp_path / "v.vcf"
     vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
                    f"chrIX\t{pos}\tsnv\t{ref}\t{alt}\t.\t.\t.\n"
                    f"chrIX\t160000\tdel\t{ref3}\t{ref3[0]}\t.\t.\t.\n"
                    f"chrIX\t165000\tins\t{g.fetch('chrIX', 164999, 165000)}\t{g.fetch('chrIX', 164999, 165000)}GGGG\t.\t.\t.\n"
                    f"chrIX\t170000\tbad\t{wrong}\tG\t.\t.\t.\n"
-                   "chrIX\t100\tedge\tN\tA\t.\t.\t.\n")
+                   "chrIX\t100\tedge\tN\tA\t.\t.\t.\n"
+                   f"chrIX\t{last}\tlast\t{b_last}\t{'A' if b_last != 'A' else 'C'}\t.\t.\t.\n"
+                   f"chrIX\t{last + 1}\tpast\t{b_past}\t{'A' if b_past != 'A' else 'C'}\t.\t.\t.\n"
+                   "chrQ\t500\tnochrom\tA\tC\t.\t.\t.\n")
     assert main(["variants", setup["cfg_path"], "--vcf", str(vcf), "--top-k", "2", "--quiet"]) == 0
     out = run / "tiny_variants"
     rows = [l.split("\t") for l in (out / "tiny.variants.tsv").read_text().splitlines()]
     head = rows[0]
     recs = [dict(zip(head, r)) for r in rows[1:]]
-    assert {r["id"] for r in recs} == {"snv", "del", "ins"}
+    assert {r["id"] for r in recs} == {"snv", "del", "ins", "last"}
     d = [abs(float(r["delta_log_counts"])) for r in recs]
     assert d == sorted(d, reverse=True)
-    skipped = (out / "tiny.variants.skipped.tsv").read_text()
-    assert "bad" in skipped and "edge" in skipped
+    skipped = {l.split("\t")[2]: l.split("\t")[-1] for l in
+               (out / "tiny.variants.skipped.tsv").read_text().splitlines()[1:]}
+    assert set(skipped) == {"bad", "edge", "past", "nochrom"}
+    assert skipped["bad"].startswith("reference allele mismatch")
+    assert skipped["edge"].startswith("window starts before the chromosome start")
+    assert skipped["past"].startswith("window runs past the chromosome end")
+    assert skipped["nochrom"].startswith("chromosome not found")
     # SNV Δ log counts recomputed from the genome
     model = Cherimoya.load(setup["cfg"].path(".torch")).eval()
     s = g.fetch("chrIX", pos - 1 - 257, pos - 1 + 257)

@@ -49,3 +49,29 @@ def test_plots_write_pngs(tmp_path):
     plot_count_scatter(torch.rand(20), torch.rand(20), tmp_path / "sc.png")
     for f in ("curve.png", "prof.png", "sc.png"):
         assert (tmp_path / f).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rc_average_permutes_controls_within_their_groups():
+    """Controls are reverse-complemented per control group (spec §7.4 #2): a stranded pair swaps,
+    an unstranded track stays; flipping all control channels would be a different prediction."""
+    from strandwise.evaluate.predict import reverse_complement_inputs
+
+    m = Cherimoya(n_filters=8, n_layers=2, signal_groups=[1, 2], n_control_tracks=3, trimming=20,
+                  random_state=2)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    g = torch.Generator().manual_seed(0)
+    X = torch.nn.functional.one_hot(torch.randint(0, 4, (3, 90), generator=g), 4).permute(0, 2, 1).float()
+    ctl = torch.rand(3, 3, 90, generator=g) * 4
+    _, cr = reverse_complement_inputs(X, ctl, [1, 2])
+    torch.testing.assert_close(cr, ctl[:, [0, 2, 1]].flip(-1))
+    p1, c1 = predict(m, X, ctl, reverse_complement_average=True, control_groups=[1, 2])
+    p2, c2 = predict(m, X.flip(-1).flip(-2), cr, reverse_complement_average=True, control_groups=[1, 2])
+    torch.testing.assert_close(p2[:, [0, 2, 1]].flip(-1), p1, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(c1, c2, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        pf, _ = m(X, ctl)
+        pw, _ = m(X.flip(-1).flip(-2), ctl.flip(1).flip(-1))  # upstream: all control channels flipped
+    # the profile changes; the count head sees only log(1 + Σ controls), which no permutation moves
+    assert not torch.allclose((pf + pw[:, [0, 2, 1]].flip(-1)) / 2, p1, atol=1e-3)

@@ -112,6 +112,8 @@ def test_ism_equals_explicit_mutation_deltas(kind):
 
     ids = _ids(X)
     base = score(ids)
+    with torch.no_grad():
+        tol = 1e-5 * max(1.0, float(m(ids).abs().max()))
     for n, p in [(0, 0), (1, 17), (0, L - 1)]:
         deltas = []
         for b in range(4):
@@ -119,7 +121,9 @@ def test_ism_equals_explicit_mutation_deltas(kind):
             mut[0, p] = A_ID + b
             deltas.append(float(score(mut)[0] - base[n]))
         want = torch.tensor(deltas) - sum(deltas) / 4
-        assert torch.allclose(got[n, :, p], want, atol=1e-5), (n, p, got[n, :, p], want)
+        # fp32 logits reach ~40 here and batched vs single-row convs round differently (~2e-5),
+        # so the tolerance scales with the logits (the deltas themselves are ~1)
+        assert torch.allclose(got[n, :, p], want, atol=tol), (n, p, got[n, :, p], want)
 
 
 def test_errors_are_specific():
@@ -237,6 +241,8 @@ def test_cnn_trained_on_a_planted_jaspar_motif_recovers_it():
     pytest.importorskip("memelite")
     pytest.importorskip("pyjaspar")
     from strandwise.interpret import annotate_seqlets, call_seqlets, jaspar_motifs, seqlet_cwm, tomtom_matches
+    from strandwise.interpret.motifs_db import trim_motif
+    from strandwise.interpret.seqlets import motif_aligned_cwm
 
     db = jaspar_motifs(tax_group="vertebrates")
     ctcf = db["MA0139.2 CTCF"]
@@ -282,6 +288,16 @@ def test_cnn_trained_on_a_planted_jaspar_motif_recovers_it():
     assert top == "CTCF", sorted(((names.count(k), k) for k in set(names)), reverse=True)[:5]
     # CTCF's 19 bp often split into two seqlets; the halves also match CTCFL or zinc-finger motifs
     assert names.count("CTCF") + names.count("CTCFL") >= 0.25 * len(ann)
-    cwm = seqlet_cwm([s for s, a in zip(seqlets, ann) if a["motif"].endswith("CTCF")], pos, attr, width=25)
-    best = tomtom_matches({"cwm": cwm}, db, top_k=1, n_jobs=1)[0]
+    named = [s for s, a in zip(seqlets, ann) if a["motif"].endswith("CTCF")]
+    # Unaligned (seqlet-centred) CWM: a CTCF matrix is among the best three matches. ZIC matrices
+    # share CTCF's CCCTGC core, so which of them ranks first moves with fp32 rounding in training
+    # (ZIC4 first on an AMD EPYC, CTCF first elsewhere); both strands are averaged unaligned here.
+    cwm = seqlet_cwm(named, pos, attr, width=25)
+    best = tomtom_matches({"cwm": cwm}, db, top_k=3, n_jobs=1)[0]
+    top3 = [(best[f"match{j}"], best[f"q{j}"]) for j in range(3)]
+    assert any(m.endswith("CTCF") and q < 0.05 for m, q in top3), best
+    # Aligned on the motif and trimmed (what `strandwise seqlets` reports): CTCF first.
+    aligned, _ = motif_aligned_cwm(named, pos, attr, ctcf)
+    a, b = trim_motif(aligned, 0.3)
+    best = tomtom_matches({"cwm": aligned[:, a:b]}, db, top_k=1, n_jobs=1)[0]
     assert best["match0"].endswith("CTCF") and best["q0"] < 0.05, best

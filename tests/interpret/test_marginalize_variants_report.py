@@ -146,6 +146,33 @@ def test_allele_mismatch_and_unusable_variants_are_skipped_with_reasons():
         parse_variants([{"chrom": "chr1", "pos": 3, "ref": "A"}])
 
 
+def test_window_ending_at_the_chromosome_end_is_scored_with_a_strict_accessor():
+    """An accessor that raises past the chromosome end (like ``Genome.fetch``) must not lose the
+    variants whose window ends exactly there: only the bases the windows need are fetched."""
+    size = len(GENOME["chr1"])
+
+    def strict_fetch(chrom, start, end):
+        if chrom not in GENOME:
+            raise KeyError(chrom)
+        if end > size:
+            raise ValueError(f"window {chrom}:{start}-{end} is outside the chromosome (length {size})")
+        return GENOME[chrom][start:end]
+
+    L, c = 10, 5
+    last = size - (L - c) + 1  # 1-based pos whose ref window is [size − L, size)
+    g = GENOME["chr1"]
+    vs = [("chr1", last, g[last - 1], "A" if g[last - 1] != "A" else "C", "snv-at-end"),
+          ("chr1", last - 1, g[last - 2 : last], g[last - 2], "del-at-end"),  # alt pulls in the last base
+          ("chr1", last + 1, g[last], "A" if g[last] != "A" else "C", "one-past")]
+    w = build_variant_windows(strict_fetch, vs, L)
+    assert [v.id for v in w.kept] == ["snv-at-end", "del-at-end"]
+    assert w.ref[0] == g[size - L:] and len(w.alt[1]) == L and w.alt[1].endswith(g[-1])
+    assert w.reasons == {"window cannot be fetched": 1}
+    assert "outside the chromosome" in w.skipped[0]["reason"]
+    # the same variants with a clipping accessor: the library's own end check names the reason
+    assert build_variant_windows(fetch, vs, L).reasons == {"window runs past the chromosome end": 1}
+
+
 def _random_genome(n=400, seed=0):
     rng = np.random.RandomState(seed)
     return "".join(rng.choice(list("ACGT"), size=n))
