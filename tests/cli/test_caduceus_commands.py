@@ -165,7 +165,7 @@ def test_vep_command_outputs_and_bad_inputs(tmp_path, pretrained, capsys):
 def test_pretrain_bf16_mixed_with_gradient_accumulation_and_checkpointing(tmp_path):
     cfg = {"name": "bf", "output_dir": str(tmp_path / "bf"),
            "data": {"fasta": [CHR("I"), CHR("VI")], "window": 64, "valid_chroms": ["I"]},
-           "model": dict(TINY, variant="ph", gradient_checkpointing=True),
+           "model": dict(TINY, variant="ph", gradient_checkpointing=True, gradient_checkpointing_blocks=1),
            "train": {"max_steps": 4, "batch_size": 8, "accumulate_grad_batches": 2, "precision": "bf16-mixed",
                      "validate_every": 2, "max_valid_windows": 16, "validation_batch_size": 16, "accelerator": "cpu"}}
     assert main(["pretrain", _write(tmp_path, "bf.json", cfg), "--quiet"]) == 0
@@ -174,6 +174,10 @@ def test_pretrain_bf16_mixed_with_gradient_accumulation_and_checkpointing(tmp_pa
     assert all(np.isfinite(float(r[3])) for r in rows)
     cfg_json = json.loads((tmp_path / "bf" / "model" / "config.json").read_text())
     assert cfg_json["rcps"] is False and cfg_json["gradient_checkpointing"] is True
+    assert cfg_json["gradient_checkpointing_blocks"] == 1
+    cfg["model"]["gradient_checkpointing_blocks"] = 3  # more than n_layer: one-line error
+    cfg["output_dir"] = str(tmp_path / "bad")
+    assert main(["pretrain", _write(tmp_path, "bad.json", cfg), "--quiet"]) == 2
 
 
 def test_pretrain_from_a_bed_with_split_column_on_yeast(tmp_path, capsys):
