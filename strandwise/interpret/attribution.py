@@ -147,6 +147,9 @@ def saturation_mutagenesis(
     torch.Tensor, shape (N, 4, end − start), fp32 on CPU
     """
     _check_onehot(X)
+    # Mutants are built and scored from CPU copies (batches move to ``device``), so X may live anywhere.
+    X = X.cpu()
+    X_ctl = None if X_ctl is None else X_ctl.cpu()
     N, _, L = X.shape
     end = L if end is None else end
     if not 0 <= start < end <= L:
@@ -267,6 +270,7 @@ def deep_lift_shap(
     model : nn.Module
         A wrapper returning ``(N, T)`` (:class:`LogCountWrapper`, :class:`ProfileWrapper`).
     X : torch.Tensor, shape (N, 4, L)
+        On any device (copied to the CPU; batches run on ``device``).
     X_ctl : torch.Tensor, shape (N, K, L), optional
         Controls (the same controls are used for the references).
     target : int
@@ -289,11 +293,15 @@ def deep_lift_shap(
 
     Returns
     -------
-    attributions : torch.Tensor, shape (N, 4, L)
+    attributions : torch.Tensor, shape (N, 4, L), on the CPU
     references : torch.Tensor, shape (N, R, 4, L), only with ``return_references``
     """
     dls = _require("tangermeme.deep_lift_shap")
     _check_onehot(X)
+    # tangermeme shuffles on the CPU and moves each batch to ``device``: hand it CPU tensors.
+    X = X.cpu()
+    X_ctl = None if X_ctl is None else X_ctl.cpu()
+    references = None if references is None else references.cpu()
     device = _model_device(model, device)
     ops = {FusedDilatedConvNorm: conv_norm_deeplift_rule}
     args = None if X_ctl is None else (X_ctl.float(),)
