@@ -250,13 +250,15 @@ def write_report(ctx: Context) -> str:
                     rep.add_image(os.path.join(ctx.out_dir, r["logo"]), caption=r["motif"])
         if os.path.exists(p(".motif_seqlet_count.tsv")):
             rep.add_link(p(".motif_seqlet_count.tsv"), "seqlets per motif (TSV)")
-    if os.path.exists(p(".modisco_patterns.tsv")):
+    # the results file is linked with or without a database (no --motifs: no pattern table)
+    if os.path.exists(p(".modisco_patterns.tsv")) or os.path.exists(p("_modisco_results.h5")):
         rep.add_heading("TF-MoDISco patterns")
-        head, rows = _read_tsv(p(".modisco_patterns.tsv"), 40)
-        rep.add_table(rows, [c for c in head if c != "logo"], tsv=p(".modisco_patterns.tsv"))
-        for r in rows[:20]:
-            if r.get("logo") and os.path.exists(os.path.join(ctx.out_dir, r["logo"])):
-                rep.add_image(os.path.join(ctx.out_dir, r["logo"]), caption=r["pattern"])
+        if os.path.exists(p(".modisco_patterns.tsv")):
+            head, rows = _read_tsv(p(".modisco_patterns.tsv"), 40)
+            rep.add_table(rows, [c for c in head if c != "logo"], tsv=p(".modisco_patterns.tsv"))
+            for r in rows[:20]:
+                if r.get("logo") and os.path.exists(os.path.join(ctx.out_dir, r["logo"])):
+                    rep.add_image(os.path.join(ctx.out_dir, r["logo"]), caption=r["pattern"])
         if os.path.exists(os.path.join(ctx.out_dir, f"{ctx.name}_modisco", "motifs.html")):
             rep.add_link(os.path.join(ctx.out_dir, f"{ctx.name}_modisco", "motifs.html"),
                          "modisco-lite's own report")

@@ -56,6 +56,14 @@ def run_motifs(ctx: Context, motifs=None, max_seqlets=100_000, window=None, top_
                       motifs_meme=meme, verbose=not ctx.quiet)
     patterns = res["patterns"]
     ctx.say(f"{len(patterns)} patterns -> {res['h5']}")
+    # an earlier run's table and logos must not pass for this run's
+    logo_dir = ctx.path(".modisco_patterns")
+    if os.path.exists(ctx.path(".modisco_patterns.tsv")):
+        os.remove(ctx.path(".modisco_patterns.tsv"))
+    if os.path.isdir(logo_dir):
+        for f in os.listdir(logo_dir):
+            if f.endswith(".png"):
+                os.remove(os.path.join(logo_dir, f))
     records = []
     if meme is not None and patterns:
         db = read_meme(meme)
@@ -65,11 +73,7 @@ def run_motifs(ctx: Context, motifs=None, max_seqlets=100_000, window=None, top_
             queries[pat["pattern"]] = pat["ppm"][:, a:b]
             cwms[pat["pattern"]] = pat["cwm"][:, a:b]
         matches = tomtom_matches(queries, db, top_k=top_k)
-        logo_dir = ctx.path(".modisco_patterns")
         os.makedirs(logo_dir, exist_ok=True)
-        for f in os.listdir(logo_dir):
-            if f.endswith(".png"):
-                os.remove(os.path.join(logo_dir, f))
         for pat, m in zip(patterns, matches):
             rec = {"pattern": pat["pattern"], "n_seqlets": pat["n_seqlets"]}
             for j in range(top_k):

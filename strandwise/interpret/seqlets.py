@@ -322,7 +322,8 @@ def run_modisco(
     ohe, attr : tensor or array, shape (n, 4, W)
         One-hot and hypothetical attributions (as from :func:`~strandwise.interpret.attribute`).
     output_dir : str
-        Receives ``{name}_modisco_results.h5`` and, with ``report``, ``{name}_modisco/``.
+        Receives ``{name}_modisco_results.h5`` and, with ``report``, ``{name}_modisco/`` (its
+        earlier page and logos are removed first, so a run without patterns leaves none).
     max_seqlets : int
         ``max_seqlets_per_metacluster`` (spec ``-n 100000``).
     motifs_meme : str, optional
@@ -369,6 +370,9 @@ def run_modisco(
                     "ppm": np.asarray(pat["sequence"][:]).T,
                 })
     report_dir = None
+    if report:
+        # an earlier run's page and logos must not pass for this run's (e.g. when it finds none)
+        _clear_modisco_report(os.path.join(output_dir, f"{name}_modisco"))
     if report and patterns:
         from modiscolite import report as mreport
 
@@ -376,6 +380,17 @@ def run_modisco(
         mreport.report_motifs(h5, report_dir, img_path_suffix="./", meme_motif_db=motifs_meme,
                               is_writing_tomtom_matrix=False, ttl=True)
     return {"h5": h5, "report_dir": report_dir, "patterns": patterns}
+
+
+def _clear_modisco_report(report_dir) -> None:
+    """Remove what modisco-lite's report writes into ``report_dir`` (``motifs.html``, match logos,
+    ``trimmed_logos/*.png``); other files are left alone."""
+    for folder in (report_dir, os.path.join(report_dir, "trimmed_logos")):
+        if not os.path.isdir(folder):
+            continue
+        for f in os.listdir(folder):
+            if f == "motifs.html" or f.endswith(".png"):
+                os.remove(os.path.join(folder, f))
 
 
 def motif_aligned_cwm(seqlets: Sequence[Mapping], ohe, attr, pfm, flank: int = 3,

@@ -275,6 +275,76 @@ def test_motifs_command_writes_modisco_outputs(setup):
 
     with h5py.File(run / "tiny_modisco_results.h5") as fh:
         assert set(fh.keys()) <= {"pos_patterns", "neg_patterns"}
+    # without --motifs there is no pattern table, but the page still links the results file
+    assert "tiny_modisco_results.h5" in (run / "tiny.interpret.html").read_text()
+
+
+def _write_attributions(out, ohe, attr, name="tiny"):
+    os.makedirs(out, exist_ok=True)
+    np.savez_compressed(out / f"{name}.attributions.ohe.npz", ohe)
+    np.savez_compressed(out / f"{name}.attributions.attr.npz", attr)
+    W = ohe.shape[-1]
+    (out / f"{name}.attributions.loci.bed").write_text(
+        "".join(f"chrVI\t{1000 + 200 * i}\t{1000 + 200 * i + W}\t{i}\n" for i in range(len(ohe))))
+
+
+def test_motifs_command_names_a_planted_reb1_site_and_drops_stale_outputs(setup, tmp_path):
+    """Attributions written by hand: random DNA, REB1's consensus on a random strand in each row,
+    +1 hypothetical contribution on its bases; the command's TSV must name REB1's site (all
+    JASPAR fungi) for the top pattern. A rerun on pure noise finds no pattern and must not leave the
+    earlier pattern table, logos or modisco report behind."""
+    pytest.importorskip("modiscolite")
+    pytest.importorskip("pyjaspar")
+    from strandwise.interpret.motifs_db import jaspar_motifs
+    from strandwise.interpret.seqlets import read_meme
+
+    rng = np.random.RandomState(0)
+    n, W, site = 200, 200, "TTACCCGG"
+    idx = rng.randint(0, 4, size=(n, W))
+    attr = rng.normal(0.0, 0.05, size=(n, 4, W)).astype(np.float32)
+    for i in range(n):
+        s = site if rng.rand() < 0.5 else site.translate(str.maketrans("ACGT", "TGCA"))[::-1]
+        p = rng.randint(30, W - 30 - len(s))
+        idx[i, p : p + len(s)] = ["ACGT".index(c) for c in s]
+        attr[i, idx[i, p : p + len(s)], np.arange(p, p + len(s))] += 1.0
+    ohe = np.zeros((n, 4, W), dtype=np.float32)
+    np.put_along_axis(ohe, idx[:, None], 1.0, axis=1)
+    out = tmp_path / "planted"
+    _write_attributions(out, ohe, attr)
+    args = ["motifs", setup["cfg_path"], "--output-dir", str(out), "--motifs", "jaspar:fungi",
+            "--quiet"]
+    assert main(args) == 0
+    with open(out / "tiny.modisco_patterns.tsv") as fh:
+        head, *rows = [line.rstrip("\n").split("\t") for line in fh]
+    rows = [dict(zip(head, r)) for r in rows]
+    assert rows and rows[0]["pattern"] == "pos_patterns.pattern_0", rows
+    assert int(rows[0]["n_seqlets"]) >= 0.5 * n
+    # the bare consensus matches NSI1 (Reb1's paralog, same site) as well as REB1 (whose matrix
+    # adds a weak A in front); both lead the 178 JASPAR fungi matrices
+    top = {rows[0][f"match{j}"].split()[-1]: float(rows[0][f"q{j}"]) for j in range(3)}
+    assert rows[0]["match0"].split()[-1] in ("REB1", "NSI1") and "REB1" in top, rows[0]
+    assert max(top[m] for m in ("REB1", rows[0]["match0"].split()[-1])) < 0.01, rows[0]
+    assert len(jaspar_motifs()) == len(read_meme(out / "jaspar_fungi_JASPAR2024.meme")) > 100
+    for r in rows:
+        assert os.path.getsize(out / r["logo"]) > 0
+    assert os.path.getsize(out / "tiny_modisco_results.h5") > 0
+    assert "REB1" in (out / "tiny_modisco" / "motifs.html").read_text()
+    page = (out / "tiny.interpret.html").read_text()
+    for f in ("tiny.modisco_patterns.tsv", "tiny_modisco/motifs.html", "tiny_modisco_results.h5"):
+        assert f in page, f
+
+    # pure noise: no patterns; nothing of the first run may pass for this one's results
+    _write_attributions(out, ohe, rng.normal(0.0, 0.05, size=(n, 4, W)).astype(np.float32))
+    assert main(args) == 0
+    import h5py
+
+    with h5py.File(out / "tiny_modisco_results.h5") as fh:
+        assert not any(len(fh[g]) for g in fh)
+    assert not (out / "tiny.modisco_patterns.tsv").exists()
+    assert not [f for f in os.listdir(out / "tiny.modisco_patterns") if f.endswith(".png")]
+    assert not (out / "tiny_modisco" / "motifs.html").exists()
+    page = (out / "tiny.interpret.html").read_text()
+    assert "modisco_patterns.tsv" not in page and "motifs.html" not in page
 
 
 def test_interpret_errors_are_one_line(setup, tmp_path, capsys):
