@@ -347,6 +347,14 @@ def run_modisco(
     attr = _as_tensor(attr, "attr").float().numpy()
     if ohe.shape != attr.shape or ohe.ndim != 3 or ohe.shape[1] != 4:
         raise ValueError(f"ohe and attr must both be (n, 4, W); got {ohe.shape} and {attr.shape}")
+    if not np.isfinite(attr).all():
+        raise ValueError("TF-MoDISco: the attributions contain NaN or infinite values")
+    if not (attr * ohe).any():
+        # modisco-lite fails deep inside with an IndexError on an all-zero input (a dead model).
+        raise ValueError(
+            "TF-MoDISco: every contribution (attribution x one-hot) is zero; the model's output "
+            "does not depend on the sequence (untrained or collapsed model?)"
+        )
     os.makedirs(output_dir, exist_ok=True)
     # modisco-lite wants (n, W, 4).
     o = np.ascontiguousarray(ohe.transpose(0, 2, 1)).astype(np.float32)

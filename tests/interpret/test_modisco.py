@@ -188,3 +188,15 @@ def test_modisco_keeps_its_hdf5_and_report(modisco):
     assert "REB1" in html
     logos = [f for f in os.listdir(rep) if f.endswith(".png") and "REB1" in f]
     assert logos and all(os.path.getsize(os.path.join(rep, f)) > 0 for f in logos), os.listdir(rep)
+
+
+def test_all_zero_or_non_finite_attributions_are_clear_errors(tmp_path):
+    ohe = np.zeros((3, 4, 50), dtype=np.float32)
+    ohe[:, 0] = 1
+    with pytest.raises(ValueError, match="every contribution .* is zero"):
+        run_modisco(ohe, np.zeros_like(ohe), tmp_path)
+    bad = np.random.default_rng(0).normal(size=ohe.shape).astype(np.float32)
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        run_modisco(ohe, bad, tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing written
