@@ -25,6 +25,37 @@ BLOCK_L = 256
 
 
 @triton.jit
+def _offset(j: tl.constexpr, K: tl.constexpr, REVERSE: tl.constexpr):
+    """Position offset of tap ``j``: ``j − (k−1)`` (causal) or ``(k−1) − j`` (anti-causal)."""
+    if REVERSE:
+        o = K - 1 - j
+    else:
+        o = j - (K - 1)
+    return o
+
+
+@triton.jit
+def _x_tap(xbase, d, dm, t, L, j: tl.constexpr, K: tl.constexpr, REVERSE: tl.constexpr):
+    """The [BD, BL] tile ``x[d, t + o_j]`` as fp32, 0 outside ``[0, L)``."""
+    s = t + _offset(j, K, REVERSE)
+    m = dm[:, None] & (s >= 0)[None, :] & (s < L)[None, :]
+    return tl.load(xbase + s[None, :], mask=m, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _pre_act(xbase, w_ptr, b_ptr, d, dm, t, L, K: tl.constexpr, REVERSE: tl.constexpr,
+             HAS_BIAS: tl.constexpr, BD: tl.constexpr, BL: tl.constexpr):
+    """``b[d] + Σ_j w[d, j] · x[d, t + o_j]`` in fp32, a [BD, BL] tile."""
+    acc = tl.zeros((BD, BL), dtype=tl.float32)
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + d, mask=dm, other=0.0).to(tl.float32)[:, None]
+    for j in tl.static_range(K):
+        wj = tl.load(w_ptr + d * K + j, mask=dm, other=0.0).to(tl.float32)
+        acc += wj[:, None] * _x_tap(xbase, d, dm, t, L, j, K, REVERSE)
+    return acc
+
+
+@triton.jit
 def _fwd(x_ptr, w_ptr, b_ptr, out_ptr, D, L, sxb, sxd, sob, sod,
          K: tl.constexpr, REVERSE: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr,
          BD: tl.constexpr, BL: tl.constexpr):
@@ -34,20 +65,8 @@ def _fwd(x_ptr, w_ptr, b_ptr, out_ptr, D, L, sxb, sxd, sob, sod,
     d = pid_d * BD + tl.arange(0, BD)
     t = pid_l * BL + tl.arange(0, BL)
     dm = d < D
-    acc = tl.zeros((BD, BL), dtype=tl.float32)
-    if HAS_BIAS:
-        acc += tl.load(b_ptr + d, mask=dm, other=0.0).to(tl.float32)[:, None]
     xbase = x_ptr + bb * sxb + d[:, None] * sxd
-    for j in tl.static_range(K):
-        if REVERSE:
-            o = K - 1 - j
-        else:
-            o = j - (K - 1)
-        s = t + o
-        m = dm[:, None] & (s >= 0)[None, :] & (s < L)[None, :]
-        xv = tl.load(xbase + s[None, :], mask=m, other=0.0).to(tl.float32)
-        wj = tl.load(w_ptr + d * K + j, mask=dm, other=0.0).to(tl.float32)
-        acc += wj[:, None] * xv
+    acc = _pre_act(xbase, w_ptr, b_ptr, d, dm, t, L, K, REVERSE, HAS_BIAS, BD, BL)
     if SILU:
         acc = acc * tl.sigmoid(acc)
     om = dm[:, None] & (t < L)[None, :]
@@ -69,19 +88,7 @@ def _bwd_g(x_ptr, w_ptr, b_ptr, dout_ptr, g_ptr, dw_ptr, db_ptr, D, L, n_lblk,
     xbase = x_ptr + bb * sxb + d[:, None] * sxd
     dout = tl.load(dout_ptr + bb * sdb + d[:, None] * sdd + t[None, :], mask=tm, other=0.0).to(tl.float32)
     if SILU:
-        pre = tl.zeros((BD, BL), dtype=tl.float32)
-        if HAS_BIAS:
-            pre += tl.load(b_ptr + d, mask=dm, other=0.0).to(tl.float32)[:, None]
-        for j in tl.static_range(K):
-            if REVERSE:
-                o = K - 1 - j
-            else:
-                o = j - (K - 1)
-            s = t + o
-            m = dm[:, None] & (s >= 0)[None, :] & (s < L)[None, :]
-            xv = tl.load(xbase + s[None, :], mask=m, other=0.0).to(tl.float32)
-            wj = tl.load(w_ptr + d * K + j, mask=dm, other=0.0).to(tl.float32)
-            pre += wj[:, None] * xv
+        pre = _pre_act(xbase, w_ptr, b_ptr, d, dm, t, L, K, REVERSE, HAS_BIAS, BD, BL)
         sg = tl.sigmoid(pre)
         g = dout * sg * (1.0 + pre * (1.0 - sg))
     else:
@@ -91,13 +98,7 @@ def _bwd_g(x_ptr, w_ptr, b_ptr, dout_ptr, g_ptr, dw_ptr, db_ptr, D, L, n_lblk,
     # partial dw[d, j] = Σ_t g_t · x_{t + o_j} and db[d] = Σ_t g_t of this (b, l-block)
     prog = bb * n_lblk + pid_l
     for j in tl.static_range(K):
-        if REVERSE:
-            o = K - 1 - j
-        else:
-            o = j - (K - 1)
-        s = t + o
-        m = dm[:, None] & (s >= 0)[None, :] & (s < L)[None, :]
-        xv = tl.load(xbase + s[None, :], mask=m, other=0.0).to(tl.float32)
+        xv = _x_tap(xbase, d, dm, t, L, j, K, REVERSE)
         tl.store(dw_ptr + (prog * D + d) * K + j, tl.sum(g * xv, axis=1), mask=dm)
     if HAS_BIAS:
         tl.store(db_ptr + prog * D + d, tl.sum(g, axis=1), mask=dm)
@@ -115,11 +116,7 @@ def _bwd_dx(g_ptr, w_ptr, dx_ptr, D, L, sgb, sgd, sxb, sxd,
     acc = tl.zeros((BD, BL), dtype=tl.float32)
     gbase = g_ptr + bb * sgb + d[:, None] * sgd
     for j in tl.static_range(K):
-        if REVERSE:
-            o = K - 1 - j
-        else:
-            o = j - (K - 1)
-        t = s - o
+        t = s - _offset(j, K, REVERSE)
         m = dm[:, None] & (t >= 0)[None, :] & (t < L)[None, :]
         gv = tl.load(gbase + t[None, :], mask=m, other=0.0).to(tl.float32)
         wj = tl.load(w_ptr + d * K + j, mask=dm, other=0.0).to(tl.float32)
