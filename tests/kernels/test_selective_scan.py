@@ -197,3 +197,21 @@ def test_bad_shapes_raise_clear_errors():
         selective_scan_fn(t["u"], t["delta"], t["A"], t["B"], t["C"], initial_state=torch.zeros(2, 4))
     with pytest.raises(ValueError, match="chunk_size"):
         selective_scan_chunked(t["u"], t["delta"], t["A"], t["B"], t["C"], chunk_size=0)
+
+
+def test_default_chunk_size_follows_autograd(monkeypatch):
+    """Training calls use the smaller chunk, no-grad calls the larger; both give the same result."""
+    import strandwise.kernels.selective_scan as S
+
+    seen = []
+    real = S.SelectiveScanChunkedFn.apply
+    monkeypatch.setattr(S.SelectiveScanChunkedFn, "apply", lambda *a: seen.append(a[-1]) or real(*a))
+    g = torch.Generator().manual_seed(0)
+    u, delta = torch.randn(1, 4, 300, generator=g), torch.randn(1, 4, 300, generator=g)
+    A = -torch.rand(4, 3, generator=g) - 0.5
+    B, C = torch.randn(1, 3, 300, generator=g), torch.randn(1, 3, 300, generator=g)
+    with torch.no_grad():
+        ref = S.selective_scan_chunked(u, delta, A, B, C, delta_softplus=True)
+    out = S.selective_scan_chunked(u.requires_grad_(True), delta, A, B, C, delta_softplus=True)
+    assert seen == [S.DEFAULT_CHUNK_SIZE, S.DEFAULT_TRAIN_CHUNK_SIZE]
+    torch.testing.assert_close(out.detach(), ref, rtol=1e-6, atol=1e-6)
