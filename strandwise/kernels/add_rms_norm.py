@@ -26,13 +26,19 @@ import torch
 
 from strandwise.kernels.conv_norm import triton_available
 
-__all__ = ["add_rms_norm", "add_rms_norm_reference"]
+__all__ = ["add_rms_norm", "add_rms_norm_reference", "rms_norm"]
 
 _TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
-def _rms(v: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
-    return v * torch.rsqrt(v.pow(2).mean(-1, keepdim=True) + eps) * w.to(v.dtype)
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """``x · (mean_c(x²) + eps)^(-1/2) · w`` over the last axis, computed in fp32 (fp64 stays fp64).
+
+    Returns the result in fp32/fp64; callers cast to the dtype they store.
+    """
+    ct = torch.float64 if x.dtype == torch.float64 else torch.float32
+    xf = x.to(ct)
+    return xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * weight.to(ct)
 
 
 def add_rms_norm_reference(x, residual, weight, eps: float, rc: bool = False, swap: bool = False):
@@ -43,9 +49,9 @@ def add_rms_norm_reference(x, residual, weight, eps: float, rc: bool = False, sw
     if swap:
         s = torch.cat([s[..., n:], s[..., :n]], dim=-1)
     if rc:
-        out = torch.cat([_rms(s[..., :n], weight, eps), _rms(s[..., n:], weight.flip(0), eps)], dim=-1)
+        out = torch.cat([rms_norm(s[..., :n], weight, eps), rms_norm(s[..., n:], weight.flip(0), eps)], dim=-1)
     else:
-        out = _rms(s, weight, eps)
+        out = rms_norm(s, weight, eps)
     return out.to(x.dtype), s
 
 

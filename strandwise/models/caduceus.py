@@ -632,18 +632,18 @@ class CaduceusMixerModel(nn.Module):
         stride = self.gradient_checkpointing_stride
         use_ckpt = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         # Blocks [0, n_ckpt) are recomputed in segments of ``stride``; the rest keep activations.
-        n_ckpt = 0 if not use_ckpt else n if self.gradient_checkpointing_blocks is None else self.gradient_checkpointing_blocks
-        bounds = list(range(0, n_ckpt, max(stride, 1))) + [n_ckpt] + ([n] if n_ckpt < n else [])
-        for start, stop in zip(bounds[:-1], bounds[1:]):
-            if start >= stop:
-                continue
-            if stop <= n_ckpt:
-                hidden, residual, hs = checkpoint(
-                    self._run_layers, start, stop, hidden, residual, output_hidden_states,
-                    use_reentrant=False,
-                )
-            else:
-                hidden, residual, hs = self._run_layers(start, stop, hidden, residual, output_hidden_states)
+        n_ckpt = 0
+        if use_ckpt:
+            k = self.gradient_checkpointing_blocks
+            n_ckpt = n if k is None else min(k, n)
+        for start in range(0, n_ckpt, max(stride, 1)):
+            hidden, residual, hs = checkpoint(
+                self._run_layers, start, min(start + max(stride, 1), n_ckpt), hidden, residual,
+                output_hidden_states, use_reentrant=False,
+            )
+            all_hidden.extend(hs)
+        if n_ckpt < n:
+            hidden, residual, hs = self._run_layers(n_ckpt, n, hidden, residual, output_hidden_states)
             all_hidden.extend(hs)
         # Final norm: NormRC(h + r) for PS (no swap here), rms(h + r) for Ph.
         if self.rcps:

@@ -13,21 +13,11 @@ import math
 import torch
 from torch import nn
 
-from strandwise.kernels.add_rms_norm import add_rms_norm
+from strandwise.kernels.add_rms_norm import add_rms_norm, rms_norm
 from strandwise.kernels.causal_conv import causal_conv1d, causal_conv1d_silu
 from strandwise.kernels.selective_scan import selective_scan_fn
 
 __all__ = ["Mamba", "RMSNorm", "rms_norm", "causal_conv1d", "causal_conv1d_silu"]
-
-
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """``x · (mean_c(x²) + eps)^(-1/2) · w`` over the last axis, computed in fp32 (fp64 stays fp64).
-
-    Returns the result in fp32/fp64; callers cast to the dtype they store.
-    """
-    ct = torch.float64 if x.dtype == torch.float64 else torch.float32
-    xf = x.to(ct)
-    return xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * weight.to(ct)
 
 
 class RMSNorm(nn.Module):

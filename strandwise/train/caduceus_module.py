@@ -486,9 +486,8 @@ class _Base(L.LightningModule):
         if hasattr(bs, "set_epoch"):
             bs.set_epoch(self.current_epoch)
             # A checkpoint written at an epoch's end records all of that epoch's batches as done,
-            # and Lightning resumes with the next epoch: nothing of it may be skipped.
-            n = len(bs)
-            bs.skip = self._skip_batches % n if n else 0
+            # and Lightning resumes with the next epoch: skip only a partly trained epoch's batches.
+            bs.skip = self._skip_batches if self._skip_batches < len(bs) else 0
             self._skip_batches = 0
 
     def _train_mean(self) -> float:
