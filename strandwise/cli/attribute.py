@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from strandwise.cli.interpret_common import (
-    ATTR_ATTR, ATTR_LOCI, ATTR_MASK, ATTR_OHE, Context, add_common_arguments, load_peaks, write_report,
+    ATTR_ATTR, ATTR_LOCI, ATTR_MASK, ATTR_OHE, Context, add_common_arguments, clear_pictures, load_peaks,
+    write_report,
 )
 
 
@@ -90,10 +91,7 @@ def run_attribute(ctx: Context, chroms=None, algorithm="deep_lift_shap", output=
     logo_dir = ctx.path(".attributions_logos")
     prof_dir = ctx.path(".attributions_profiles")
     for d in (logo_dir, prof_dir):
-        if os.path.isdir(d):
-            for f in os.listdir(d):
-                if f.endswith(".png"):
-                    os.remove(os.path.join(d, f))
+        clear_pictures(d)
     imp = (ohe * attr).sum(dim=1).numpy()  # (n, W) per-position contribution
     span = min(attr_window, 150)  # the most important 150 bp, so logos stay legible
     kernel = np.ones(span)

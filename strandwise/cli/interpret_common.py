@@ -143,6 +143,15 @@ def load_peaks(ctx: Context, chroms, max_loci: int | None = None, negatives: boo
     return loci, mask
 
 
+def clear_pictures(folder: str) -> None:
+    """Remove the PNGs an earlier run wrote into ``folder`` (other files stay), so pictures of a
+    previous run never pass for this run's."""
+    if os.path.isdir(folder):
+        for f in os.listdir(folder):
+            if f.endswith(".png"):
+                os.remove(os.path.join(folder, f))
+
+
 def load_npz(path) -> np.ndarray:
     from strandwise.io.fasta import require_file
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 
-from strandwise.cli.interpret_common import Context, add_common_arguments, load_attributions, resolve_motifs, write_report
+from strandwise.cli.interpret_common import (
+    Context, add_common_arguments, clear_pictures, load_attributions, resolve_motifs, write_report,
+)
 
 
 def register(sub) -> None:
@@ -60,10 +62,7 @@ def run_motifs(ctx: Context, motifs=None, max_seqlets=100_000, window=None, top_
     logo_dir = ctx.path(".modisco_patterns")
     if os.path.exists(ctx.path(".modisco_patterns.tsv")):
         os.remove(ctx.path(".modisco_patterns.tsv"))
-    if os.path.isdir(logo_dir):
-        for f in os.listdir(logo_dir):
-            if f.endswith(".png"):
-                os.remove(os.path.join(logo_dir, f))
+    clear_pictures(logo_dir)
     records = []
     if meme is not None and patterns:
         db = read_meme(meme)

@@ -17,7 +17,9 @@ import os
 
 import numpy as np
 
-from strandwise.cli.interpret_common import Context, add_common_arguments, load_attributions, resolve_motifs, write_report
+from strandwise.cli.interpret_common import (
+    Context, add_common_arguments, clear_pictures, load_attributions, resolve_motifs, write_report,
+)
 
 CLUSTER_COLUMNS = ("motif", "n_seqlets", "mean_attribution", "cluster_match", "cluster_p", "cluster_q",
                    "match_rank", "logo")
@@ -95,9 +97,7 @@ def seqlet_clusters(ctx, annotated, ohe, attr, meme, min_cluster=5, n_clusters=2
     ranked = [(m, g) for m, g in ranked if len(g) >= min_cluster][:n_clusters]
     out_dir = ctx.path(".seqlet_clusters")
     os.makedirs(out_dir, exist_ok=True)
-    for f in os.listdir(out_dir):
-        if f.endswith(".png"):
-            os.remove(os.path.join(out_dir, f))
+    clear_pictures(out_dir)
     cwms = {}
     for motif, group in ranked:
         cwm, _ = motif_aligned_cwm(group, ohe, attr, db[motif])
