@@ -144,10 +144,7 @@ class AddRMSNormFunc(torch.autograd.Function):
         _bwd[(n_prog,)](dy2, ds2, s, rstd, weight, dx, dr, dwp, n_rows, triton.cdiv(n_tiles, n_prog), n_prog,
                         DH=DH, G=G, FLIP=rc, SWAP=swap, HAS_DS=ds is not None, HAS_RES=has_res,
                         BR=BR, BD=BD, num_warps=4 if BD <= 1024 else 8)
-        if rc:
-            dw = dwp[:, 0].sum(0) + dwp[:, 1].sum(0)  # group 1's partials are stored at flipped indices
-        else:
-            dw = dwp[:, 0].sum(0)
+        dw = dwp.sum(dim=(0, 1))  # group 1's partials are already stored at their weight's indices
         return (dx.view(shape), dr.view(shape) if has_res else None, dw.to(weight.dtype),
                 None, None, None)
 
