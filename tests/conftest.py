@@ -1,9 +1,11 @@
 import os
+import sys
 
 import pytest
 import torch
 
-SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+# Test modules import shared_data (beside this file) to find ../shared/data.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def _has_cuda_triton() -> bool:
@@ -32,3 +34,9 @@ def _small_threads():
     torch.set_num_threads(min(prev, 2))
     yield
     torch.set_num_threads(prev)
+
+
+def pytest_report_header(config):
+    from shared_data import SHARED_DATA
+    found = "found" if os.path.isdir(SHARED_DATA) else "NOT found: tests that read it are skipped"
+    return f"strandwise shared data: {SHARED_DATA} ({found})"

@@ -8,8 +8,11 @@ import pytest
 import torch
 
 from strandwise.cli.main import main
+from shared_data import SHARED_DATA, needs_shared_data
 
-DATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
+pytestmark = needs_shared_data
+
+DATA = SHARED_DATA
 YEAST = os.path.join(DATA, "yeast_genome_R64-1-1")
 CHR = lambda n: os.path.join(YEAST, f"Saccharomyces_cerevisiae.R64-1-1.dna.chromosome.{n}.fa.gz")
 GUE = os.path.join(DATA, "gue_subset")

@@ -17,8 +17,11 @@ from strandwise.data.labelled import (
     read_labelled_table,
     train_valid_split,
 )
+from shared_data import SHARED_DATA, needs_shared_data
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
+pytestmark = needs_shared_data
+
+DATA = SHARED_DATA
 GUE = os.path.join(DATA, "gue_subset")
 NONTATA = os.path.join(DATA, "gb_human_nontata_promoters_test", "test.tsv")
 STARK = os.path.join(DATA, "gb_drosophila_enhancers_stark_test", "test.csv")

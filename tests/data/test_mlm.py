@@ -11,8 +11,11 @@ from strandwise.data.mlm import MLMWindowDataset, make_windows, mlm_mask, split_
 from strandwise.data.sampler import EpochBatchSampler
 from strandwise.io.intervals import Intervals
 from strandwise.io.records import SequenceStore, decode_ids
+from shared_data import needs_shared_data, shared
 
-YEAST = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "yeast_genome_R64-1-1")
+pytestmark = needs_shared_data
+
+YEAST = shared("yeast_genome_R64-1-1")
 CHR = lambda n: os.path.join(YEAST, f"Saccharomyces_cerevisiae.R64-1-1.dna.chromosome.{n}.fa.gz")
 
 

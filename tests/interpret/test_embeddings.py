@@ -12,8 +12,11 @@ from strandwise.io.records import SequenceStore
 from strandwise.io.sequence import string_reverse_complement
 from strandwise.models.caduceus import CaduceusProjector, DNAEmbeddingModelCaduceus
 from strandwise.train.caduceus_module import CaduceusModelConfig
+from shared_data import needs_shared_data, shared
 
-CHR_I = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "yeast_genome_R64-1-1",
+pytestmark = needs_shared_data
+
+CHR_I = os.path.join(shared("yeast_genome_R64-1-1"),
                      "Saccharomyces_cerevisiae.R64-1-1.dna.chromosome.I.fa.gz")
 
 

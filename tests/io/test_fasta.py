@@ -4,9 +4,12 @@ import os
 import pytest
 
 from strandwise.io.fasta import Genome, build_genome_fasta, read_chrom_sizes, suggest_chrom_mapping
+from shared_data import needs_shared_data, shared
+
+pytestmark = needs_shared_data
 
 HERE = os.path.dirname(__file__)
-GENOME_DIR = os.path.join(HERE, "..", "..", "..", "shared", "data", "yeast_genome_R64-1-1")
+GENOME_DIR = shared("yeast_genome_R64-1-1")
 EXAMPLE = os.path.join(HERE, "..", "..", "examples", "yeast_atac")
 
 

@@ -15,9 +15,12 @@ from strandwise.io.reads import (
     reads_to_bigwig,
     stranded_paths,
 )
+from shared_data import needs_shared_data, shared
+
+pytestmark = needs_shared_data
 
 HERE = os.path.dirname(__file__)
-BEDPE = os.path.join(HERE, "..", "..", "..", "shared", "data", "yeast_atac_SRR1822137",
+BEDPE = os.path.join(shared("yeast_atac_SRR1822137"),
                      "yeast_500k_SRR1822137.bedpe.gz")
 EXAMPLE = os.path.join(HERE, "..", "..", "examples", "yeast_atac")
 SIZES = read_chrom_sizes(os.path.join(EXAMPLE, "sacCer3.fa.gz.fai"))

@@ -7,8 +7,11 @@ import sys
 
 import pytest
 import torch
+from shared_data import needs_shared_data, shared
 
-GUE = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "gue_subset"))
+pytestmark = needs_shared_data
+
+GUE = shared("gue_subset")
 
 
 def _run(tmp_path, devices):

@@ -23,8 +23,11 @@ from strandwise.train.caduceus_module import (
     pretrain,
     save_classifier,
 )
+from shared_data import needs_shared_data, shared
 
-YEAST = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "yeast_genome_R64-1-1")
+pytestmark = needs_shared_data
+
+YEAST = shared("yeast_genome_R64-1-1")
 
 
 @pytest.fixture(autouse=True)
