@@ -234,9 +234,11 @@ def run_gpu(args):
         compile_ = mode == "compile"
         for dtype in dtypes:
             tf32 = dtype == "fp32+tf32"
-            base = "fp32" if tf32 else dtype
+            base = "fp32" if dtype.startswith("fp32") else dtype
             set_tf32(tf32)
             model = Cherimoya(preset="upstream", random_state=0, compile=compile_, compile_mode="default").to(device)
+            if dtype == "fp32+ieee":  # exact fp32 products in inference too (default: bf16 operands)
+                model.set_inference_fp32_dot("ieee")
             try:
                 if not args.infer_only:
                     t, peak = train_case(model, Xt, counts, base, device, args.iters, args.compile_warmup if compile_ else 2)
@@ -356,7 +358,8 @@ def main(argv=None):
     ap.add_argument("--cpu-iters", type=int, default=3)
     ap.add_argument("--no-compile", action="store_true", help="same as --modes eager")
     ap.add_argument("--modes", default="eager,compile", help="comma list of eager,compile")
-    ap.add_argument("--dtypes", default="fp32,bf16", help="comma list of fp32,bf16,fp32+tf32")
+    ap.add_argument("--dtypes", default="fp32,bf16", help="comma list of fp32,bf16,fp32+tf32,fp32+ieee "
+                    "(fp32+ieee: inference with exact fp32 products instead of bf16 operands)")
     ap.add_argument("--muon", choices=("batched", "torch"), default="batched",
                     help="Muon implementation of the training step")
     ap.add_argument("--muon-compare", action="store_true",

@@ -69,7 +69,7 @@ def chunked_reference(u, delta, A, B, C, D, z, delta_bias, chunk=256):
 def _plan_of(sst, batch, di, L, dev):
     T = sst._chunk_len(L)
     n_chunks = -(-L // T)
-    return (T, n_chunks) + tuple(sst._plan_segments(batch, di, n_chunks, dev))
+    return (T, n_chunks) + tuple(sst._plan_segments(batch, di, n_chunks, dev, T))
 
 
 def make_inputs(batch, di, L, device, seed=0):
@@ -107,12 +107,65 @@ def floor_ms(batch, di, L, bw, backward=False):
     return nbytes / bw * 1e3
 
 
+def kernel_profile(fwd, fwd_bwd, iters=20):
+    """GPU kernel time per call (ms), by kernel name, for the forward and forward+backward.
+
+    Set beside the wall-clock medians it separates kernel time from launch (host) overhead.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    out = {}
+    for name, fn, grad in (("fwd", fwd, False), ("fwd_bwd", fwd_bwd, True)):
+        with torch.set_grad_enabled(grad):
+            fn()
+            torch.cuda.synchronize()
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                for _ in range(iters):
+                    fn()
+                torch.cuda.synchronize()
+        per = {}
+        for ev in prof.key_averages():
+            t = getattr(ev, "device_time_total", None)
+            if t is None:
+                t = ev.cuda_time_total
+            if t > 0 and ev.device_type.name == "CUDA":
+                per[ev.key[:60]] = round(t / iters / 1e3, 4)
+        out[name] = dict(total_kernel_ms=round(sum(per.values()), 4), kernels=per)
+    return out
+
+
+def host_profile(fn, iters=200, top=25):
+    """Host (Python) time per call in ms, with the most expensive functions (cProfile, tottime)."""
+    import cProfile
+    import io
+    import pstats
+
+    fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    host_ms = (time.perf_counter() - t0) / iters * 1e3
+    torch.cuda.synchronize()
+    pr = cProfile.Profile()
+    pr.enable()
+    for _ in range(iters):
+        fn()
+    pr.disable()
+    torch.cuda.synchronize()
+    buf = io.StringIO()
+    pstats.Stats(pr, stream=buf).sort_stats("tottime").print_stats(top)
+    return dict(host_ms_per_call=round(host_ms, 4), cprofile_top=buf.getvalue().splitlines()[-top - 3:])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="bench_selective_scan.json", help="JSON output path")
     ap.add_argument("--skip-reference", action="store_true", help="do not time the PyTorch reference")
     ap.add_argument("--shapes", default="all",
                     help="comma-separated indices into the spec's shape list (default: all)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also record GPU kernel time per call (torch.profiler) next to the wall time")
     args = ap.parse_args(argv)
 
     from triton.testing import do_bench
@@ -179,6 +232,12 @@ def main(argv=None):
 
                 row["torch_ref_fwd_bwd_ms"] = do_bench(ref_fb, warmup=5, rep=100, return_mode="median")
                 row["torch_ref_bwd_ms"] = row["torch_ref_fwd_bwd_ms"] - row["torch_ref_fwd_ms"]
+        if args.profile:
+            row["profile"] = kernel_profile(fwd, fwd_bwd)
+            row["profile"]["host"] = host_profile(fwd_bwd)
+            print(f"  {batch}x{di}x{L}: kernels fwd {row['profile']['fwd']['total_kernel_ms']} ms, "
+                  f"fwd+bwd {row['profile']['fwd_bwd']['total_kernel_ms']} ms; host fwd+bwd "
+                  f"{row['profile']['host']['host_ms_per_call']} ms per call")
         rows.append(row)
         del ins, leaves, out, dout, params
         torch.cuda.empty_cache()

@@ -125,6 +125,9 @@ class CheriBlock(nn.Module):
         self.dilation = int(dilation)
         self.expansion = int(expansion)
         self.residual_scale = float(residual_scale)
+        #: product precision of the no-grad CUDA megakernel for fp32 input (see
+        #: :meth:`Cherimoya.set_inference_fp32_dot`); runtime only, never saved
+        self.fp32_dot = "bf16"
         self.conv = FusedDilatedConvNorm(self.n_filters, self.dilation)
         self.linear1 = nn.Linear(self.n_filters, self.expansion * self.n_filters, bias=False)
         self.linear2 = nn.Linear(self.expansion * self.n_filters, self.n_filters, bias=False)
@@ -143,7 +146,8 @@ class CheriBlock(nn.Module):
         if x.is_cuda and not torch.is_grad_enabled():
             cw, w1, w2 = self.conv.conv_weight, self.linear1.weight, self.linear2.weight
             if cheri_infer_eligible(x, cw, w1, w2):
-                return cheri_block_inference(x, cw, w1, w2, self.dilation, self.residual_scale)
+                return cheri_block_inference(x, cw, w1, w2, self.dilation, self.residual_scale,
+                                             fp32_dot=self.fp32_dot)
         h = self.activation(self.linear1(self.conv(x)))
         if x.is_cuda:
             # residual scale folded into W2, as in the inference megakernel: x + h·(s·W2)ᵀ is one
@@ -272,9 +276,32 @@ class Cherimoya(nn.Module):
         self.lw1 = nn.Parameter(torch.ones(self.n_groups))
         self.reset_parameters(random_state)
 
+        self.inference_fp32_dot = "bf16"
         self._compiled_forward = None
         if compile:
             self._compiled_forward = torch.compile(self._forward, mode=compile_mode)
+
+    def set_inference_fp32_dot(self, mode: str) -> "Cherimoya":
+        """Product precision of CUDA inference (grad disabled) on fp32 inputs.
+
+        Sets the ``fp32_dot`` of every block's inference megakernel
+        (:func:`strandwise.kernels.cheri_infer.cheri_block_inference`): ``"bf16"`` (default,
+        upstream 0.3.1's choice) rounds the operands of the block's two products to bf16 and
+        accumulates in fp32; ``"tf32"`` uses TF32 tensor cores; ``"ieee"`` exact fp32 products on
+        the ordinary FP32 units (slow: ~0.9k sequences/s at batch 512 on an H200, for parity
+        checks). The residual stream, taps and normalisation stay fp32 in every mode; the stem and
+        heads follow PyTorch's matmul settings. Training, anything with autograd recording,
+        bf16/fp16 inputs and the CPU path are unaffected.
+        Runtime only: not saved with the model. Returns ``self``.
+        """
+        from strandwise.kernels.cheri_infer import FP32_DOT_MODES
+
+        if mode not in FP32_DOT_MODES:
+            raise ValueError(f"inference fp32 dot mode must be one of {FP32_DOT_MODES}; got {mode!r}")
+        self.inference_fp32_dot = mode
+        for block in self.blocks:
+            block.fp32_dot = mode
+        return self
 
     # ------------------------------------------------------------------ init
     def reset_parameters(self, random_state: int | None = None) -> None:

@@ -280,3 +280,19 @@ def test_unknown_and_inconsistent_checkpoints_rejected(tmp_path):
     torch.save(torch.nn.Linear(2, 2), tmp_path / "module.torch")
     with pytest.raises(CheckpointFormatError):
         Cherimoya.load(tmp_path / "module.torch")
+
+
+def test_set_inference_fp32_dot_validates_and_reaches_every_block():
+    m = Cherimoya(n_filters=16, n_layers=3, trimming=20)
+    assert m.inference_fp32_dot == "bf16" and all(b.fp32_dot == "bf16" for b in m.blocks)
+    assert m.set_inference_fp32_dot("ieee") is m
+    assert all(b.fp32_dot == "ieee" for b in m.blocks)
+    with pytest.raises(ValueError, match="one of"):
+        m.set_inference_fp32_dot("fp64")
+    # runtime only: not in the state dict, and the CPU path ignores it (same outputs)
+    assert not any("fp32_dot" in k for k in m.state_dict())
+    X = torch.nn.functional.one_hot(torch.randint(0, 4, (2, 100)), 4).transpose(1, 2).float()
+    with torch.no_grad():
+        a = m(X)
+        b = m.set_inference_fp32_dot("bf16")(X)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

@@ -135,3 +135,21 @@ def test_channels_last_forward_equals_reference_forward_on_cpu(kw):
     gb = torch.autograd.grad((b[0] ** 2).sum() + (b[1] ** 2).sum(), params)
     for u, v in zip(ga, gb):
         assert (u - v).abs().max().item() <= 1e-5 * u.abs().max().item()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode,tol", [("ieee", 2.5e-4), ("tf32", 2e-3), ("bf16", 1e-3)])
+def test_inference_fp32_dot_modes_vs_cpu(mode, tol):
+    # default-size model, L = 2114: the no-grad fp32 path in each product mode against the CPU
+    m = Cherimoya(preset="upstream", random_state=0).eval()
+    X = _onehot(2, 2114, seed=5)
+    with torch.no_grad():
+        ref = m(X)
+        mc = m.cuda().set_inference_fp32_dot(mode)
+        assert all(b.fp32_dot == mode for b in mc.blocks)
+        got = mc(X.cuda())
+    d_prof = (got[0].cpu() - ref[0]).abs().max().item()
+    d_cnt = (got[1].cpu() - ref[1]).abs().max().item()
+    print(f"{mode}: profile max-abs {d_prof:.2e}, counts {d_cnt:.2e}")
+    assert got[0].dtype == torch.float32
+    assert d_prof <= tol and d_cnt <= tol
