@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 from strandwise.cli.profile_config import build_model, load_fit_config, write_resolved_config

@@ -9,7 +9,6 @@ channel; where output windows overlap, the values are averaged.
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import torch

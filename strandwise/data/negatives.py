@@ -20,7 +20,6 @@ Procedure
 from __future__ import annotations
 
 import os
-from typing import Sequence
 
 import numpy as np
 

@@ -101,6 +101,7 @@ __all__ = [
     "write_motif_counts",
     "write_seqlets_bed",
     "write_tsv",
+    "write_variant_effects",
 ]
 
 # Caduceus embeddings and variant-effect embeddings

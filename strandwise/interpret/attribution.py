@@ -25,7 +25,6 @@ to rounding; the tests check this completeness for the count and profile wrapper
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch

@@ -30,7 +30,7 @@ import tempfile
 import numpy as np
 import torch
 
-from strandwise.models.caduceus import pool_hidden, strand_invariant_pool, strand_invariant_pool_concat
+from strandwise.models.caduceus import strand_invariant_pool, strand_invariant_pool_concat
 
 __all__ = ["EMBEDDING_OUTPUTS", "embed_ids", "embed_sequences", "encode_padded", "write_safetensors_streamed"]
 

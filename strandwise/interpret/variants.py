@@ -35,7 +35,6 @@ import math
 import os
 from typing import Callable, Iterable, Sequence
 
-import numpy as np
 import torch
 
 from strandwise.evaluate.predict import expected_counts, predict

@@ -49,7 +49,6 @@ many shapes, where compiling every config would dominate the run time).
 
 from __future__ import annotations
 
-import functools
 
 import torch
 import triton

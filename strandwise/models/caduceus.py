@@ -25,7 +25,6 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn

@@ -3,7 +3,6 @@
 import json
 import os
 
-import pytest
 
 from strandwise.cli.main import main
 

@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
 from strandwise.data.labelled import (
     LabelledDataset,

@@ -1,7 +1,6 @@
 """VEP embeddings (spec §7) on the real yeast chromosome I with variants written from it."""
 
 import dataclasses
-import math
 import os
 
 import numpy as np

@@ -13,7 +13,6 @@ The CPU test runs the same kernels under ``TRITON_INTERPRET=1`` on tiny shapes.
 
 from __future__ import annotations
 
-import importlib
 import os
 import subprocess
 import sys

@@ -6,7 +6,6 @@ list (§3.4) and its statement of which aliases the safetensors files omit (§3.
 
 import json
 import math
-import os
 
 import pytest
 import torch

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from strandwise.models.caduceus import CaduceusConfig, CaduceusForMaskedLM, published_config
+from strandwise.models.caduceus import CaduceusForMaskedLM, published_config
 
 pytestmark = pytest.mark.gpu
 
