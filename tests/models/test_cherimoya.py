@@ -296,3 +296,52 @@ def test_set_inference_fp32_dot_validates_and_reaches_every_block():
         a = m(X)
         b = m.set_inference_fp32_dot("bf16")(X)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_cpu_path_chunks_the_batch_without_changing_results(monkeypatch):
+    # the CPU forward runs large batches in chunks of examples (speed: cache and allocator);
+    # outputs and gradients must be those of the whole batch at once
+    m = Cherimoya(n_filters=16, n_layers=3, trimming=20, signal_groups=[1, 2], n_control_tracks=2,
+                  random_state=0)
+    assert m.cpu_chunk_size(200) == Cherimoya.CPU_CHUNK_BYTES // (200 * 2 * 16 * 4)
+    g = torch.Generator().manual_seed(0)
+    X = F.one_hot(torch.randint(0, 4, (7, 200), generator=g), 4).transpose(1, 2).float()
+    ctl = torch.rand(7, 2, 200, generator=g)
+    wp = torch.randn(7, 3, 160, generator=g)
+
+    def run():
+        m.zero_grad()
+        yp, yc = m(X, ctl)
+        ((yp * wp).sum() + yc.sum()).backward()
+        return yp.detach(), yc.detach(), {k: p.grad.clone() for k, p in m.named_parameters() if p.grad is not None}
+
+    whole = run()
+    calls = []
+    real = m._forward_cpu
+    monkeypatch.setattr(m, "_forward_cpu", lambda a, b=None: calls.append(a.shape[0]) or real(a, b))
+    monkeypatch.setattr(Cherimoya, "CPU_CHUNK_BYTES", 3 * 200 * 2 * 16 * 4)  # chunks of 3
+    chunked = run()
+    assert calls == [3, 3, 1]
+    assert torch.allclose(chunked[0], whole[0], atol=1e-6) and torch.allclose(chunked[1], whole[1], atol=1e-6)
+    assert chunked[2].keys() == whole[2].keys()
+    for k in whole[2]:
+        assert torch.allclose(chunked[2][k], whole[2][k], rtol=1e-4, atol=1e-6), k
+
+
+def test_cpu_chunking_is_off_while_hooks_are_registered(monkeypatch):
+    # DeepLIFT/SHAP and activation-capture hooks expect one call per module per forward
+    m = Cherimoya(n_filters=16, n_layers=2, trimming=20, random_state=0)
+    monkeypatch.setattr(Cherimoya, "CPU_CHUNK_BYTES", 2 * 200 * 2 * 16 * 4)  # chunks of 2
+    X = F.one_hot(torch.randint(0, 4, (5, 200)), 4).transpose(1, 2).float()
+    seen = []
+    h = m.blocks[0].activation.register_forward_hook(lambda mod, i, o: seen.append(o.shape[0]))
+    with torch.no_grad():
+        m(X)
+    h.remove()
+    assert seen == [5]
+    calls = []
+    real = m._forward_cpu
+    monkeypatch.setattr(m, "_forward_cpu", lambda a, b=None: calls.append(a.shape[0]) or real(a, b))
+    with torch.no_grad():
+        m(X)
+    assert calls == [2, 2, 1]
