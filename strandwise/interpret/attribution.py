@@ -279,7 +279,10 @@ def deep_lift_shap(
         Explicit references (overrides the shuffles).
     random_state : int
     batch_size : int
-        Example-reference pairs per forward pass.
+        Example-reference pairs per forward pass. On the CPU it is capped at half a Cherimoya's
+        :meth:`~strandwise.models.Cherimoya.cpu_chunk_size` (each forward holds the pairs' inputs
+        and their references): the attributions are the same, and the CPU path is 2–3× faster on
+        batches that fit its chunk (tangermeme's hooks keep the model from chunking itself).
     hypothetical : bool
         Return hypothetical attributions (all four bases); multiply by ``X`` for contributions.
     return_references : bool
@@ -311,6 +314,7 @@ def deep_lift_shap(
             f"references must have shape ({X.shape[0]}, R, 4, {X.shape[-1]}); got {tuple(references.shape)}"
         )
     dtype = next(model.parameters()).dtype
+    batch_size = _cpu_pair_batch(model, batch_size, X.shape[-1], device)
     with warnings.catch_warnings():
         # tangermeme warns about its "treated as linear" heuristic only when a rule is missing;
         # keep its convergence warnings visible.
@@ -325,6 +329,18 @@ def deep_lift_shap(
     if return_references:
         return attr, references
     return attr
+
+
+def _cpu_pair_batch(model, batch_size: int, L: int, device) -> int:
+    """``batch_size`` capped on the CPU so ``2 × batch`` rows fit the Cherimoya's CPU chunk."""
+    from strandwise.models.cherimoya import Cherimoya
+
+    if torch.device(device).type != "cpu":
+        return batch_size
+    for m in model.modules():
+        if isinstance(m, Cherimoya):
+            return max(1, min(int(batch_size), m.cpu_chunk_size(L) // 2))
+    return batch_size
 
 
 # ------------------------------------------------------------------------------ entry point

@@ -167,3 +167,21 @@ def test_attribute_crops_to_the_window_and_validates():
         attribute(m, X, group=1)
     with pytest.warns(DeprecationWarning):
         attribute(m, X, algorithm="saturation_mutagenesis", output="counts", attr_window=2)
+
+
+def test_deep_lift_shap_cpu_batch_is_capped_to_the_model_chunk(monkeypatch):
+    # on the CPU the pairs per forward are capped at half the model's chunk (inputs + references
+    # share one forward); the attributions are those of the uncapped call
+    import tangermeme.deep_lift_shap as dls_mod
+
+    m = _model((1,))
+    w = LogCountWrapper(m)
+    X = _x(3, 64)
+    ref = deep_lift_shap(w, X, n_shuffles=4, batch_size=64)
+    seen = []
+    real = dls_mod.deep_lift_shap
+    monkeypatch.setattr(dls_mod, "deep_lift_shap", lambda *a, **k: seen.append(k["batch_size"]) or real(*a, **k))
+    monkeypatch.setattr(Cherimoya, "CPU_CHUNK_BYTES", 6 * 64 * 2 * 8 * 4)  # chunks of 6 examples
+    got = deep_lift_shap(w, X, n_shuffles=4, batch_size=64)
+    assert seen == [3]
+    assert torch.allclose(got, ref, atol=1e-6)
