@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from strandwise.io.atomic import atomic_torch_save
 from strandwise.kernels.cheri_infer import cheri_block_inference, cheri_infer_eligible
+from strandwise.models.cpu_chunks import CPU_CHUNK_BYTES, chunk_size, has_module_hooks
 from strandwise.kernels.conv_norm import FusedDilatedConvNorm
 
 __all__ = [
@@ -364,7 +365,7 @@ class Cherimoya(nn.Module):
         if X.is_cuda:
             return self._forward_channels_last(X, X_ctl)
         step = self.cpu_chunk_size(X.shape[-1], X.element_size())
-        if X.shape[0] <= step or self._has_module_hooks():
+        if X.shape[0] <= step or has_module_hooks(self):
             # with hooks (attribution: DeepLIFT/SHAP keeps each activation's input and output from
             # the forward for its backward; user hooks that capture activations) every module runs
             # once per forward, on the whole batch
@@ -373,20 +374,8 @@ class Cherimoya(nn.Module):
                 for i in range(0, X.shape[0], step)]
         return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
 
-    def _has_module_hooks(self) -> bool:
-        from torch.nn.modules import module as _m
-
-        if (_m._global_forward_hooks or _m._global_forward_pre_hooks or _m._global_backward_hooks
-                or getattr(_m, "_global_backward_pre_hooks", None)):
-            return True
-        for mod in self.modules():
-            if (mod._forward_hooks or mod._forward_pre_hooks or mod._backward_hooks
-                    or getattr(mod, "_backward_pre_hooks", None)):
-                return True
-        return False
-
     #: Upper bound (bytes) of one example chunk's widest activation on the CPU path.
-    CPU_CHUNK_BYTES = 16 << 20
+    CPU_CHUNK_BYTES = CPU_CHUNK_BYTES
 
     def cpu_chunk_size(self, L: int, itemsize: int = 4) -> int:
         """Examples per chunk on the CPU path: the widest activation, the MLP's hidden
@@ -400,8 +389,7 @@ class Cherimoya(nn.Module):
         On the 2-core CI machine a training forward+backward at batch 64 × 2,114 bp went from
         8.3–10 s to 3.1–3.4 s with chunks of 8 (BENCHMARKS.md, CPU path).
         """
-        per_example = max(1, L * self.expansion * self.n_filters * max(1, itemsize))
-        return max(1, self.CPU_CHUNK_BYTES // per_example)
+        return chunk_size(L * self.expansion * self.n_filters * max(1, itemsize), self.CPU_CHUNK_BYTES)
 
     def _forward_cpu(self, X, X_ctl=None):
         start, end = self.trimming, X.shape[-1] - self.trimming

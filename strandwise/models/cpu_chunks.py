@@ -1,0 +1,38 @@
+"""Running a CPU batch in chunks of examples (shared by Cherimoya and Caduceus).
+
+Both models compute every example independently (per-example normalisation, per-sequence
+scans), so splitting a batch changes no result beyond float rounding. On the CPU it is much
+faster for large batches: activations over 32 MB are fresh ``mmap`` allocations in glibc whose
+pages fault in on every use, and they do not stay in cache from one operation to the next
+(BENCHMARKS.md, "CPU path"). Models with module hooks registered are never chunked: attribution
+hooks (DeepLIFT/SHAP keeps each module's forward input for its backward) and activation capture
+expect one call per module per forward.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+from torch.nn.modules import module as _module
+
+__all__ = ["CPU_CHUNK_BYTES", "has_module_hooks", "chunk_size"]
+
+#: Budget (bytes) for a chunk's widest activation.
+CPU_CHUNK_BYTES = 16 << 20
+
+
+def has_module_hooks(model: nn.Module) -> bool:
+    """True if any forward/backward hook is registered on ``model``'s modules or globally."""
+    if (_module._global_forward_hooks or _module._global_forward_pre_hooks
+            or _module._global_backward_hooks or getattr(_module, "_global_backward_pre_hooks", None)):
+        return True
+    for mod in model.modules():
+        if (mod._forward_hooks or mod._forward_pre_hooks or mod._backward_hooks
+                or getattr(mod, "_backward_pre_hooks", None)):
+            return True
+    return False
+
+
+def chunk_size(bytes_per_example: int, budget: int = CPU_CHUNK_BYTES) -> int:
+    """Examples per chunk so that ``chunk × bytes_per_example`` stays within ``budget`` (≥ 1)."""
+    return max(1, int(budget) // max(1, int(bytes_per_example)))
+
