@@ -386,8 +386,8 @@ class Cherimoya(nn.Module):
         registered (attribution, activation capture) are not chunked. It matters for speed:
         larger tensors are fresh ``mmap`` allocations whose pages fault in on every use (glibc
         serves allocations over 32 MB that way), and they do not stay in cache between operations.
-        On the 2-core CI machine a training forward+backward at batch 64 × 2,114 bp went from
-        8.3–10 s to 3.1–3.4 s with chunks of 8 (BENCHMARKS.md, CPU path).
+        On a 2-core CPU a training step at batch 64 × 2,114 bp went from 10.7 s to 3.9 s with
+        chunks of 10 (BENCHMARKS.md, CPU path).
         """
         return chunk_size(L * self.expansion * self.n_filters * max(1, itemsize), self.CPU_CHUNK_BYTES)
 
