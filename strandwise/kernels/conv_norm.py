@@ -205,12 +205,63 @@ class FusedDilatedConvNormFunc(torch.autograd.Function):
         return dx, dw, None
 
 
+class _CPUConvNormFunc(torch.autograd.Function):
+    """CPU training path: the forward of :func:`_cheri_conv_norm_cpu` (same operations, so the
+    same output bits), the backward by the spec §2.5 formulas of
+    :func:`conv_norm_backward_reference` written with in-place shifted adds.
+
+    Autograd through the reference's in-place slice updates records ``CopySlices`` nodes whose
+    backward copies every gradient twice; this backward touches each tensor a few times instead
+    (fwd+bwd at (10, 2,114, 96) on a 2-core CPU: 23 → 18 ms). fp32/fp64 only. Saves ``x``, ``w``,
+    the normalised output and ``rstd``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w, dilation):
+        L = x.shape[1]
+        wc = w.to(x.dtype)
+        y = x * wc[1]
+        if dilation < L:
+            y[:, dilation:] += x[:, :-dilation] * wc[0]
+            y[:, :-dilation] += x[:, dilation:] * wc[2]
+        out, _, rstd = torch.native_layer_norm(y, y.shape[1:], None, None, CONV_NORM_EPS)
+        ctx.save_for_backward(x, wc, out, rstd)
+        ctx.dilation = dilation
+        ctx.w_dtype = w.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w, xhat, rstd = ctx.saved_tensors
+        d = ctx.dilation
+        L, C = x.shape[1], x.shape[2]
+        M = L * C
+        g = g.contiguous()
+        s1 = g.sum(dim=(1, 2), keepdim=True)
+        s2 = (g * xhat).sum(dim=(1, 2), keepdim=True)
+        rstd = rstd.reshape(-1, 1, 1)
+        # δ = (r / M)·(M·g − S1 − x̂·S2)
+        delta = torch.mul(g, M).sub_(s1).sub_(xhat * s2).mul_(rstd / M)
+        dx = delta * w[1]
+        dw = torch.zeros_like(w)
+        dw[1] = (delta * x).sum(dim=(0, 1))
+        if d < L:
+            dx[:, :-d] += delta[:, d:] * w[0]
+            dx[:, d:] += delta[:, :-d] * w[2]
+            dw[0] = (delta[:, d:] * x[:, :-d]).sum(dim=(0, 1))
+            dw[2] = (delta[:, :-d] * x[:, d:]).sum(dim=(0, 1))
+        return dx, dw.to(ctx.w_dtype), None
+
+
 def fused_dilated_conv_norm(x: torch.Tensor, w: torch.Tensor, dilation: int) -> torch.Tensor:
     """Dispatcher for the fused dilated depthwise conv + per-example norm.
 
     CUDA tensors with Triton installed go through :class:`FusedDilatedConvNormFunc` (Triton
-    forward and backward, under grad and no-grad alike); everything else goes through
-    :func:`_cheri_conv_norm_cpu`, bit-exact to calling the reference directly.
+    forward and backward, under grad and no-grad alike); everything else computes
+    :func:`_cheri_conv_norm_cpu`'s forward, bit-exact to calling the reference directly. When
+    autograd records an fp32/fp64 call, that forward runs inside :class:`_CPUConvNormFunc`, whose
+    backward applies the spec §2.5 formulas (the gradients agree with autograd through the
+    reference to rounding).
 
     Parameters
     ----------
@@ -226,6 +277,9 @@ def fused_dilated_conv_norm(x: torch.Tensor, w: torch.Tensor, dilation: int) -> 
     x = x.contiguous()
     if x.is_cuda and triton_available():
         return FusedDilatedConvNormFunc.apply(x, w, dilation)
+    if (x.dtype in (torch.float32, torch.float64) and w.dtype == x.dtype and torch.is_grad_enabled()
+            and (x.requires_grad or w.requires_grad)):
+        return _CPUConvNormFunc.apply(x, w, dilation)
     return _cheri_conv_norm_cpu(x, w, dilation)
 
 

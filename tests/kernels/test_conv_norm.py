@@ -126,6 +126,34 @@ def test_dispatcher_on_cpu_is_bit_exact_reference():
     assert torch.equal(fused_dilated_conv_norm(x, w, 3), _cheri_conv_norm_cpu(x, w, 3))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("d", [1, 3, 32, 40, 100])  # 40 = L (centre tap only), 100 > L
+def test_cpu_training_function_matches_autograd_through_the_reference(dtype, d):
+    # under autograd the CPU dispatcher runs _CPUConvNormFunc: same forward bits, §2.5 backward
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(3, 40, 6, generator=g, dtype=dtype, requires_grad=True)
+    w = torch.randn(3, 6, generator=g, dtype=dtype, requires_grad=True)
+    gout = torch.randn(3, 40, 6, generator=g, dtype=dtype)
+    out = fused_dilated_conv_norm(x, w, d)
+    assert out.grad_fn is not None and "_CPUConvNormFunc" in type(out.grad_fn).__name__
+    ref = _cheri_conv_norm_cpu(x, w, d)
+    assert torch.equal(out, ref)
+    got = torch.autograd.grad(out, (x, w), gout)
+    want = torch.autograd.grad(ref, (x, w), gout)
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-12, rtol=1e-12)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, **tol)
+
+
+def test_cpu_training_function_gradcheck_and_no_grad_path():
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 17, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: fused_dilated_conv_norm(a, b, 2), (x, w))
+    with torch.no_grad():
+        assert fused_dilated_conv_norm(x, w, 2).grad_fn is None
+
+
 def test_non_contiguous_input():
     g = torch.Generator().manual_seed(5)
     base = torch.randn(2, 9, 25, generator=g)  # (N, C, L) viewed as (N, L, C)
