@@ -111,18 +111,23 @@ def _cheri_conv_norm_cpu(
     """
     _check_conv_norm_inputs(x, w, dilation)
     ct = _compute_dtype(x.dtype)
-    xc, wc = x.to(ct), w.to(ct)
-    L = x.shape[1]
     # Shifted in-place adds for the taps, then one fused layer_norm over the whole (L, C) plane:
     # about 2x faster on CPU than the padded tap-by-tap form of conv_norm_forward_reference
     # (the tests hold the two within 1e-6). Depthwise F.conv1d is avoided on purpose: its CPU
     # backward is pathologically slow at large dilations.
-    y = xc * wc[1]
-    if dilation < L:
-        y[:, dilation:] += xc[:, :-dilation] * wc[0]
-        y[:, :-dilation] += xc[:, dilation:] * wc[2]
+    y = _conv3_shifted(x.to(ct), w.to(ct), dilation)
     out = F.layer_norm(y, y.shape[1:], eps=eps)
     return out.to(x.dtype)
+
+
+def _conv3_shifted(x: torch.Tensor, w: torch.Tensor, dilation: int) -> torch.Tensor:
+    """The 3-tap dilated conv as a centre product plus two shifted in-place adds (same dtype)."""
+    L = x.shape[1]
+    y = x * w[1]
+    if dilation < L:
+        y[:, dilation:] += x[:, :-dilation] * w[0]
+        y[:, :-dilation] += x[:, dilation:] * w[2]
+    return y
 
 
 def conv_norm_forward_reference(x, w, dilation, eps=CONV_NORM_EPS):
@@ -218,12 +223,8 @@ class _CPUConvNormFunc(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w, dilation):
-        L = x.shape[1]
         wc = w.to(x.dtype)
-        y = x * wc[1]
-        if dilation < L:
-            y[:, dilation:] += x[:, :-dilation] * wc[0]
-            y[:, :-dilation] += x[:, dilation:] * wc[2]
+        y = _conv3_shifted(x, wc, dilation)
         out, _, rstd = torch.native_layer_norm(y, y.shape[1:], None, None, CONV_NORM_EPS)
         ctx.save_for_backward(x, wc, out, rstd)
         ctx.dilation = dilation

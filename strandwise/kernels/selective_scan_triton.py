@@ -644,7 +644,7 @@ def _num_sms(device) -> int:
     return n
 
 
-def _plan_segments(batch: int, di: int, n_chunks: int, device, T: int = 32) -> tuple[int, int]:
+def _plan_segments(batch: int, di: int, n_chunks: int, device, T: int) -> tuple[int, int]:
     """(n_seg, chunks per segment): split L only when batch × channel blocks cannot fill the GPU.
 
     Each segment keeps at least ``_SEG_MIN_CHUNKS`` chunks (``_SEG_MIN_CHUNKS_T64`` with

@@ -617,27 +617,19 @@ class CaduceusMixerModel(nn.Module):
     def cpu_chunk_size(self, L: int) -> int:
         """Sequences per chunk on the CPU (see :mod:`strandwise.models.cpu_chunks`): the Mamba's
         ``x`` and ``z`` (``L × 2·d_inner`` fp32 per sequence, twice for the RC strand of RCPS)
-        stay under ``CPU_CHUNK_BYTES``. At 4 layers of PS-131k width, 8 × 1,024 bp, a CPU
+        stay under ``cpu_chunks.CPU_CHUNK_BYTES``. At 4 layers of PS-131k width, 8 × 1,024 bp, a CPU
         forward+backward took 20.6–22.1 s whole and 11.7–12.4 s in chunks of 2–4."""
         d_inner = int(self.config.mamba_kwargs().get("expand", 2)) * self.config.d_model
         per_seq = L * 2 * d_inner * 4 * (2 if self.rcps else 1)
-        return cpu_chunks.chunk_size(per_seq, cpu_chunks.CPU_CHUNK_BYTES)
+        return cpu_chunks.chunk_size(per_seq)
 
     def forward(self, input_ids=None, inputs_embeds=None, output_hidden_states=False):
         x = input_ids if inputs_embeds is None else inputs_embeds
-        if (isinstance(x, torch.Tensor) and x.ndim >= 2 and x.device.type == "cpu"
-                and x.shape[0] > self.cpu_chunk_size(x.shape[1])
-                and not cpu_chunks.has_module_hooks(self)):
-            step = self.cpu_chunk_size(x.shape[1])
-            parts = []
-            for i in range(0, x.shape[0], step):
-                ids = None if input_ids is None else input_ids[i:i + step]
-                emb = None if inputs_embeds is None else inputs_embeds[i:i + step]
-                parts.append(self._forward_whole(ids, emb, output_hidden_states))
-            out = torch.cat([p[0] for p in parts])
-            hidden = [torch.cat([p[1][j] for p in parts]) for j in range(len(parts[0][1]))]
-            return out, hidden
-        return self._forward_whole(input_ids, inputs_embeds, output_hidden_states)
+        if not isinstance(x, torch.Tensor) or x.ndim < 2:  # _forward_whole says what is wrong
+            return self._forward_whole(input_ids, inputs_embeds, output_hidden_states)
+        return cpu_chunks.run_chunked(
+            self, lambda ids, emb: self._forward_whole(ids, emb, output_hidden_states),
+            self.cpu_chunk_size(x.shape[1]), input_ids, inputs_embeds)
 
     def _forward_whole(self, input_ids=None, inputs_embeds=None, output_hidden_states=False):
         if inputs_embeds is None:

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 
 from strandwise.io.atomic import atomic_torch_save
 from strandwise.kernels.cheri_infer import cheri_block_inference, cheri_infer_eligible
-from strandwise.models.cpu_chunks import CPU_CHUNK_BYTES, chunk_size, has_module_hooks
 from strandwise.kernels.conv_norm import FusedDilatedConvNorm
+from strandwise.models.cpu_chunks import chunk_size, run_chunked
 
 __all__ = [
     "PRESETS",
@@ -277,7 +277,6 @@ class Cherimoya(nn.Module):
         self.lw1 = nn.Parameter(torch.ones(self.n_groups))
         self.reset_parameters(random_state)
 
-        self.inference_fp32_dot = "bf16"
         self._compiled_forward = None
         if compile:
             self._compiled_forward = torch.compile(self._forward, mode=compile_mode)
@@ -299,10 +298,14 @@ class Cherimoya(nn.Module):
 
         if mode not in FP32_DOT_MODES:
             raise ValueError(f"inference fp32 dot mode must be one of {FP32_DOT_MODES}; got {mode!r}")
-        self.inference_fp32_dot = mode
         for block in self.blocks:
             block.fp32_dot = mode
         return self
+
+    @property
+    def inference_fp32_dot(self) -> str:
+        """The blocks' inference product mode (see :meth:`set_inference_fp32_dot`)."""
+        return self.blocks[0].fp32_dot if len(self.blocks) else "bf16"
 
     # ------------------------------------------------------------------ init
     def reset_parameters(self, random_state: int | None = None) -> None:
@@ -364,22 +367,13 @@ class Cherimoya(nn.Module):
     def _forward(self, X, X_ctl=None):
         if X.is_cuda:
             return self._forward_channels_last(X, X_ctl)
+        # whole batch when it fits one chunk or hooks are registered (DeepLIFT/SHAP, capture)
         step = self.cpu_chunk_size(X.shape[-1], X.element_size())
-        if X.shape[0] <= step or has_module_hooks(self):
-            # with hooks (attribution: DeepLIFT/SHAP keeps each activation's input and output from
-            # the forward for its backward; user hooks that capture activations) every module runs
-            # once per forward, on the whole batch
-            return self._forward_cpu(X, X_ctl)
-        outs = [self._forward_cpu(X[i:i + step], None if X_ctl is None else X_ctl[i:i + step])
-                for i in range(0, X.shape[0], step)]
-        return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
-
-    #: Upper bound (bytes) of one example chunk's widest activation on the CPU path.
-    CPU_CHUNK_BYTES = CPU_CHUNK_BYTES
+        return run_chunked(self, self._forward_cpu, step, X, X_ctl)
 
     def cpu_chunk_size(self, L: int, itemsize: int = 4) -> int:
         """Examples per chunk on the CPU path: the widest activation, the MLP's hidden
-        ``(n, L, expansion·F)``, stays under :attr:`CPU_CHUNK_BYTES`.
+        ``(n, L, expansion·F)``, stays under :data:`strandwise.models.cpu_chunks.CPU_CHUNK_BYTES`.
 
         Every operation of the model is per example (the normalisation is over each example's own
         ``(L, C)``), so chunking changes no result beyond float rounding. Models with module hooks
@@ -389,7 +383,7 @@ class Cherimoya(nn.Module):
         On a 2-core CPU a training step at batch 64 × 2,114 bp went from 10.7 s to 3.9 s with
         chunks of 10 (BENCHMARKS.md, CPU path).
         """
-        return chunk_size(L * self.expansion * self.n_filters * max(1, itemsize), self.CPU_CHUNK_BYTES)
+        return chunk_size(L * self.expansion * self.n_filters * max(1, itemsize))
 
     def _forward_cpu(self, X, X_ctl=None):
         start, end = self.trimming, X.shape[-1] - self.trimming

@@ -11,12 +11,13 @@ expect one call per module per forward.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.nn.modules import module as _module
 
-__all__ = ["CPU_CHUNK_BYTES", "has_module_hooks", "chunk_size"]
+__all__ = ["CPU_CHUNK_BYTES", "has_module_hooks", "chunk_size", "run_chunked"]
 
-#: Budget (bytes) for a chunk's widest activation.
+#: Budget (bytes) for a chunk's widest activation; read at call time (tests lower it).
 CPU_CHUNK_BYTES = 16 << 20
 
 
@@ -32,7 +33,29 @@ def has_module_hooks(model: nn.Module) -> bool:
     return False
 
 
-def chunk_size(bytes_per_example: int, budget: int = CPU_CHUNK_BYTES) -> int:
-    """Examples per chunk so that ``chunk × bytes_per_example`` stays within ``budget`` (≥ 1)."""
+def chunk_size(bytes_per_example: int, budget: int | None = None) -> int:
+    """Examples per chunk so that ``chunk × bytes_per_example`` stays within ``budget`` (default
+    :data:`CPU_CHUNK_BYTES`); at least 1."""
+    budget = CPU_CHUNK_BYTES if budget is None else budget
     return max(1, int(budget) // max(1, int(bytes_per_example)))
 
+
+def run_chunked(model: nn.Module, fn, step: int, *batched):
+    """``fn(*batched)``, run over chunks of ``step`` examples on the CPU.
+
+    ``batched`` are tensors split along dim 0 (``None`` passes through as ``None``); the chunk
+    outputs are concatenated along dim 0 (tensors, and tuples/lists of tensors). ``fn`` runs once
+    on the whole batch when it fits one chunk, is not on the CPU, or ``model`` has hooks.
+    """
+    first = next(t for t in batched if t is not None)
+    n = first.shape[0]
+    if n <= step or first.device.type != "cpu" or has_module_hooks(model):
+        return fn(*batched)
+    parts = [fn(*(None if t is None else t[i:i + step] for t in batched)) for i in range(0, n, step)]
+    return _cat(parts)
+
+
+def _cat(parts):
+    if isinstance(parts[0], torch.Tensor):
+        return torch.cat(parts)
+    return type(parts[0])(_cat([p[j] for p in parts]) for j in range(len(parts[0])))

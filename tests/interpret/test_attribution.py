@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from strandwise import Cherimoya
+from strandwise.models import cpu_chunks
 from strandwise.interpret import (
     LogCountWrapper,
     ProfileWrapper,
@@ -181,7 +182,7 @@ def test_deep_lift_shap_cpu_batch_is_capped_to_the_model_chunk(monkeypatch):
     seen = []
     real = dls_mod.deep_lift_shap
     monkeypatch.setattr(dls_mod, "deep_lift_shap", lambda *a, **k: seen.append(k["batch_size"]) or real(*a, **k))
-    monkeypatch.setattr(Cherimoya, "CPU_CHUNK_BYTES", 6 * 64 * 2 * 8 * 4)  # chunks of 6 examples
+    monkeypatch.setattr(cpu_chunks, "CPU_CHUNK_BYTES", 6 * 64 * 2 * 8 * 4)  # chunks of 6 examples
     got = deep_lift_shap(w, X, n_shuffles=4, batch_size=64)
     assert seen == [3]
     assert torch.allclose(got, ref, atol=1e-6)

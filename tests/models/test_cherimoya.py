@@ -11,6 +11,7 @@ from strandwise.models.cherimoya import (
     channel_permutation_from_groups,
     validate_signal_groups,
 )
+from strandwise.models import cpu_chunks
 
 
 def n_params(m):
@@ -304,7 +305,7 @@ def test_cpu_path_chunks_the_batch_without_changing_results(monkeypatch):
     # outputs and gradients must be those of the whole batch at once
     m = Cherimoya(n_filters=16, n_layers=3, trimming=20, signal_groups=[1, 2], n_control_tracks=2,
                   random_state=0)
-    assert m.cpu_chunk_size(200) == Cherimoya.CPU_CHUNK_BYTES // (200 * 2 * 16 * 4)
+    assert m.cpu_chunk_size(200) == cpu_chunks.CPU_CHUNK_BYTES // (200 * 2 * 16 * 4)
     g = torch.Generator().manual_seed(0)
     X = F.one_hot(torch.randint(0, 4, (7, 200), generator=g), 4).transpose(1, 2).float()
     ctl = torch.rand(7, 2, 200, generator=g)
@@ -320,7 +321,7 @@ def test_cpu_path_chunks_the_batch_without_changing_results(monkeypatch):
     calls = []
     real = m._forward_cpu
     monkeypatch.setattr(m, "_forward_cpu", lambda a, b=None: calls.append(a.shape[0]) or real(a, b))
-    monkeypatch.setattr(Cherimoya, "CPU_CHUNK_BYTES", 3 * 200 * 2 * 16 * 4)  # chunks of 3
+    monkeypatch.setattr(cpu_chunks, "CPU_CHUNK_BYTES", 3 * 200 * 2 * 16 * 4)  # chunks of 3
     chunked = run()
     assert calls == [3, 3, 1]
     assert torch.allclose(chunked[0], whole[0], atol=1e-6) and torch.allclose(chunked[1], whole[1], atol=1e-6)
@@ -332,7 +333,7 @@ def test_cpu_path_chunks_the_batch_without_changing_results(monkeypatch):
 def test_cpu_chunking_is_off_while_hooks_are_registered(monkeypatch):
     # DeepLIFT/SHAP and activation-capture hooks expect one call per module per forward
     m = Cherimoya(n_filters=16, n_layers=2, trimming=20, random_state=0)
-    monkeypatch.setattr(Cherimoya, "CPU_CHUNK_BYTES", 2 * 200 * 2 * 16 * 4)  # chunks of 2
+    monkeypatch.setattr(cpu_chunks, "CPU_CHUNK_BYTES", 2 * 200 * 2 * 16 * 4)  # chunks of 2
     X = F.one_hot(torch.randint(0, 4, (5, 200)), 4).transpose(1, 2).float()
     seen = []
     h = m.blocks[0].activation.register_forward_hook(lambda mod, i, o: seen.append(o.shape[0]))
