@@ -2,12 +2,14 @@
 
     python benchmarks/bench_caduceus_model.py [--out results.json]          # GPU: 131,072 bp
     python benchmarks/bench_caduceus_model.py --ckpt-blocks all,10,8 --conv-compare --profile prof.txt
+    python benchmarks/bench_caduceus_model.py --ckpt-blocks all,8 --fast-path on,off
     python benchmarks/bench_caduceus_model.py --cpu --length 1024 --batch 8  # this CPU
 
 Training step = forward + masked-LM loss + backward + AdamW step, bf16 autocast on GPU (fp32 on
 CPU), with per-block activation checkpointing of every block ("all"), of the first k blocks only
 (``--ckpt-blocks``: ``gradient_checkpointing_blocks = k``), and without; inference = no-grad
-forward. ``--conv-compare`` also times the all-blocks step with PyTorch's depthwise conv in place
+forward. ``--fast-path on,off`` runs every case with and without ``Mamba.use_fast_path`` (the fused
+inner function that recomputes the conv and projections in backward). ``--conv-compare`` also times the all-blocks step with PyTorch's depthwise conv in place
 of the Triton causal-conv kernel; ``--profile`` writes the CUDA-kernel table of one step. Prints a
 table and writes JSON.
 """
@@ -26,6 +28,15 @@ def set_checkpointing(model, on: bool, blocks=None):
         if hasattr(m, "gradient_checkpointing"):
             m.gradient_checkpointing = on
             m.gradient_checkpointing_blocks = blocks
+
+
+def set_fast_path(model, on: bool):
+    """``Mamba.use_fast_path``: the fused inner function (recompute in backward) on CUDA."""
+    from strandwise.models.mamba import Mamba
+
+    for m in model.modules():
+        if isinstance(m, Mamba):
+            m.use_fast_path = on
 
 
 class torch_conv:
@@ -63,6 +74,8 @@ def main():
                     help="comma list of 'all' or k (checkpoint the first k of 16 blocks)")
     ap.add_argument("--no-ckpt-off", action="store_true", help="skip the (OOM at 4 x 131k) no-checkpointing row")
     ap.add_argument("--conv-compare", action="store_true")
+    ap.add_argument("--fast-path", default="on",
+                    help="comma list of on/off: Mamba.use_fast_path (fused inner function) per case")
     ap.add_argument("--profile")
     ap.add_argument("--out")
     args = ap.parse_args()
@@ -85,16 +98,23 @@ def main():
         loss.backward()
         opt.step()
 
-    cases = []  # (label, checkpointing on, blocks, PyTorch conv)
-    for k in args.ckpt_blocks.split(","):
-        blocks = None if k == "all" else int(k)
-        cases.append((f"checkpointing {'all blocks' if blocks is None else f'first {blocks} blocks'}", True, blocks, False))
-        if blocks is None and args.conv_compare and cuda:
-            cases.append(("checkpointing all blocks, PyTorch conv", True, None, True))
-    if not args.no_ckpt_off:
-        cases.append(("checkpointing off", False, None, False))
-    for label, ckpt, blocks, plain_conv in cases:
+    cases = []  # (label, checkpointing on, blocks, PyTorch conv, fast path)
+    for fp in args.fast_path.split(","):
+        if fp not in ("on", "off"):
+            raise SystemExit(f"--fast-path takes on/off values; got {fp!r}")
+        fast = fp == "on"
+        tag = f", fused inner {fp}"
+        for k in args.ckpt_blocks.split(","):
+            blocks = None if k == "all" else int(k)
+            what = "all blocks" if blocks is None else f"first {blocks} blocks"
+            cases.append((f"checkpointing {what}{tag}", True, blocks, False, fast))
+            if blocks is None and args.conv_compare and cuda:
+                cases.append((f"checkpointing all blocks, PyTorch conv{tag}", True, None, True, fast))
+        if not args.no_ckpt_off:
+            cases.append((f"checkpointing off{tag}", False, None, False, fast))
+    for label, ckpt, blocks, plain_conv, fast in cases:
         set_checkpointing(model, ckpt, blocks)
+        set_fast_path(model, fast)
         model.train()
         if cuda:
             torch.cuda.empty_cache()
@@ -110,6 +130,8 @@ def main():
         except torch.OutOfMemoryError:
             row = {"case": f"train step, {label}", "ms": None, "tokens_per_s": None, "peak_GiB": "OOM"}
             opt.zero_grad(set_to_none=True)
+            if cuda:
+                torch.cuda.empty_cache()
         results["rows"].append(row)
         print(row, flush=True)
 
@@ -117,6 +139,7 @@ def main():
         from torch.profiler import ProfilerActivity, profile
 
         set_checkpointing(model, True, None)
+        set_fast_path(model, True)
         torch.cuda.empty_cache()
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             train_step()

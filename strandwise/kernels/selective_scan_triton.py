@@ -407,12 +407,12 @@ def _lane_sum_scatter16(X, Y, offs_n, lane):
 def _bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dbias_ptr, dout_ptr, states_ptr,
     dlast_ptr, gsum_ptr, dsum_ptr, scratch_ptr,
-    du_ptr, ddelta_ptr, dz_ptr, dBp_ptr, dCp_ptr, dAp_ptr, dDp_ptr, ddbp_ptr, dh0_ptr,
+    du_ptr, ddelta_ptr, dz_ptr, dBp_ptr, dCp_ptr, dAp_ptr, dDp_ptr, ddbp_ptr, dh0_ptr, outz_ptr,
     L, DI, N, n_seg, seg_chunks, n_chunks, n_dblk,
     s_ub, s_ud, s_db, s_dd, s_zb, s_zd, s_bb, s_bn, s_cb, s_cn, s_ob, s_od,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DBIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_DLAST: tl.constexpr, REVERSE: tl.constexpr, SUMMARY: tl.constexpr,
-    LANE_RS: tl.constexpr,
+    LANE_RS: tl.constexpr, STORE_OUT: tl.constexpr,
     BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, TF: tl.constexpr,
 ):
     # Same [N, TF, BLOCK_D] tiles as the forward: one channel per thread with all its states and
@@ -541,13 +541,19 @@ def _bwd_kernel(
                 bb = dtu[None, :, :] * Bt[:, :, None]
                 _, hs = tl.associative_scan((a, tl.where(first, bb + a * h0[:, None, :], bb)), axis=1,
                                             combine_fn=_combine)
-                if HAS_Z:
+                if HAS_Z or STORE_OUT:
                     y = tl.sum(hs * Ct[:, :, None], axis=0)
                     if HAS_D:
                         y += Dv[None, :] * u
-                    dz = do * y * sz * (1.0 + zz * (1.0 - sz))
-                    tl.store(dz_ptr + gbase + offs_d[None, :] * L + phys[:, None],
-                             dz.to(dz_ptr.dtype.element_ty), mask=m2)
+                    if HAS_Z:
+                        dz = do * y * sz * (1.0 + zz * (1.0 - sz))
+                        tl.store(dz_ptr + gbase + offs_d[None, :] * L + phys[:, None],
+                                 dz.to(dz_ptr.dtype.element_ty), mask=m2)
+                        if STORE_OUT:  # the forward's output again, y·silu(z)
+                            y = y * zz * sz
+                    if STORE_OUT:
+                        tl.store(outz_ptr + gbase + offs_d[None, :] * L + phys[:, None],
+                                 y.to(outz_ptr.dtype.element_ty), mask=m2)
                 gh = g * (hs - bb)  # g_t·a_t·h_{t-1}
                 dA_acc += tl.sum(gh * dt[None, :, :], axis=1)
                 gB = tl.sum(g * Bt[:, :, None], axis=0)
@@ -738,8 +744,12 @@ def selective_scan_triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplu
 
 
 def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                              reverse, states, plan):
-    """Launch the backward; returns ``(du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0)``."""
+                              reverse, states, plan, return_out=False):
+    """Launch the backward; returns ``(du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0)``.
+
+    ``return_out=True`` appends the forward's output ``out`` (recomputed by the backward pass as it
+    goes, one extra store): the fused Mamba inner function saves it this way instead of keeping it.
+    """
     batch, di, L = u.shape
     N = A.shape[1]
     T, n_chunks, n_seg, seg_chunks = plan
@@ -756,6 +766,7 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
     du = torch.empty((batch, di, L), device=dev, dtype=u.dtype)
     ddelta = torch.empty((batch, di, L), device=dev, dtype=delta.dtype)
     dz = torch.empty((batch, di, L), device=dev, dtype=z.dtype) if z is not None else du
+    outz = torch.empty((batch, di, L), device=dev, dtype=u.dtype) if return_out else du
     interp = _interpreting()
     block_d = _DEFAULT_BLOCK_D if interp else (_MIN_BLOCK_D_BWD if _autotuning() else 32)
     n_dblk_max = triton.cdiv(di, block_d)
@@ -782,7 +793,7 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
     def args(n_dblk):
         return (
             u, delta, A, B, C, Dv, zz, db, dout, states, dl, gsum, dsum, scratch,
-            du, ddelta, dz, dBCp, dBCp, dAp, dDp, ddbp, dh0,
+            du, ddelta, dz, dBCp, dBCp, dAp, dDp, ddbp, dh0, outz,
             L, di, N, n_seg, seg_chunks, n_chunks, n_dblk,
             u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
             B.stride(0), B.stride(1), C.stride(0), C.stride(1), dout.stride(0), dout.stride(1),
@@ -791,7 +802,7 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
     flags = dict(
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DBIAS=delta_bias is not None,
         SOFTPLUS=bool(delta_softplus), HAS_DLAST=dlast is not None, REVERSE=bool(reverse),
-        LANE_RS=lane_rs, NP=NP, T=T,
+        LANE_RS=lane_rs, STORE_OUT=bool(return_out), NP=NP, T=T,
     )
     if n_seg > 1:  # adjoint summaries of every segment (a_start·g_start from zero, ΣΔ)
         grid = (batch * n_seg, triton.cdiv(di, block_d))
@@ -813,7 +824,8 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
     dA = dAp.sum(dim=0)
     dD = dDp.sum(dim=0) if D is not None else None
     ddb = ddbp.sum(dim=0) if delta_bias is not None else None
-    return du, ddelta, dA, dB, dC, dD, (dz if z is not None else None), ddb, dh0
+    grads = (du, ddelta, dA, dB, dC, dD, (dz if z is not None else None), ddb, dh0)
+    return grads + (outz,) if return_out else grads
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from torch import nn
 
 from strandwise.kernels.add_rms_norm import add_rms_norm, rms_norm
 from strandwise.kernels.causal_conv import causal_conv1d, causal_conv1d_silu
+from strandwise.kernels.mamba_inner import mamba_inner_fn
 from strandwise.kernels.selective_scan import selective_scan_fn
 
 __all__ = ["Mamba", "RMSNorm", "rms_norm", "causal_conv1d", "causal_conv1d_silu"]
@@ -76,8 +77,13 @@ class Mamba(nn.Module):
         Initialisation of ``dt_proj`` (spec §5.3).
     conv_bias, bias : bool
         Bias on conv1d (True) / on in_proj and out_proj (False).
-    use_fast_path, layer_idx
-        Accepted for config compatibility; the kernel is chosen by :func:`selective_scan_fn`.
+    use_fast_path : bool
+        When autograd records on CUDA, run everything between ``in_proj`` and ``out_proj`` as
+        :func:`~strandwise.kernels.mamba_inner.mamba_inner_fn` (saves only ``in_proj``'s output,
+        recomputes the conv and projections in backward; upstream's ``mamba_inner_fn`` plays this
+        part). False, on CPU and without grad: plain autograd through the same ops.
+    layer_idx
+        Accepted for config compatibility.
 
     Forward: ``u (B, L, d_model) -> (B, L, d_model)``; ``reverse=True`` runs the mixer
     anti-causally, i.e. equals ``flip_L(M(flip_L(u)))`` without materialising flips of the
@@ -163,12 +169,21 @@ class Mamba(nn.Module):
             return y if lin.bias is None else y + lin.bias.to(y.dtype)[:, None]
 
         xz = proj(self.in_proj, hidden_states.transpose(1, 2))  # (B, 2di, L)
+        A = -torch.exp(self.A_log.float())
+        if self.use_fast_path and xz.is_cuda and torch.is_grad_enabled():
+            # training on CUDA: one autograd node from xz to out_proj that keeps only xz (and the
+            # scan's chunk states) and recomputes the conv and the projections in backward
+            out = mamba_inner_fn(
+                xz, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight, self.dt_proj.weight,
+                A, self.D.float(), self.dt_proj.bias.float(), self.out_proj.weight,
+                self.out_proj.bias, d_state=self.d_state, reverse=reverse,
+            )
+            return out.transpose(1, 2)
         x, z = xz[:, : self.d_inner], xz[:, self.d_inner :]
         x = causal_conv1d_silu(x, self.conv1d.weight, self.conv1d.bias, reverse=reverse)
         x_dbl = proj(self.x_proj, x)  # (B, r+2N, L)
         dt_low, Bm, Cm = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
         delta = torch.bmm(self.dt_proj.weight.unsqueeze(0).expand(nb, -1, -1), dt_low)  # bias: in the scan
-        A = -torch.exp(self.A_log.float())
         y = selective_scan_fn(
             x, delta, A, Bm, Cm, D=self.D.float(), z=z,
             delta_bias=self.dt_proj.bias.float(), delta_softplus=True, reverse=reverse,
