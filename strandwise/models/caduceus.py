@@ -19,6 +19,7 @@ and channels; ``swap([a | b]) = [b | a]``. Equivariance of the whole PS backbone
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -34,7 +35,7 @@ from torch.utils.checkpoint import checkpoint
 from strandwise.io.atomic import atomic_path, atomic_torch_save, atomic_write_text
 from strandwise.kernels.add_rms_norm import add_rms_norm
 from strandwise.models import cpu_chunks
-from strandwise.models.mamba import Mamba, RMSNorm
+from strandwise.models.mamba import Mamba, RMSNorm, fused_inner_suspended
 
 __all__ = [
     "CaduceusConfig",
@@ -606,12 +607,15 @@ class CaduceusMixerModel(nn.Module):
         self.gradient_checkpointing_stride = config.gradient_checkpointing_stride
         self.gradient_checkpointing_blocks = config.gradient_checkpointing_blocks
 
-    def _run_layers(self, start, stop, hidden, residual, collect):
+    def _run_layers(self, start, stop, hidden, residual, collect, checkpointed=False):
         hs = []
-        for layer in self.layers[start:stop]:
-            if collect:
-                hs.append(hidden)
-            hidden, residual = layer(hidden, residual)
+        # a checkpointed segment is recomputed in backward anyway: the Mamba mixers take their
+        # plain path there instead of the fused inner function (which would recompute again)
+        with fused_inner_suspended() if checkpointed else contextlib.nullcontext():
+            for layer in self.layers[start:stop]:
+                if collect:
+                    hs.append(hidden)
+                hidden, residual = layer(hidden, residual)
         return hidden, residual, tuple(hs)
 
     def cpu_chunk_size(self, L: int) -> int:
@@ -656,7 +660,7 @@ class CaduceusMixerModel(nn.Module):
         for start in range(0, n_ckpt, max(stride, 1)):
             hidden, residual, hs = checkpoint(
                 self._run_layers, start, min(start + max(stride, 1), n_ckpt), hidden, residual,
-                output_hidden_states, use_reentrant=False,
+                output_hidden_states, True, use_reentrant=False,
             )
             all_hidden.extend(hs)
         if n_ckpt < n:
