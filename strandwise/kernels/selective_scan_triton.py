@@ -464,11 +464,15 @@ def _bwd_kernel(
     lane = tl.arange(0, BLOCK_D) % 32
     SUB: tl.constexpr = T // TF
     # this launch's own grid width: n_dblk counts the narrowest channel blocks, not BLOCK_D's
-    scr = (scratch_ptr + (pid0.to(tl.int64) * tl.num_programs(1) + pid_d) * (SUB * NP * BLOCK_D)
-           + offs_n[:, None] * BLOCK_D + tl.arange(0, BLOCK_D)[None, :])
+    scr = scratch_ptr + (pid0.to(tl.int64) * tl.num_programs(1) + pid_d) * (SUB * NP * BLOCK_D)
+    scr_off = offs_n[:, None] * BLOCK_D + tl.arange(0, BLOCK_D)[None, :]  # int32, per thread
     first = (offs_t == 0)[None, :, None]
     last_t = (offs_t == TF - 1)[None, :, None]
-    dA_acc = tl.zeros([NP, BLOCK_D], dtype=tl.float32)
+    # q and dA are carried through the loops as [N, 1, D] tiles of the scans' 3-D layout: as
+    # [N, D] tiles the compiler kept them in the layout of their global loads/stores and changed
+    # layout (through shared memory) at every position of the adjoint
+    q = tl.expand_dims(q, 1)
+    dA_acc = tl.zeros([NP, 1, BLOCK_D], dtype=tl.float32)
     dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     ddb_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     tot_s = tl.zeros([BLOCK_D], dtype=tl.float32)
@@ -481,7 +485,7 @@ def _bwd_kernel(
             h = tl.load(states_ptr + ((b64 * DI + offs_d[None, :]) * n_chunks + c) * N
                         + offs_n[:, None], mask=mnd, other=0.0)
             for s in range(0, SUB - 1):
-                tl.store(scr + s * (NP * BLOCK_D), h)
+                tl.store(scr + (s * (NP * BLOCK_D) + scr_off), h)
                 p = (c * SUB + s) * TF + offs_t
                 pm = p < L
                 if REVERSE:
@@ -491,15 +495,19 @@ def _bwd_kernel(
                 m2 = pm[:, None] & md[None, :]
                 dt, raw = _dt_td(d_base, offs_d, s_dd, phys, m2, dbias, HAS_DBIAS, SOFTPLUS)
                 u = _ld_td(u_base, offs_d, s_ud, phys, m2)
-                Bt = tl.load(B_base + offs_n[:, None] * s_bn + phys[None, :],
+                Bt = tl.load(B_base + (offs_n[:, None] * s_bn + phys[None, :]),
                              mask=mn[:, None] & pm[None, :], other=0.0).to(tl.float32)
                 a = tl.exp2((dt * 1.4426950408889634)[None, :, :] * A[:, None, :])
                 bb = (dt * u)[None, :, :] * Bt[:, :, None]
                 bb = tl.where(first, bb + a * h[:, None, :], bb)
                 _, hs = tl.associative_scan((a, bb), axis=1, combine_fn=_combine)
                 h = tl.sum(tl.where(last_t, hs, 0.0), axis=1)
-            tl.store(scr + (SUB - 1) * (NP * BLOCK_D), h)
-        # pass 2: sub-chunks in reverse
+            tl.store(scr + ((SUB - 1) * (NP * BLOCK_D) + scr_off), h)
+        # pass 2: sub-chunks in reverse. Ordered for register pressure (one [N, TF] fp32 tile per
+        # thread is 16·TF registers): the forward scan first (a, Δ·B·u → h), then C (y and the
+        # adjoint), and B loaded a second time for the gradients, instead of keeping B and Δ·B·u
+        # live across both scans. The kernel still compiles to 255 registers (8 one-warp programs
+        # per SM); this and the [N, 1, D] carries cut its spills from 312 to 160 bytes (sm_90).
         for ss in range(0, SUB):
             s = SUB - 1 - ss
             p = (c * SUB + s) * TF + offs_t
@@ -510,37 +518,27 @@ def _bwd_kernel(
                 phys = p
             m2 = pm[:, None] & md[None, :]
             mnt = mn[:, None] & pm[None, :]
+            bc_off = offs_n[:, None] * s_bn + phys[None, :]
             dt, raw = _dt_td(d_base, offs_d, s_dd, phys, m2, dbias, HAS_DBIAS, SOFTPLUS)
-            Ct = tl.load(C_base + offs_n[:, None] * s_cn + phys[None, :], mask=mnt, other=0.0).to(tl.float32)
-            do = _ld_td(o_base, offs_d, s_od, phys, m2)
             a = tl.exp2((dt * 1.4426950408889634)[None, :, :] * A[:, None, :])
+            if not SUMMARY:
+                h0 = tl.load(scr + (s * (NP * BLOCK_D) + scr_off))
+                u = _ld_td(u_base, offs_d, s_ud, phys, m2)
+                dtu = dt * u
+                Bt = tl.load(B_base + bc_off, mask=mnt, other=0.0).to(tl.float32)
+                bb = dtu[None, :, :] * Bt[:, :, None]
+                _, hs = tl.associative_scan((a, tl.where(first, bb + a * h0[:, None, :], bb)), axis=1,
+                                            combine_fn=_combine)
+            Ct = tl.load(C_base + (offs_n[:, None] * s_cn + phys[None, :]), mask=mnt,
+                         other=0.0).to(tl.float32)
+            do = _ld_td(o_base, offs_d, s_od, phys, m2)
             if HAS_Z:
                 zz = _ld_td(z_base, offs_d, s_zd, phys, m2)
                 sz = _sigmoid(zz)
                 dy = do * zz * sz
             else:
                 dy = do
-            # adjoint: g_t = C_t·dy_t + a_{t+1}·g_{t+1}, q = a_{t+1}·g_{t+1} entering at the last
-            # slot. Unrolled over the TF in-thread slots: the slot selects are compile-time
-            # constants per register, so this is plain register code (Triton's reverse
-            # associative_scan costs warp shuffles here, and a shifted decay would cost an exp).
-            bg = Ct[:, :, None] * dy[None, :, :]
-            g = tl.zeros_like(a)
-            for r in tl.static_range(TF):
-                sel = (offs_t == TF - 1 - r)[None, :, None]
-                g_j = tl.sum(tl.where(sel, bg, -0.0), axis=1) + q
-                g = tl.where(sel, g_j[:, None, :], g)
-                q = tl.sum(tl.where(sel, a, -0.0), axis=1) * g_j
-            if SUMMARY:
-                tot_s += tl.sum(dt, axis=0)
-            else:
-                h0 = tl.load(scr + s * (NP * BLOCK_D))
-                u = _ld_td(u_base, offs_d, s_ud, phys, m2)
-                Bt = tl.load(B_base + offs_n[:, None] * s_bn + phys[None, :], mask=mnt, other=0.0).to(tl.float32)
-                dtu = dt * u
-                bb = dtu[None, :, :] * Bt[:, :, None]
-                _, hs = tl.associative_scan((a, tl.where(first, bb + a * h0[:, None, :], bb)), axis=1,
-                                            combine_fn=_combine)
+            if not SUMMARY:
                 if HAS_Z or STORE_OUT:
                     y = tl.sum(hs * Ct[:, :, None], axis=0)
                     if HAS_D:
@@ -554,8 +552,25 @@ def _bwd_kernel(
                     if STORE_OUT:
                         tl.store(outz_ptr + gbase + offs_d[None, :] * L + phys[:, None],
                                  y.to(outz_ptr.dtype.element_ty), mask=m2)
-                gh = g * (hs - bb)  # g_t·a_t·h_{t-1}
-                dA_acc += tl.sum(gh * dt[None, :, :], axis=1)
+            # adjoint: g_t = C_t·dy_t + a_{t+1}·g_{t+1}, q = a_{t+1}·g_{t+1} entering at the last
+            # slot. Unrolled over the TF in-thread slots: the slot selects are compile-time
+            # constants per register, so this is plain register code (Triton's reverse
+            # associative_scan costs warp shuffles here, and a shifted decay would cost an exp).
+            bg = Ct[:, :, None] * dy[None, :, :]
+            g = tl.zeros_like(a)
+            for r in tl.static_range(TF):
+                sel = (offs_t == TF - 1 - r)[None, :, None]
+                g_j = tl.sum(tl.where(sel, bg, -0.0), axis=1, keep_dims=True) + q
+                g = tl.where(sel, g_j, g)
+                q = tl.sum(tl.where(sel, a, -0.0), axis=1, keep_dims=True) * g_j
+            if SUMMARY:
+                tot_s += tl.sum(dt, axis=0)
+            else:
+                # B again rather than kept live across both scans (an L1 hit: every thread of the
+                # program reads the same [N, TF] values)
+                Bt = tl.load(B_base + bc_off, mask=mnt, other=0.0).to(tl.float32)
+                gh = g * (hs - dtu[None, :, :] * Bt[:, :, None])  # g_t·a_t·h_{t-1}
+                dA_acc += tl.sum(gh * dt[None, :, :], axis=1, keep_dims=True)
                 gB = tl.sum(g * Bt[:, :, None], axis=0)
                 ddt = u * gB + tl.sum(gh * A[:, None, :], axis=0)
                 du = dt * gB + Dv[None, :] * dy
@@ -585,6 +600,8 @@ def _bwd_kernel(
                     tl.store(dBp_ptr + pbase + N * L + offs_n[:, None] * L + phys[None, :], dCc,
                              mask=mnt)
     sb = pid0.to(tl.int64) * DI  # (B * n_seg, DI[, N]) partials / summaries
+    q = tl.sum(q, axis=1)
+    dA_acc = tl.sum(dA_acc, axis=1)
     if SUMMARY:
         tl.store(gsum_ptr + (sb + offs_d[None, :]) * N + offs_n[:, None], q, mask=mnd)
         tl.store(dsum_ptr + sb + offs_d, tot_s, mask=md)
@@ -625,13 +642,18 @@ _SEG_MIN_CHUNKS = 2  # module-level so tests can force sequence splits on short 
 # per position). 131k inputs already get 16-chunk segments; 32-position chunks keep 2 (at
 # (4, 512, 1,024) 4 or 8 were slower).
 _SEG_MIN_CHUNKS_T64 = 8
-_PROGRAMS_PER_SM = 32  # 1-warp programs: 32 resident per SM hide the scan's latency
+_PROGRAMS_PER_SM = 32  # plan target: 1-warp programs per SM (the backward, at 255 registers, fits only 8: ncu, 2026-12-03)
 
 
 def _chunk_len(L: int) -> int:
     # The forward saves the state every T positions (N/T fp32 per position and channel). Up to
     # 8k positions T = 32 allows twice the sequence split (short inputs need it to fill the GPU);
     # below 32, the smallest power of two (≥ 16) that covers L.
+    forced = os.environ.get("STRANDWISE_SCAN_CHUNK")  # plan sweeps only: 16, 32 or 64
+    if forced:
+        if forced not in ("16", "32", "64"):
+            raise ValueError(f"STRANDWISE_SCAN_CHUNK must be 16, 32 or 64; got {forced!r}")
+        return int(forced)
     if L > 8192:
         return 64
     return 32 if L >= 32 else max(16, triton.next_power_of_2(L))

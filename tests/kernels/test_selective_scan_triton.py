@@ -160,6 +160,19 @@ def test_kernels_under_triton_interpreter():
     assert proc.returncode == 0 and "INTERPRETER-OK" in proc.stdout, proc.stdout + proc.stderr
 
 
+def test_chunk_length_override(monkeypatch):
+    pytest.importorskip("triton")
+    from strandwise.kernels import selective_scan_triton as st
+
+    monkeypatch.delenv("STRANDWISE_SCAN_CHUNK", raising=False)
+    assert (st._chunk_len(131072), st._chunk_len(4096), st._chunk_len(20)) == (64, 32, 32)
+    monkeypatch.setenv("STRANDWISE_SCAN_CHUNK", "16")
+    assert st._chunk_len(131072) == 16
+    monkeypatch.setenv("STRANDWISE_SCAN_CHUNK", "48")
+    with pytest.raises(ValueError, match="16, 32 or 64"):
+        st._chunk_len(1024)
+
+
 def test_naive_reference_matches_closed_form():
     # One channel, one state, constant Δ: h_t = Σ_s a^{t-s}·Δ·B_s·u_s with a = exp(Δ·A).
     L = 6
