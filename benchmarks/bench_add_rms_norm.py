@@ -21,6 +21,8 @@ import json
 
 import torch
 
+from strandwise.io.atomic import atomic_write_text
+
 CASES = [("PS NormRC + swap", 4, 131072, 512, True, True), ("Ph RMSNorm", 8, 131072, 256, False, False)]
 
 
@@ -82,8 +84,7 @@ def main():
                 print(f"{r_['case']:<20}{impl:>9}{r_[f'{impl}_fwd_ms']:>9.3f}{r_[f'{impl}_bwd_ms']:>9.3f}")
         print(f"{r_['case']:<20}{'floor':>9}{r_['floor_fwd_ms']:>9.3f}{r_['floor_bwd_ms']:>9.3f}")
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(res, fh, indent=2)
+        atomic_write_text(args.out, json.dumps(res, indent=2))
 
 
 if __name__ == "__main__":

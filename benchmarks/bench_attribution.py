@@ -18,6 +18,7 @@ import time
 import torch
 
 from strandwise import Cherimoya
+from strandwise.io.atomic import atomic_write_text
 from strandwise.interpret import LogCountWrapper, deep_lift_shap, saturation_mutagenesis
 
 
@@ -66,8 +67,7 @@ def main():
     for r in rows:
         print(f"{r['case']:<52}{r['loci']:>6} loci {r['s']:>9.2f} s {r['loci_per_s']:>9.2f} loci/s")
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(res, fh, indent=2)
+        atomic_write_text(args.out, json.dumps(res, indent=2))
 
 
 if __name__ == "__main__":

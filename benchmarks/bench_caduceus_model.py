@@ -21,6 +21,7 @@ import time
 import torch
 
 from strandwise.models.caduceus import CaduceusForMaskedLM, published_config
+from strandwise.io.atomic import atomic_write_text
 
 
 def set_checkpointing(model, on: bool, blocks=None):
@@ -172,8 +173,7 @@ def main():
         pk = r["peak_GiB"] if isinstance(r["peak_GiB"], str) else f"{r['peak_GiB']:.1f}"
         print(f"{r['case']:<60}{ms:>10}{tps:>14}{pk:>10}")
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(results, fh, indent=2)
+        atomic_write_text(args.out, json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ import json
 import torch
 import torch.nn.functional as F
 
+from strandwise.io.atomic import atomic_write_text
+
 SHAPES = [(4, 512, 131072), (8, 512, 131072), (2, 512, 16384), (8, 1024, 4096)]
 
 
@@ -82,8 +84,7 @@ def main():
               f"{r['triton_fwd_ms']:>10.3f}{r['torch_fwd_ms']:>10.3f}{r['floor_fwd_ms']:>7.3f} | "
               f"{r['triton_bwd_ms']:>10.3f}{r['torch_bwd_ms']:>10.3f}{r['floor_bwd_ms']:>7.3f}")
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(res, fh, indent=2)
+        atomic_write_text(args.out, json.dumps(res, indent=2))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import time
 
 import torch
 
+from strandwise.io.atomic import atomic_write_text
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 GUE = os.path.join(HERE, "..", "..", "shared", "data", "gue_subset")
 TASKS = ["prom/prom_core_tata", "mouse/2", "mouse/3", "tf/2"]
@@ -86,7 +88,7 @@ def main(argv=None):
                              "steps": res.metrics["steps"], "n_parameters": res.metrics["n_parameters"],
                              "best_epoch": res.best_epoch, "test": res.metrics.get("test"),
                              "valid": res.metrics.get("valid")}
-            json.dump(summary, open(summary_path, "w"), indent=2)
+            atomic_write_text(summary_path, json.dumps(summary, indent=2))
             print(name, summary[name]["test"], flush=True)
 
 

@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import torch
 
+from strandwise.io.atomic import atomic_write_text
+
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 SETS = {"human_nontata_promoters": "gb_human_nontata_promoters_test/test.tsv",
         "drosophila_enhancers_stark": "gb_drosophila_enhancers_stark_test/test.csv"}
@@ -33,7 +35,7 @@ def main(out):
         summary[name] = {"accuracy": accs, "mcc": mccs, "accuracy_mean": float(np.mean(accs)),
                          "accuracy_range": float(np.ptp(accs)), "mcc_mean": float(np.mean(mccs))}
         print(name, summary[name], flush=True)
-    json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=2)
+    atomic_write_text(os.path.join(out, "summary.json"), json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

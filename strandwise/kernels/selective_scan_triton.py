@@ -672,6 +672,20 @@ def _num_sms(device) -> int:
     return n
 
 
+def _env_int(name: str, default: int) -> int:
+    """A positive-integer plan override from the environment (experiments), with a clear error."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise ValueError(f"{name} must be a positive integer; got {raw!r}")
+    return v
+
+
 def _plan_segments(batch: int, di: int, n_chunks: int, device, T: int) -> tuple[int, int]:
     """(n_seg, chunks per segment): split L only when batch × channel blocks cannot fill the GPU.
 
@@ -679,9 +693,9 @@ def _plan_segments(batch: int, di: int, n_chunks: int, device, T: int) -> tuple[
     64-position chunks) so the summary pass stays a small fraction of the work.
     """
     programs = batch * triton.cdiv(di, 32)
-    per_sm = int(os.environ.get("STRANDWISE_SCAN_PROGRAMS_PER_SM", _PROGRAMS_PER_SM))
+    per_sm = _env_int("STRANDWISE_SCAN_PROGRAMS_PER_SM", _PROGRAMS_PER_SM)
     default = _SEG_MIN_CHUNKS if T < 64 else max(_SEG_MIN_CHUNKS, _SEG_MIN_CHUNKS_T64)
-    min_chunks = int(os.environ.get("STRANDWISE_SCAN_SEG_MIN_CHUNKS", default))
+    min_chunks = _env_int("STRANDWISE_SCAN_SEG_MIN_CHUNKS", default)
     target = per_sm * _num_sms(device)
     n_seg = 1
     if programs < target:

@@ -44,7 +44,6 @@ def test_masking_statistics_on_a_million_real_tokens(store):
     assert np.array_equal(tgt[sel], ids[sel]) and (tgt[~sel] == 4).all()
     assert np.array_equal(inp[~sel], ids[~sel])
     # random replacements are uniform over all 12 tokenizer ids 0..11 (specials and N included)
-    rand_pos = sel & ~masked
     u = np.random.default_rng(123)
     u_sel, u_mask, u_rand = u.random(n), u.random(n), u.random(n)
     rand_ids = u.integers(0, 12, n)

@@ -160,7 +160,7 @@ def test_kernels_under_triton_interpreter():
     assert proc.returncode == 0 and "INTERPRETER-OK" in proc.stdout, proc.stdout + proc.stderr
 
 
-def test_chunk_length_override(monkeypatch):
+def test_plan_overrides_from_the_environment(monkeypatch):
     pytest.importorskip("triton")
     from strandwise.kernels import selective_scan_triton as st
 
@@ -171,6 +171,13 @@ def test_chunk_length_override(monkeypatch):
     monkeypatch.setenv("STRANDWISE_SCAN_CHUNK", "48")
     with pytest.raises(ValueError, match="16, 32 or 64"):
         st._chunk_len(1024)
+    monkeypatch.delenv("STRANDWISE_SCAN_CHUNK")
+    for bad in ("x", "0", "-3"):
+        monkeypatch.setenv("STRANDWISE_SCAN_PROGRAMS_PER_SM", bad)
+        with pytest.raises(ValueError, match="STRANDWISE_SCAN_PROGRAMS_PER_SM must be a positive"):
+            st._plan_segments(1, 64, 8, torch.device("cpu"), 32)
+    monkeypatch.setenv("STRANDWISE_SCAN_PROGRAMS_PER_SM", "4")
+    assert st._plan_segments(1, 64, 8, torch.device("cpu"), 32) == (4, 2)  # 8 SMs x 4 / 2 blocks
 
 
 def test_naive_reference_matches_closed_form():
