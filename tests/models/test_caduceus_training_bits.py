@@ -93,6 +93,36 @@ def test_partial_checkpointing_recomputes_only_the_first_blocks(blocks, stride):
         torch.testing.assert_close(b.grad, a.grad, rtol=1e-9, atol=1e-12, msg=lambda m: f"{n}: {m}")
 
 
+def test_checkpointed_blocks_suspend_the_fused_mixer_path():
+    """The Mamba mixers of checkpointed blocks run with the fused inner function suspended, in
+    the first pass and in the recompute; the other blocks' mixers do not (on CUDA they take it)."""
+    from strandwise.models import mamba as mamba_mod
+    from strandwise.models.mamba import Mamba, fused_inner_suspended
+
+    assert not getattr(mamba_mod._fused_state, "off", False)
+    with fused_inner_suspended():
+        with fused_inner_suspended():
+            assert mamba_mod._fused_state.off
+        assert mamba_mod._fused_state.off  # nested exit restores, not clears
+    assert not mamba_mod._fused_state.off
+
+    torch.manual_seed(0)
+    m = CaduceusForMaskedLM(small(gradient_checkpointing=True, gradient_checkpointing_blocks=2)).train()
+    seen = {}
+    for i, layer in enumerate(m.caduceus.backbone.layers):
+        for mod in layer.modules():
+            if isinstance(mod, Mamba):
+                mod.register_forward_pre_hook(
+                    lambda *_, i=i: seen.setdefault(i, []).append(mamba_mod._fused_state.off))
+    ids = torch.randint(7, 12, (2, 16))
+    m(ids, labels=ids).loss.backward()
+    assert sorted(seen) == [0, 1, 2, 3]
+    assert all(all(v) for i, v in seen.items() if i < 2)  # checkpointed: first pass + recompute
+    assert not any(any(v) for i, v in seen.items() if i >= 2)
+    assert len(seen[0]) == 2 * len(seen[3])  # recomputed once in backward
+    assert not mamba_mod._fused_state.off
+
+
 def test_checkpointing_blocks_validated_and_kept_in_config_json():
     with pytest.raises(ValueError, match="gradient_checkpointing_blocks"):
         small(gradient_checkpointing_blocks=5)
