@@ -7,15 +7,12 @@ projections and gets ``y`` back from the scan's backward kernel. ``gpu``: the co
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
 from strandwise.kernels.mamba_inner import mamba_inner_fn, mamba_inner_reference
 from strandwise.models.mamba import Mamba
+from interpreter_run import run_under_interpreter
 
 NAMES = ("xz", "conv_weight", "conv_bias", "x_proj_weight", "dt_proj_weight", "A", "D",
          "delta_bias", "out_proj_weight", "out_proj_bias")
@@ -158,16 +155,7 @@ print("INTERPRETER-OK")
 
 
 def test_triton_path_under_interpreter():
-    pytest.importorskip("triton")
-    if torch.cuda.is_available():
-        pytest.skip("CUDA present: the gpu-marked test runs the compiled kernels")
-    testdir = os.path.dirname(os.path.abspath(__file__))
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    root = os.path.dirname(os.path.dirname(testdir))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-c", _INTERP_SCRIPT.format(testdir=testdir)],
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0 and "INTERPRETER-OK" in proc.stdout, proc.stdout + proc.stderr
+    run_under_interpreter(_INTERP_SCRIPT, __file__)
 
 
 # ---------------------------------------------------------------------------------------------

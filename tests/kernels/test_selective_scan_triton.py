@@ -13,13 +13,11 @@ The CPU test runs the same kernels under ``TRITON_INTERPRET=1`` on tiny shapes.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 import torch.nn.functional as F
+
+from interpreter_run import run_under_interpreter
 
 TOL = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 2e-2}
 
@@ -146,18 +144,7 @@ print("INTERPRETER-OK")
 
 
 def test_kernels_under_triton_interpreter():
-    pytest.importorskip("triton")
-    if torch.cuda.is_available():
-        # The gpu-marked tests cover the compiled kernels there; Triton 3.6's interpreter also
-        # trips over scalar conversion with the newer NumPy of the GPU image.
-        pytest.skip("CUDA present: the gpu-marked parity tests run the compiled kernels")
-    testdir = os.path.dirname(os.path.abspath(__file__))
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    root = os.path.dirname(os.path.dirname(testdir))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-c", _INTERP_SCRIPT.format(testdir=testdir)],
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0 and "INTERPRETER-OK" in proc.stdout, proc.stdout + proc.stderr
+    run_under_interpreter(_INTERP_SCRIPT, __file__)
 
 
 def test_plan_overrides_from_the_environment(monkeypatch):
