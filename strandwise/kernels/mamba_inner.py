@@ -163,7 +163,9 @@ class MambaInnerFn(torch.autograd.Function):
             dy, None, xc.detach(), delta.detach(), A.detach().contiguous(), Bc, Cc,
             None if D is None else D.detach(), z, None if dbias is None else dbias.detach(),
             True, ctx.reverse, states, ctx.plan, return_out=True)
-        dW_out = torch.bmm(dout, y.to(dout.dtype).transpose(1, 2)).sum(0).to(out_w.dtype) if needs[8] else None
+        dW_out = None
+        if needs[8]:  # y comes back in u's dtype; the product runs in dout's (the weight's)
+            dW_out = torch.bmm(dout, y.to(dout.dtype).transpose(1, 2)).sum(0).to(out_w.dtype)
         db_out = dout.sum(dim=(0, 2)).to(out_b.dtype) if (out_b is not None and needs[9]) else None
         # the rest through autograd of the recomputed conv and projections; dz goes straight to xz
         wanted = [(i, t) for i, t in enumerate((x, conv_w, conv_b, xproj_w, dtproj_w))

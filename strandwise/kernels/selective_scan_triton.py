@@ -645,15 +645,30 @@ _SEG_MIN_CHUNKS_T64 = 8
 _PROGRAMS_PER_SM = 32  # plan target: 1-warp programs per SM (the backward, at 255 registers, fits only 8: ncu, 2026-12-03)
 
 
+def _env_int(name: str, default: int, choices: tuple[int, ...] | None = None) -> int:
+    """A positive-integer plan override from the environment (experiments), with a clear error."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        v = 0
+    if choices is not None and v not in choices:
+        allowed = ", ".join(map(str, choices[:-1])) + f" or {choices[-1]}"
+        raise ValueError(f"{name} must be {allowed}; got {raw!r}")
+    if v < 1:
+        raise ValueError(f"{name} must be a positive integer; got {raw!r}")
+    return v
+
+
 def _chunk_len(L: int) -> int:
     # The forward saves the state every T positions (N/T fp32 per position and channel). Up to
     # 8k positions T = 32 allows twice the sequence split (short inputs need it to fill the GPU);
     # below 32, the smallest power of two (≥ 16) that covers L.
-    forced = os.environ.get("STRANDWISE_SCAN_CHUNK")  # plan sweeps only: 16, 32 or 64
+    forced = _env_int("STRANDWISE_SCAN_CHUNK", 0, choices=(16, 32, 64))  # plan sweeps only
     if forced:
-        if forced not in ("16", "32", "64"):
-            raise ValueError(f"STRANDWISE_SCAN_CHUNK must be 16, 32 or 64; got {forced!r}")
-        return int(forced)
+        return forced
     if L > 8192:
         return 64
     return 32 if L >= 32 else max(16, triton.next_power_of_2(L))
@@ -672,18 +687,6 @@ def _num_sms(device) -> int:
     return n
 
 
-def _env_int(name: str, default: int) -> int:
-    """A positive-integer plan override from the environment (experiments), with a clear error."""
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        v = int(raw)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise ValueError(f"{name} must be a positive integer; got {raw!r}")
-    return v
 
 
 def _plan_segments(batch: int, di: int, n_chunks: int, device, T: int) -> tuple[int, int]:

@@ -22,7 +22,11 @@ from strandwise.kernels.selective_scan import selective_scan_fn
 
 __all__ = ["Mamba", "RMSNorm", "rms_norm", "causal_conv1d", "causal_conv1d_silu", "fused_inner_suspended"]
 
-_fused_state = threading.local()
+class _FusedState(threading.local):
+    off = False  # per thread: set by fused_inner_suspended
+
+
+_fused_state = _FusedState()
 
 
 @contextlib.contextmanager
@@ -32,7 +36,7 @@ def fused_inner_suspended():
     recomputes the block in backward, and the fused function would recompute its inner part a
     second time (measured on an H200 at 4 × 131,072 bp, all 16 blocks checkpointed: 3.52 s per
     step fused vs 3.27 s plain, same peak memory)."""
-    prev = getattr(_fused_state, "off", False)
+    prev = _fused_state.off
     _fused_state.off = True
     try:
         yield
@@ -191,7 +195,7 @@ class Mamba(nn.Module):
         xz = proj(self.in_proj, hidden_states.transpose(1, 2))  # (B, 2di, L)
         A = -torch.exp(self.A_log.float())
         if (self.use_fast_path and xz.is_cuda and torch.is_grad_enabled()
-                and not getattr(_fused_state, "off", False)):
+                and not _fused_state.off):
             # training on CUDA: one autograd node from xz to out_proj that keeps only xz (and the
             # scan's chunk states) and recomputes the conv and the projections in backward
             out = mamba_inner_fn(

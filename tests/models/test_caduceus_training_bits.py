@@ -99,7 +99,7 @@ def test_checkpointed_blocks_suspend_the_fused_mixer_path():
     from strandwise.models import mamba as mamba_mod
     from strandwise.models.mamba import Mamba, fused_inner_suspended
 
-    assert not getattr(mamba_mod._fused_state, "off", False)
+    assert not mamba_mod._fused_state.off
     with fused_inner_suspended():
         with fused_inner_suspended():
             assert mamba_mod._fused_state.off
