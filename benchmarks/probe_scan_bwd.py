@@ -6,7 +6,7 @@ One forward and ``--reps`` backward calls per shape on ``bench_selective_scan.ma
 overrides. Prints one JSON line per shape with the plan and, with ``--time``, the median wall
 time of the forward and of the backward call alone (``triton.testing.do_bench``).
 
-    python benchmarks/probe_scan_bwd.py --time --shapes 2x512x131072,8x1024x4096
+    python benchmarks/probe_scan_bwd.py --time --shapes 2x512x131072,8x1024x4096 [--deterministic both]
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ def main():
     ap.add_argument("--bwd-configs", default="",
                     help="semicolon list of TF:num_warps:maxnreg (0 = none); each replaces the "
                          "backward's autotuned configs in turn (BLOCK_D = 32·num_warps)")
+    ap.add_argument("--deterministic", default="0", choices=("0", "1", "both"),
+                    help="torch.use_deterministic_algorithms for the runs: 1 = dB/dC as partials "
+                         "summed in a fixed order instead of atomic adds; both = each shape twice")
     args = ap.parse_args()
     cfgs = [None]
     if args.bwd_configs:
@@ -42,10 +45,13 @@ def main():
             tf, w, mr = cfg
             conf = triton.Config({"BLOCK_D": 32 * w, "TF": tf}, num_warps=w, num_stages=1,
                                  maxnreg=mr or None)
-            sst._bwd_kernel_tuned = triton.autotune(configs=[conf], key=sst._AUTOTUNE_KEY)(sst._bwd_kernel)
+            sst._bwd_kernel_tuned = triton.autotune(configs=[conf], key=sst._AUTOTUNE_KEY + ["ATOMIC_BC"],
+                                                   reset_to_zero=["dBp_ptr"])(sst._bwd_kernel)
             sst._MIN_TF_BWD = min(tf, base_min_tf)
         for spec in args.shapes.split(","):
-            run_shape(spec, cfg, args)
+            for det in ((False, True) if args.deterministic == "both" else (args.deterministic == "1",)):
+                torch.use_deterministic_algorithms(det, warn_only=True)
+                run_shape(spec, cfg, args)
 
 
 def run_shape(spec, cfg, args):
@@ -63,6 +69,7 @@ def run_shape(spec, cfg, args):
     bwd()  # autotune
     torch.cuda.synchronize()
     row = dict(shape=spec, plan=list(plan), cfg=cfg,
+               deterministic=torch.are_deterministic_algorithms_enabled(),
                env={k: v for k, v in os.environ.items() if k.startswith("STRANDWISE_SCAN")})
     if args.time:
         row["fwd_ms"] = triton.testing.do_bench(lambda: sst.selective_scan_triton_fwd(*fwd_args),

@@ -26,16 +26,19 @@ Design (why it looks like this):
 * **Backward.** Per chunk, walked in reverse: recompute ``h`` (forward scan), run the reverse scan
   ``g_t = C_t·dy_t + a_{t+1}·g_{t+1}`` (``a_{t+1}`` comes from re-reading Δ one position ahead),
   and use ``a_t·h_{t-1} = h_t − Δ_t·B_t·u_t`` so no shifted state is needed. dA, dD and
-  d delta_bias accumulate in registers; dB and dC (reductions over channels) are written as
-  per-channel-block partials and summed afterwards, which keeps them deterministic.
+  d delta_bias accumulate in registers; dB and dC (reductions over channels) are reduced over
+  each warp's 32 channels in registers and then either added atomically (fp32) into one buffer —
+  the default — or, under ``torch.use_deterministic_algorithms(True)`` (or for d_state ≠ 16),
+  written as per-channel-block partials and summed afterwards in a fixed order.
 * **Reverse** maps logical position p to physical ``L-1-p`` in every address computation, so the
   reverse scan needs no flipped copies.
 * **Numerics.** fp32 state and accumulation, ``exp2`` with ``A`` pre-scaled by log2(e), softplus in
   fp32 with threshold 20; inputs are cast at load, outputs at store.
 
 Autotuning only varies ``BLOCK_D`` and ``num_warps``; every kernel writes only buffers it never
-reads (partials are written, not accumulated), so repeated launches while tuning are idempotent
-and the first, tuned call returns the same result as later calls.
+reads, except the atomic dB/dC sum, which the autotuner zeroes before every trial and before the
+tuned run, so the first, tuned call returns the same result as later calls (to float rounding of
+the atomic sum's order; bit for bit with deterministic algorithms on).
 """
 
 from __future__ import annotations
@@ -412,7 +415,7 @@ def _bwd_kernel(
     s_ub, s_ud, s_db, s_dd, s_zb, s_zd, s_bb, s_bn, s_cb, s_cn, s_ob, s_od,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DBIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_DLAST: tl.constexpr, REVERSE: tl.constexpr, SUMMARY: tl.constexpr,
-    LANE_RS: tl.constexpr, STORE_OUT: tl.constexpr,
+    LANE_RS: tl.constexpr, STORE_OUT: tl.constexpr, ATOMIC_BC: tl.constexpr,
     BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, TF: tl.constexpr,
 ):
     # Same [N, TF, BLOCK_D] tiles as the forward: one channel per thread with all its states and
@@ -587,12 +590,17 @@ def _bwd_kernel(
                 # dB/dC: sums over channels, written per channel block as fp32 partials
                 # (B, rows, 2, N, L) and summed on the host (deterministic)
                 if LANE_RS:
-                    # rows are warps (32 channels); lane l stores (dC if l & 16 else dB)[l & 15]
+                    # rows are warps (32 channels); lane l holds (dC if l & 16 else dB)[l & 15]
                     red = _lane_sum_scatter16(g * dtu[None, :, :], hs * dy[None, :, :], offs_n, lane)
                     row = offs_d // 32
-                    paddr = ((((b64 * n_dblk + row) * 2 + (lane // 16) % 2) * N + lane % 16) * L)
-                    tl.store(dBp_ptr + paddr[None, :] + phys[:, None], red,
-                             mask=pm[:, None] & (row < n_dblk)[None, :])
+                    if ATOMIC_BC:  # added into one (B, 2, N, L) fp32 sum (an L2-resident reduction)
+                        paddr = (((b64 * 2 + (lane // 16) % 2) * N + lane % 16) * L)
+                        tl.atomic_add(dBp_ptr + paddr[None, :] + phys[:, None], red,
+                                      mask=pm[:, None] & (row < n_dblk)[None, :], sem="relaxed")
+                    else:
+                        paddr = ((((b64 * n_dblk + row) * 2 + (lane // 16) % 2) * N + lane % 16) * L)
+                        tl.store(dBp_ptr + paddr[None, :] + phys[:, None], red,
+                                 mask=pm[:, None] & (row < n_dblk)[None, :])
                 else:
                     dBc = tl.sum(g * dtu[None, :, :], axis=2)  # [N, TF]
                     dCc = tl.sum(hs * dy[None, :, :], axis=2)
@@ -627,7 +635,10 @@ _BWD_CONFIGS = [  # TF = 4 spills heavily in the backward (255 registers + 1.5 K
 _AUTOTUNE_KEY = ["L", "DI", "N", "n_seg", "HAS_Z", "HAS_D", "REVERSE"]
 
 _fwd_kernel_tuned = triton.autotune(configs=_FWD_CONFIGS, key=_AUTOTUNE_KEY)(_fwd_kernel)
-_bwd_kernel_tuned = triton.autotune(configs=_BWD_CONFIGS, key=_AUTOTUNE_KEY)(_bwd_kernel)
+# dBp_ptr is zeroed before every tuning trial and before the tuned run: with ATOMIC_BC the kernel
+# adds into it (without, it only writes, and the zeroing is a wasted memset during tuning only)
+_bwd_kernel_tuned = triton.autotune(configs=_BWD_CONFIGS, key=_AUTOTUNE_KEY + ["ATOMIC_BC"],
+                                    reset_to_zero=["dBp_ptr"])(_bwd_kernel)
 
 # The dB/dC partial buffers have one row per channel block; size them for the smallest BLOCK_D
 # any config can pick and sum only the rows the chosen config wrote.
@@ -818,7 +829,14 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
     lane_rs = (not interp and N == 16 and os.environ.get("STRANDWISE_SCAN_LANE_RS", "1") != "0")
     if lane_rs:
         n_dblk_max = triton.cdiv(di, 32)
-    dBCp = torch.empty((batch, n_dblk_max, 2, N, L), device=dev, dtype=f32)
+    # dB/dC: with the lane reduce-scatter, fp32 atomic adds of the channel blocks' sums into one
+    # (B, 2, N, L) buffer, unless torch.use_deterministic_algorithms is on (then per-block partials
+    # summed here in a fixed order: bit-reproducible, one more pass over n_dblk × that buffer)
+    atomic_bc = lane_rs and not torch.are_deterministic_algorithms_enabled()
+    if atomic_bc:
+        dBCp = torch.zeros((batch, 1, 2, N, L), device=dev, dtype=f32)
+    else:
+        dBCp = torch.empty((batch, n_dblk_max, 2, N, L), device=dev, dtype=f32)
     dAp = torch.empty((batch * n_seg, di, N), device=dev, dtype=f32)
     dDp = torch.empty((batch * n_seg, di), device=dev, dtype=f32)
     ddbp = torch.empty((batch * n_seg, di), device=dev, dtype=f32)
@@ -841,7 +859,7 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
     flags = dict(
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DBIAS=delta_bias is not None,
         SOFTPLUS=bool(delta_softplus), HAS_DLAST=dlast is not None, REVERSE=bool(reverse),
-        LANE_RS=lane_rs, STORE_OUT=bool(return_out), NP=NP, T=T,
+        LANE_RS=lane_rs, STORE_OUT=bool(return_out), ATOMIC_BC=atomic_bc, NP=NP, T=T,
     )
     if n_seg > 1:  # adjoint summaries of every segment (a_start·g_start from zero, ΣΔ)
         grid = (batch * n_seg, triton.cdiv(di, block_d))
@@ -856,8 +874,11 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
         grid = lambda meta: (batch * n_seg, triton.cdiv(di, meta["BLOCK_D"]))  # noqa: E731
         _bwd_kernel_tuned[grid](*args(n_dblk_max), **flags, SUMMARY=False)
         used_bd = _bwd_kernel_tuned.best_config.kwargs["BLOCK_D"]
-    n_used = n_dblk_max if lane_rs else triton.cdiv(di, used_bd)  # rows the kernel wrote
-    dBC = dBCp[:, :n_used].sum(dim=1)
+    if atomic_bc:
+        dBC = dBCp[:, 0]
+    else:
+        n_used = n_dblk_max if lane_rs else triton.cdiv(di, used_bd)  # rows the kernel wrote
+        dBC = dBCp[:, :n_used].sum(dim=1)
     dB = dBC[:, 0].to(dB_dtype)
     dC = dBC[:, 1].to(dC_dtype)
     dA = dAp.sum(dim=0)
