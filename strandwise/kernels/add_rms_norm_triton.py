@@ -19,6 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
+from strandwise.kernels._host import cdiv, next_pow2
+
 BLOCK_ROWS = 8
 
 
@@ -116,9 +118,9 @@ class AddRMSNormFunc(torch.autograd.Function):
         s = torch.empty((n_rows, C), device=x.device, dtype=torch.float32)
         y = torch.empty((n_rows, C), device=x.device, dtype=x.dtype)
         rstd = torch.empty((n_rows, G), device=x.device, dtype=torch.float32)
-        BD = triton.next_power_of_2(DH)
+        BD = next_pow2(DH)
         BR = max(1, min(BLOCK_ROWS, 4096 // BD))
-        _fwd[(triton.cdiv(n_rows, BR),)](x2, r2, weight, s, y, rstd, n_rows, eps, sx, sr,
+        _fwd[(cdiv(n_rows, BR),)](x2, r2, weight, s, y, rstd, n_rows, eps, sx, sr,
                                           DH=DH, G=G, FLIP=bool(rc), SWAP=bool(swap), HAS_RES=has_res,
                                           BR=BR, BD=BD, num_warps=4 if BD <= 1024 else 8)
         ctx.save_for_backward(s, rstd, weight)
@@ -138,10 +140,10 @@ class AddRMSNormFunc(torch.autograd.Function):
         ds2 = ds.reshape(-1, C).contiguous() if ds is not None else dy2
         dx = torch.empty((n_rows, C), device=s.device, dtype=x_dtype)
         dr = torch.empty((n_rows, C), device=s.device, dtype=r_dtype) if has_res else dx
-        n_tiles = triton.cdiv(n_rows, BR)
+        n_tiles = cdiv(n_rows, BR)
         n_prog = max(1, min(n_tiles, torch.cuda.get_device_properties(s.device).multi_processor_count * 8))
         dwp = torch.empty((n_prog, G, DH), device=s.device, dtype=torch.float32)
-        _bwd[(n_prog,)](dy2, ds2, s, rstd, weight, dx, dr, dwp, n_rows, triton.cdiv(n_tiles, n_prog), n_prog,
+        _bwd[(n_prog,)](dy2, ds2, s, rstd, weight, dx, dr, dwp, n_rows, cdiv(n_tiles, n_prog), n_prog,
                         DH=DH, G=G, FLIP=rc, SWAP=swap, HAS_DS=ds is not None, HAS_RES=has_res,
                         BR=BR, BD=BD, num_warps=4 if BD <= 1024 else 8)
         dw = dwp.sum(dim=(0, 1))  # group 1's partials are already stored at their weight's indices

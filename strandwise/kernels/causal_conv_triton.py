@@ -20,6 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
+from strandwise.kernels._host import cdiv
+
 BLOCK_D = 16
 BLOCK_L = 256
 
@@ -126,7 +128,7 @@ def _bwd_dx(g_ptr, w_ptr, dx_ptr, D, L, sgb, sgd, sxb, sxd,
 
 
 def _grid(B, D, L):
-    return (triton.cdiv(L, BLOCK_L), triton.cdiv(D, BLOCK_D), B)
+    return (cdiv(L, BLOCK_L), cdiv(D, BLOCK_D), B)
 
 
 def _lastdim(t):
@@ -159,7 +161,7 @@ class CausalConv1dSiluFunc(torch.autograd.Function):
         dout = _lastdim(dout)
         B, D, L = x.shape
         K = w.shape[1]
-        n_lblk = triton.cdiv(L, BLOCK_L)
+        n_lblk = cdiv(L, BLOCK_L)
         g = torch.empty((B, D, L), device=x.device, dtype=torch.float32)  # dx is gathered from fp32 g
         dwp = torch.empty((B * n_lblk, D, K), device=x.device, dtype=torch.float32)
         dbp = torch.empty((B * n_lblk, D), device=x.device, dtype=torch.float32) if has_b else dwp

@@ -41,6 +41,7 @@ import weakref
 import torch
 import torch.nn.functional as F
 
+from strandwise.kernels._host import cdiv, next_pow2
 from strandwise.kernels.conv_norm import CONV_NORM_EPS, _cheri_conv_norm_cpu, triton_available
 
 __all__ = [
@@ -142,7 +143,7 @@ def _heuristic(bc: int, H: int):
 
 def _infer_impl(x, conv_weight, w1, w2, dilation: int, residual_scale: float, eps: float, fp32_dot: str):
     k = _kernels()
-    triton, cnt = k.triton, k.cnt
+    cnt = k.cnt
     x = x.contiguous()
     N, L, C = x.shape
     H = w1.shape[0]
@@ -157,11 +158,11 @@ def _infer_impl(x, conv_weight, w1, w2, dilation: int, residual_scale: float, ep
     else:
         dot, prec, wdtype = 0, "ieee", x.dtype
     w1t, w2t = _derived_weights(w1, w2, residual_scale, wdtype)
-    bc = max(16, triton.next_power_of_2(C))
+    bc = max(16, next_pow2(C))
     NL = N * L
 
     def grid(meta):
-        return (triton.cdiv(NL, meta["BLOCK_M"]),)
+        return (cdiv(NL, meta["BLOCK_M"]),)
 
     args = (x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, int(dilation))
     fast = dot == 0 and _FAST_GELU["ok"]

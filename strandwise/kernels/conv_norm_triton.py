@@ -54,6 +54,8 @@ import torch
 import triton
 import triton.language as tl
 
+from strandwise.kernels._host import cdiv, next_pow2
+
 __all__ = [
     "conv_norm_fwd",
     "conv_norm_bwd",
@@ -125,7 +127,7 @@ def _heuristic(L: int, block_c: int):
 
 
 def _block_c(C: int) -> int:
-    return min(triton.next_power_of_2(C), MAX_BLOCK_C)
+    return min(next_pow2(C), MAX_BLOCK_C)
 
 
 def _tuned(fn):
@@ -284,20 +286,20 @@ def conv_norm_stats(x: torch.Tensor, w: torch.Tensor, dilation: int, eps: float)
     N, L, C = x.shape
     w = w.contiguous()
     bc = _block_c(C)
-    nct = triton.cdiv(C, bc)
-    tmax = triton.cdiv(L, _BLOCK_LS[0]) * nct
+    nct = cdiv(C, bc)
+    tmax = cdiv(L, _BLOCK_LS[0]) * nct
     part = torch.empty((3, N, tmax), device=x.device, dtype=torch.float32)
     mean = torch.empty((N,), device=x.device, dtype=torch.float32)
     rstd = torch.empty((N,), device=x.device, dtype=torch.float32)
 
     def grid(meta):
-        return (N, triton.cdiv(L, meta["BLOCK_L"]), nct)
+        return (N, cdiv(L, meta["BLOCK_L"]), nct)
 
     bl = _launch(
         _fwd_stats_tuned, _fwd_stats_plain, grid,
         (x, w, part, L, C, int(dilation), tmax, nct), L, bc,
     )
-    t_used = triton.cdiv(L, bl) * nct
+    t_used = cdiv(L, bl) * nct
     _fwd_finalize_kernel[(N,)](
         part, mean, rstd, N * tmax, tmax, t_used, float(L * C), float(eps), CHUNK=128, num_warps=4
     )
@@ -314,10 +316,10 @@ def _conv_norm_fwd_impl(x, w, dilation, eps):
     w = w.contiguous()
     mean, rstd = conv_norm_stats(x, w, dilation, eps)
     bc = _block_c(C)
-    nct = triton.cdiv(C, bc)
+    nct = cdiv(C, bc)
 
     def grid(meta):
-        return (N, triton.cdiv(L, meta["BLOCK_L"]), nct)
+        return (N, cdiv(L, meta["BLOCK_L"]), nct)
 
     _launch(_fwd_norm_tuned, _fwd_norm_plain, grid, (x, w, mean, rstd, out, L, C, int(dilation)), L, bc)
     return out, mean, rstd
@@ -412,18 +414,18 @@ def _bwd_sums(g, x, w, mean, rstd, dilation):
     """``(2, N)`` fp32: ``S1 = Σ g`` and ``S2 = Σ g·x̂`` per example (deterministic)."""
     N, L, C = x.shape
     bc = _block_c(C)
-    nct = triton.cdiv(C, bc)
-    tmax = triton.cdiv(L, _BLOCK_LS[0]) * nct
+    nct = cdiv(C, bc)
+    tmax = cdiv(L, _BLOCK_LS[0]) * nct
     part = torch.empty((2, N, tmax), device=x.device, dtype=torch.float32)
 
     def grid(meta):
-        return (N, triton.cdiv(L, meta["BLOCK_L"]), nct)
+        return (N, cdiv(L, meta["BLOCK_L"]), nct)
 
     bl = _launch(
         _bwd_stats_tuned, _bwd_stats_plain, grid,
         (g, x, w, mean, rstd, part, L, C, int(dilation), tmax, nct), L, bc,
     )
-    t_used = triton.cdiv(L, bl) * nct
+    t_used = cdiv(L, bl) * nct
     return part[:, :, :t_used].sum(dim=2).contiguous()
 
 
@@ -441,19 +443,19 @@ def _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation):
         return dx, torch.zeros_like(w)
     sums = _bwd_sums(g, x, w, mean, rstd, dilation)
     bc = _block_c(C)
-    nct = triton.cdiv(C, bc)
+    nct = cdiv(C, bc)
     # dw partials per (example, L-tile); channel chunks of one tile write disjoint columns.
-    tlmax = triton.cdiv(L, _BLOCK_LS[0])
+    tlmax = cdiv(L, _BLOCK_LS[0])
     dwp = torch.empty((N, tlmax, 3, C), device=x.device, dtype=torch.float32)
 
     def grid(meta):
-        return (N, triton.cdiv(L, meta["BLOCK_L"]), nct)
+        return (N, cdiv(L, meta["BLOCK_L"]), nct)
 
     bl = _launch(
         _bwd_main_tuned, _bwd_main_plain, grid,
         (g, x, w, mean, rstd, sums, dx, dwp, L, C, int(dilation), tlmax, N), L, bc,
     )
-    dw = dwp[:, : triton.cdiv(L, bl)].sum(dim=(0, 1))
+    dw = dwp[:, : cdiv(L, bl)].sum(dim=(0, 1))
     return dx, dw.to(w.dtype)
 
 
@@ -524,13 +526,13 @@ def conv_norm_bwd_scratch(g, x, w, mean, rstd, dilation):
     mean, rstd = mean.float().contiguous(), rstd.float().contiguous()
     sums = _bwd_sums(g, x, w, mean, rstd, dilation)
     bc = _block_c(C)
-    nct = triton.cdiv(C, bc)
+    nct = cdiv(C, bc)
     meta, nw = _heuristic(L, bc)
     bl = meta["BLOCK_L"]
-    tlmax = triton.cdiv(L, bl)
+    tlmax = cdiv(L, bl)
     delta = torch.empty(x.shape, device=x.device, dtype=torch.float32)
     dwp = torch.empty((N, tlmax, 3, C), device=x.device, dtype=torch.float32)
-    grid = (N, triton.cdiv(L, bl), nct)
+    grid = (N, cdiv(L, bl), nct)
     _scratch_delta_kernel[grid](
         g, x, w, mean, rstd, sums, delta, dwp, L, C, int(dilation), tlmax, N,
         BLOCK_L=bl, BLOCK_C=bc, num_warps=nw,

@@ -49,6 +49,8 @@ import torch
 import triton
 import triton.language as tl
 
+from strandwise.kernels._host import cdiv, next_pow2
+
 __all__ = ["selective_scan_triton", "SelectiveScanTritonFunc", "selective_scan_triton_fwd",
            "selective_scan_triton_bwd"]
 
@@ -56,8 +58,13 @@ LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
 
 
+# Triton fixes interpreter mode when the kernels are decorated, i.e. at import: read it once here
+# too (an environment lookup per call was a visible share of a small scan's host time)
+_INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
 def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    return _INTERPRETING
 
 
 def _autotuning() -> bool:
@@ -682,7 +689,7 @@ def _chunk_len(L: int) -> int:
         return forced
     if L > 8192:
         return 64
-    return 32 if L >= 32 else max(16, triton.next_power_of_2(L))
+    return 32 if L >= 32 else max(16, next_pow2(L))
 
 
 _SMS: dict = {}
@@ -706,21 +713,21 @@ def _plan_segments(batch: int, di: int, n_chunks: int, device, T: int) -> tuple[
     Each segment keeps at least ``_SEG_MIN_CHUNKS`` chunks (``_SEG_MIN_CHUNKS_T64`` with
     64-position chunks) so the summary pass stays a small fraction of the work.
     """
-    programs = batch * triton.cdiv(di, 32)
+    programs = batch * cdiv(di, 32)
     per_sm = _env_int("STRANDWISE_SCAN_PROGRAMS_PER_SM", _PROGRAMS_PER_SM)
     default = _SEG_MIN_CHUNKS if T < 64 else max(_SEG_MIN_CHUNKS, _SEG_MIN_CHUNKS_T64)
     min_chunks = _env_int("STRANDWISE_SCAN_SEG_MIN_CHUNKS", default)
     target = per_sm * _num_sms(device)
     n_seg = 1
     if programs < target:
-        n_seg = min(triton.cdiv(target, programs), max(1, n_chunks // min_chunks))
-    seg_chunks = triton.cdiv(n_chunks, n_seg)
-    n_seg = triton.cdiv(n_chunks, seg_chunks)
+        n_seg = min(cdiv(target, programs), max(1, n_chunks // min_chunks))
+    seg_chunks = cdiv(n_chunks, n_seg)
+    n_seg = cdiv(n_chunks, seg_chunks)
     return n_seg, seg_chunks
 
 
 def _np(N: int) -> int:
-    return max(2, triton.next_power_of_2(N))
+    return max(2, next_pow2(N))
 
 
 # --------------------------------------------------------------------------------------------
@@ -746,7 +753,7 @@ def selective_scan_triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplu
     N = A.shape[1]
     B, C = _f32(B), _f32(C)
     T = _chunk_len(L)
-    n_chunks = triton.cdiv(L, T)
+    n_chunks = cdiv(L, T)
     n_seg, seg_chunks = _plan_segments(batch, di, n_chunks, u.device, T)
     NP = _np(N)
     dev = u.device
@@ -762,7 +769,7 @@ def selective_scan_triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplu
         hsum = torch.empty((batch, n_seg, di, N), device=dev, dtype=f32)
         dsum = torch.empty((batch, n_seg, di), device=dev, dtype=f32)
         sbd = _DEFAULT_BLOCK_D if _interpreting() else 32
-        grid = (batch * n_seg, triton.cdiv(di, sbd))
+        grid = (batch * n_seg, cdiv(di, sbd))
         _fwd_summary_kernel[grid](
             u, delta, A, B, db, hsum, dsum, L, di, N, n_seg, seg_chunks, n_chunks,
             u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), B.stride(0), B.stride(1),
@@ -784,10 +791,10 @@ def selective_scan_triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplu
     )
     if not _autotuning():
         bd = _DEFAULT_BLOCK_D if _interpreting() else 32
-        grid = (batch * n_seg, triton.cdiv(di, bd))
+        grid = (batch * n_seg, cdiv(di, bd))
         _fwd_kernel[grid](*args, **flags, BLOCK_D=bd, TF=4, num_warps=1)
     else:
-        grid = lambda meta: (batch * n_seg, triton.cdiv(di, meta["BLOCK_D"]))  # noqa: E731
+        grid = lambda meta: (batch * n_seg, cdiv(di, meta["BLOCK_D"]))  # noqa: E731
         _fwd_kernel_tuned[grid](*args, **flags)
     plan = (T, n_chunks, n_seg, seg_chunks)
     return out, (last if return_last_state else None), states, plan
@@ -819,16 +826,16 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
     outz = torch.empty((batch, di, L), device=dev, dtype=u.dtype) if return_out else du
     interp = _interpreting()
     block_d = _DEFAULT_BLOCK_D if interp else (_MIN_BLOCK_D_BWD if _autotuning() else 32)
-    n_dblk_max = triton.cdiv(di, block_d)
+    n_dblk_max = cdiv(di, block_d)
     # per-program scratch for the sub-chunk start states: sized for the widest channel block
     # and the most sub-chunks any config can use
     bd_max = _DEFAULT_BLOCK_D if interp else _MAX_BLOCK_D_BWD
-    scratch = torch.empty((batch * n_seg * triton.cdiv(di, bd_max) * bd_max * (T // _MIN_TF_BWD) * NP,),
+    scratch = torch.empty((batch * n_seg * cdiv(di, bd_max) * bd_max * (T // _MIN_TF_BWD) * NP,),
                           device=dev, dtype=f32)
     # lane reduce-scatter for the dB/dC channel sums: compiled code, N = 16 (d_state of Mamba)
     lane_rs = (not interp and N == 16 and os.environ.get("STRANDWISE_SCAN_LANE_RS", "1") != "0")
     if lane_rs:
-        n_dblk_max = triton.cdiv(di, 32)
+        n_dblk_max = cdiv(di, 32)
     # dB/dC: with the lane reduce-scatter, fp32 atomic adds of the channel blocks' sums into one
     # (B, 2, N, L) buffer, unless torch.use_deterministic_algorithms is on (then per-block partials
     # summed here in a fixed order: bit-reproducible, one more pass over n_dblk × that buffer)
@@ -862,22 +869,22 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
         LANE_RS=lane_rs, STORE_OUT=bool(return_out), ATOMIC_BC=atomic_bc, NP=NP, T=T,
     )
     if n_seg > 1:  # adjoint summaries of every segment (a_start·g_start from zero, ΣΔ)
-        grid = (batch * n_seg, triton.cdiv(di, block_d))
+        grid = (batch * n_seg, cdiv(di, block_d))
         _bwd_kernel[grid](*args(n_dblk_max), **flags, SUMMARY=True, BLOCK_D=block_d, TF=4,
                           num_warps=1)
     if not _autotuning():
-        grid = (batch * n_seg, triton.cdiv(di, block_d))
+        grid = (batch * n_seg, cdiv(di, block_d))
         _bwd_kernel[grid](*args(n_dblk_max), **flags, SUMMARY=False, BLOCK_D=block_d,
                           TF=_MIN_TF_BWD, num_warps=1)
         used_bd = block_d
     else:
-        grid = lambda meta: (batch * n_seg, triton.cdiv(di, meta["BLOCK_D"]))  # noqa: E731
+        grid = lambda meta: (batch * n_seg, cdiv(di, meta["BLOCK_D"]))  # noqa: E731
         _bwd_kernel_tuned[grid](*args(n_dblk_max), **flags, SUMMARY=False)
         used_bd = _bwd_kernel_tuned.best_config.kwargs["BLOCK_D"]
     if atomic_bc:
         dBC = dBCp[:, 0]
     else:
-        n_used = n_dblk_max if lane_rs else triton.cdiv(di, used_bd)  # rows the kernel wrote
+        n_used = n_dblk_max if lane_rs else cdiv(di, used_bd)  # rows the kernel wrote
         dBC = dBCp[:, :n_used].sum(dim=1)
     dB = dBC[:, 0].to(dB_dtype)
     dC = dBC[:, 1].to(dC_dtype)
