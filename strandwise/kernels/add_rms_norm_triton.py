@@ -121,8 +121,8 @@ class AddRMSNormFunc(torch.autograd.Function):
         BD = next_pow2(DH)
         BR = max(1, min(BLOCK_ROWS, 4096 // BD))
         _fwd[(cdiv(n_rows, BR),)](x2, r2, weight, s, y, rstd, n_rows, eps, sx, sr,
-                                          DH=DH, G=G, FLIP=bool(rc), SWAP=bool(swap), HAS_RES=has_res,
-                                          BR=BR, BD=BD, num_warps=4 if BD <= 1024 else 8)
+                                  DH=DH, G=G, FLIP=bool(rc), SWAP=bool(swap), HAS_RES=has_res,
+                                  BR=BR, BD=BD, num_warps=4 if BD <= 1024 else 8)
         ctx.save_for_backward(s, rstd, weight)
         ctx.meta = (G, DH, bool(rc), bool(swap), has_res, x.dtype,
                     residual.dtype if has_res else None, x.shape, BR, BD)

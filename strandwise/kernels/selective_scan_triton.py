@@ -594,20 +594,22 @@ def _bwd_kernel(
                          du.to(du_ptr.dtype.element_ty), mask=m2)
                 tl.store(ddelta_ptr + gbase + offs_d[None, :] * L + phys[:, None],
                          ddt.to(ddelta_ptr.dtype.element_ty), mask=m2)
-                # dB/dC: sums over channels, written per channel block as fp32 partials
-                # (B, rows, 2, N, L) and summed on the host (deterministic)
+                # dB/dC: sums over channels into (B, rows, 2, N, L) fp32 — per channel block
+                # partials summed on the host (deterministic), or with ATOMIC_BC every block
+                # added into row 0 (an L2-resident reduction)
                 if LANE_RS:
                     # rows are warps (32 channels); lane l holds (dC if l & 16 else dB)[l & 15]
                     red = _lane_sum_scatter16(g * dtu[None, :, :], hs * dy[None, :, :], offs_n, lane)
                     row = offs_d // 32
-                    if ATOMIC_BC:  # added into one (B, 2, N, L) fp32 sum (an L2-resident reduction)
-                        paddr = (((b64 * 2 + (lane // 16) % 2) * N + lane % 16) * L)
-                        tl.atomic_add(dBp_ptr + paddr[None, :] + phys[:, None], red,
-                                      mask=pm[:, None] & (row < n_dblk)[None, :], sem="relaxed")
+                    n_rows = 1 if ATOMIC_BC else n_dblk
+                    prow = 0 if ATOMIC_BC else row
+                    paddr = ((((b64 * n_rows + prow) * 2 + (lane // 16) % 2) * N + lane % 16) * L)
+                    pmask = pm[:, None] & (row < n_dblk)[None, :]
+                    if ATOMIC_BC:
+                        tl.atomic_add(dBp_ptr + paddr[None, :] + phys[:, None], red, mask=pmask,
+                                      sem="relaxed")
                     else:
-                        paddr = ((((b64 * n_dblk + row) * 2 + (lane // 16) % 2) * N + lane % 16) * L)
-                        tl.store(dBp_ptr + paddr[None, :] + phys[:, None], red,
-                                 mask=pm[:, None] & (row < n_dblk)[None, :])
+                        tl.store(dBp_ptr + paddr[None, :] + phys[:, None], red, mask=pmask)
                 else:
                     dBc = tl.sum(g * dtu[None, :, :], axis=2)  # [N, TF]
                     dCc = tl.sum(hs * dy[None, :, :], axis=2)
