@@ -413,7 +413,9 @@ class Cherimoya(nn.Module):
           of each position as one row;
         * profile head: ``P = z · W_head`` with ``W_head (F+K, k·O)``, then output ``j`` sums the
           ``k`` diagonal entries ``P[n, start + j + t − k//2, t·O + o]`` — a non-overlapping strided
-          view, so its gradient is a plain strided scatter.
+          view, so its gradient is a plain strided scatter. ``P`` is computed only for the rows
+          the cropped outputs read (``start − k//2 … end + k//2``), about half of ``L`` at the
+          upstream preset.
 
         Only the summation order differs from the CPU path (a few fp32 ulps).
         """
@@ -429,9 +431,16 @@ class Cherimoya(nn.Module):
         z = h if X_ctl is None else torch.cat([h, X_ctl.transpose(1, 2).to(h.dtype)], dim=2)
         O, k = self.n_outputs, self.profile_kernel_size
         w = self.fconv.weight  # (O, F+K, k)
-        P = F.linear(z, w.permute(2, 0, 1).reshape(k * O, w.shape[1]))  # (N, L, k·O), col t·O + o
         lo, hi = start - k // 2, end + k // 2  # rows of P that the cropped outputs read
-        pl, pr = max(0, -lo), max(0, hi - L)
+        r0, r1 = max(0, lo), min(L, hi)
+        # P only for those rows (1,074 of 2,114 at the upstream preset): a batched product over the
+        # row slice of z, which needs no copy of it; the weight is cast before the expand so that
+        # autocast does not materialise N copies
+        wt = w.permute(1, 2, 0).reshape(w.shape[1], k * O)  # (F+K, k·O), col t·O + o
+        if torch.is_autocast_enabled(z.device.type):
+            wt = wt.to(torch.get_autocast_dtype(z.device.type))
+        P = torch.bmm(z[:, r0:r1], wt.unsqueeze(0).expand(N, -1, -1))  # (N, r1 - r0, k·O)
+        pl, pr = r0 - lo, hi - r1
         if pl or pr:
             P = F.pad(P, (0, 0, pl, pr))
         P = P.contiguous()
@@ -439,7 +448,7 @@ class Cherimoya(nn.Module):
         view = P.as_strided(
             (N, L_out, k, O),
             (P.stride(0), k * O, k * O + O, 1),
-            P.storage_offset() + (lo + pl) * k * O,
+            P.storage_offset(),
         )
         y_profile = (view.sum(dim=2) + self.fconv.bias.to(view.dtype)).transpose(1, 2)
         f = h[:, start:end].to(torch.promote_types(h.dtype, torch.float32)).mean(dim=1)
