@@ -103,8 +103,12 @@ _CACHE: dict = {}
 
 
 def clear_derived_weight_cache() -> None:
-    """Drop every cached derived weight (needed only after edits through ``param.data``)."""
+    """Drop every cached derived weight — the blocks' and the stem's (needed only after edits
+    through ``param.data``)."""
+    from strandwise.kernels.stem import clear_stem_weight_cache
+
     _CACHE.clear()
+    clear_stem_weight_cache()
 
 
 def _derived_weights(w1, w2, scale: float, dtype: torch.dtype):

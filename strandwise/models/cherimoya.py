@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from strandwise.io.atomic import atomic_torch_save
 from strandwise.kernels.cheri_infer import cheri_block_inference, cheri_infer_eligible
 from strandwise.kernels.conv_norm import FusedDilatedConvNorm
+from strandwise.kernels.stem import stem_compute_dtype, stem_inference, stem_infer_eligible
 from strandwise.models.cpu_chunks import chunk_size, run_chunked
 
 __all__ = [
@@ -401,6 +402,13 @@ class Cherimoya(nn.Module):
         y_counts = self.linear(f)
         return y_profile, y_counts
 
+    def _stem_kernel_applies(self, X) -> bool:
+        """The no-grad stem kernel runs unless products were asked to be exact fp32 (``"ieee"``)."""
+        w = self.iconv.weight
+        if not stem_infer_eligible(X, w, self.iconv.bias):
+            return False
+        return not (stem_compute_dtype(X, w) == torch.float32 and self.inference_fp32_dot == "ieee")
+
     def _forward_channels_last(self, X, X_ctl=None):
         """Same function as the CPU forward, arranged for GPUs (used for CUDA tensors only).
 
@@ -410,7 +418,8 @@ class Cherimoya(nn.Module):
         activations, which also removes both layout transposes:
 
         * stem: ``h[n, l] = gelu(unfold21(X)[n, l] · W_stem + b)`` with the 84 = 4·21 window values
-          of each position as one row;
+          of each position as one row — under no-grad one Triton kernel
+          (:func:`strandwise.kernels.stem.stem_inference`) that gathers the windows itself;
         * profile head: ``P = z · W_head`` with ``W_head (F+K, k·O)``, then output ``j`` sums the
           ``k`` diagonal entries ``P[n, start + j + t − k//2, t·O + o]`` — a non-overlapping strided
           view, so its gradient is a plain strided scatter. ``P`` is computed only for the rows
@@ -423,9 +432,13 @@ class Cherimoya(nn.Module):
         start, end = self.trimming, L - self.trimming
         kw = self.iconv.kernel_size[0]
         pad = kw // 2
-        Xu = F.pad(X, (pad, pad)).unfold(2, kw, 1)  # (N, 4, L, kw)
-        Xu = Xu.permute(0, 2, 1, 3).reshape(N, L, 4 * kw)
-        h = self.igelu(F.linear(Xu, self.iconv.weight.reshape(self.n_filters, 4 * kw), self.iconv.bias))
+        if self._stem_kernel_applies(X):
+            # no grad: one Triton pass (window gather + product + bias + GELU), no unfolded copy
+            h = stem_inference(X, self.iconv.weight, self.iconv.bias)
+        else:
+            Xu = F.pad(X, (pad, pad)).unfold(2, kw, 1)  # (N, 4, L, kw)
+            Xu = Xu.permute(0, 2, 1, 3).reshape(N, L, 4 * kw)
+            h = self.igelu(F.linear(Xu, self.iconv.weight.reshape(self.n_filters, 4 * kw), self.iconv.bias))
         for block in self.blocks:
             h = block(h)
         z = h if X_ctl is None else torch.cat([h, X_ctl.transpose(1, 2).to(h.dtype)], dim=2)

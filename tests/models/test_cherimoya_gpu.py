@@ -153,3 +153,32 @@ def test_inference_fp32_dot_modes_vs_cpu(mode, tol):
     print(f"{mode}: profile max-abs {d_prof:.2e}, counts {d_cnt:.2e}")
     assert got[0].dtype == torch.float32
     assert d_prof <= tol and d_cnt <= tol
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("grad,mode,used", [(True, "bf16", False), (False, "bf16", True),
+                                            (False, "tf32", True), (False, "ieee", False)])
+def test_stem_kernel_dispatch(monkeypatch, grad, mode, used):
+    # the no-grad stem kernel runs except under grad and in the exact-fp32 ("ieee") mode; its
+    # output feeds the same blocks, so the model agrees with the cuBLAS stem arrangement
+    from strandwise.models import cherimoya as cm
+
+    calls = []
+    real = cm.stem_inference
+
+    def spy(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(cm, "stem_inference", spy)
+    m = Cherimoya(preset="upstream", n_layers=2, trimming=100, random_state=0).cuda()
+    m.set_inference_fp32_dot(mode)
+    X = _onehot(3, 500, seed=3).cuda()
+    with torch.set_grad_enabled(grad):
+        got = m(X)
+    assert bool(calls) == used
+    with torch.no_grad():
+        m.set_inference_fp32_dot("ieee")
+        ref = m(X)  # cuBLAS stem, exact products in the blocks
+    tol = {"bf16": 1e-3, "tf32": 2e-3, "ieee": 2.5e-4}[mode]
+    assert (got[0].detach() - ref[0]).abs().max().item() <= tol
