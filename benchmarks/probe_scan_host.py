@@ -60,6 +60,49 @@ def main():
         o.backward(dout)
 
     fwd_bwd()  # tune
+    params = list(leaves.values())
+
+    def fwd_grad():  # as bench_selective_scan.py times it: no .grad accumulation
+        o = fwd()
+        return torch.autograd.grad(o, params, dout)
+
+    fwd_grad()
+
+    def gpu_us(fn, n=100):
+        # GPU time only: a sleep kernel holds the stream while the host queues n calls
+        fn()
+        torch.cuda.synchronize()
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda._sleep(int(2e9))
+        e0.record()
+        for _ in range(n):
+            fn()
+        e1.record()
+        torch.cuda.synchronize()
+        return 1e3 * e0.elapsed_time(e1) / n
+
+    res["gpu_fwd_us"] = gpu_us(fwd)
+    res["gpu_fwd_grad_us"] = gpu_us(fwd_grad)
+    res["fwd_grad_us"] = per_call_us(fwd_grad, n=200)
+    # the wrappers alone (no autograd node), with and without the direct launches
+    with torch.no_grad():
+        a_ = dict(t)
+        wf = lambda: sst.selective_scan_triton_fwd(  # noqa: E731
+            a_["u"], a_["delta"], a_["A"], a_["B"], a_["C"], a_["D"], a_["z"], a_["delta_bias"],
+            True, False, None, False)
+        _, _, states, plan = wf()
+        wb = lambda: sst.selective_scan_triton_bwd(  # noqa: E731
+            dout, None, a_["u"], a_["delta"], a_["A"], a_["B"], a_["C"], a_["D"], a_["z"],
+            a_["delta_bias"], True, False, states, plan)
+        wb()
+        for on in (True, False):
+            if hasattr(sst, "_DIRECT"):
+                sst._DIRECT.enabled = on
+            tag = "direct" if on else "dispatch"
+            res[f"wrapper_fwd_{tag}_us"] = per_call_us(wf)
+            res[f"wrapper_bwd_{tag}_us"] = per_call_us(wb)
+        if hasattr(sst, "_DIRECT"):
+            sst._DIRECT.enabled = True
     with torch.no_grad():
         res["fwd_nograd_us"] = per_call_us(lambda: sst.selective_scan_triton(**t, delta_softplus=True))
     res["fwd_autograd_us"] = per_call_us(fwd)

@@ -49,7 +49,7 @@ import torch
 import triton
 import triton.language as tl
 
-from strandwise.kernels._host import cdiv, next_pow2
+from strandwise.kernels._host import DirectLauncher, cdiv, next_pow2
 
 __all__ = ["selective_scan_triton", "SelectiveScanTritonFunc", "selective_scan_triton_fwd",
            "selective_scan_triton_bwd"]
@@ -419,7 +419,7 @@ def _bwd_kernel(
     dlast_ptr, gsum_ptr, dsum_ptr, scratch_ptr,
     du_ptr, ddelta_ptr, dz_ptr, dBp_ptr, dCp_ptr, dAp_ptr, dDp_ptr, ddbp_ptr, dh0_ptr, outz_ptr,
     L, DI, N, n_seg, seg_chunks, n_chunks, n_dblk,
-    s_ub, s_ud, s_db, s_dd, s_zb, s_zd, s_bb, s_bn, s_cb, s_cn, s_ob, s_od,
+    s_ub, s_ud, s_db, s_dd, s_zb, s_zd, s_bb, s_bn, s_cb, s_cn, s_ob, s_od, s_p,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DBIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_DLAST: tl.constexpr, REVERSE: tl.constexpr, SUMMARY: tl.constexpr,
     LANE_RS: tl.constexpr, STORE_OUT: tl.constexpr, ATOMIC_BC: tl.constexpr,
@@ -623,9 +623,12 @@ def _bwd_kernel(
         tl.store(gsum_ptr + (sb + offs_d[None, :]) * N + offs_n[:, None], q, mask=mnd)
         tl.store(dsum_ptr + sb + offs_d, tot_s, mask=md)
     else:
-        tl.store(dAp_ptr + (sb + offs_d[None, :]) * N + offs_n[:, None], dA_acc, mask=mnd)
-        tl.store(dDp_ptr + sb + offs_d, dD_acc, mask=md)
-        tl.store(ddbp_ptr + sb + offs_d, ddb_acc, mask=md)
+        # dA/dD/d bias partials: one row of s_p elements per (batch, segment), the three side by
+        # side, so that one reduction over the rows sums all three
+        pr = pid0.to(tl.int64) * s_p
+        tl.store(dAp_ptr + pr + offs_d[None, :] * N + offs_n[:, None], dA_acc, mask=mnd)
+        tl.store(dDp_ptr + pr + offs_d, dD_acc, mask=md)
+        tl.store(ddbp_ptr + pr + offs_d, ddb_acc, mask=md)
         if seg == 0:
             tl.store(dh0_ptr + nd_off, q, mask=mnd)
 
@@ -737,6 +740,21 @@ def _np(N: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+_DIRECT = DirectLauncher()
+
+
+def _launch(kernel, grid, tens, ints, meta, tag, dtypes):
+    """``kernel[grid](*tens, *ints, **meta)``; after the first call per specialisation the compiled
+    kernel is launched directly (:class:`strandwise.kernels._host.DirectLauncher`: the key holds the
+    integer arguments exactly, the input dtypes and the constexprs; every other tensor is fp32).
+    Returns the constexprs the launch used (with the autotuner's pick)."""
+    if _INTERPRETING:
+        kernel[grid](*tens, *ints, **meta)
+        best = getattr(kernel, "best_config", None)
+        return dict(meta, **best.kwargs) if best is not None else meta
+    return _DIRECT.launch(kernel, grid, tens, ints, meta, (tag, ints, dtypes, tuple(meta.values())))
+
+
 def _lastdim_contig(x):
     return x if x.stride(-1) == 1 else x.contiguous()
 
@@ -772,20 +790,19 @@ def selective_scan_triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplu
         dsum = torch.empty((batch, n_seg, di), device=dev, dtype=f32)
         sbd = _DEFAULT_BLOCK_D if _interpreting() else 32
         grid = (batch * n_seg, cdiv(di, sbd))
-        _fwd_summary_kernel[grid](
-            u, delta, A, B, db, hsum, dsum, L, di, N, n_seg, seg_chunks, n_chunks,
-            u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), B.stride(0), B.stride(1),
-            HAS_DBIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse),
-            BLOCK_D=sbd, NP=NP, T=T, TF=4, num_warps=1,
-        )
+        _launch(_fwd_summary_kernel, grid, (u, delta, A, B, db, hsum, dsum),
+                (L, di, N, n_seg, seg_chunks, n_chunks, u.stride(0), u.stride(1), delta.stride(0),
+                 delta.stride(1), B.stride(0), B.stride(1)),
+                dict(HAS_DBIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+                     REVERSE=bool(reverse), BLOCK_D=sbd, NP=NP, T=T, TF=4, num_warps=1),
+                "fsum", (u.dtype, delta.dtype, B.dtype))
     else:
         hsum = dsum = A
-    args = (
-        u, delta, A, B, C, Dv, zz, db, h0, hsum, dsum, out, states, last,
-        L, di, N, n_seg, seg_chunks, n_chunks,
-        u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
-        B.stride(0), B.stride(1), C.stride(0), C.stride(1),
-    )
+    tens = (u, delta, A, B, C, Dv, zz, db, h0, hsum, dsum, out, states, last)
+    ints = (L, di, N, n_seg, seg_chunks, n_chunks,
+            u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
+            B.stride(0), B.stride(1), C.stride(0), C.stride(1))
+    dts = (u.dtype, delta.dtype, zz.dtype, B.dtype, C.dtype)
     flags = dict(
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DBIAS=delta_bias is not None,
         SOFTPLUS=bool(delta_softplus), HAS_H0=initial_state is not None, REVERSE=bool(reverse),
@@ -794,10 +811,10 @@ def selective_scan_triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplu
     if not _autotuning():
         bd = _DEFAULT_BLOCK_D if _interpreting() else 32
         grid = (batch * n_seg, cdiv(di, bd))
-        _fwd_kernel[grid](*args, **flags, BLOCK_D=bd, TF=4, num_warps=1)
+        _launch(_fwd_kernel, grid, tens, ints, dict(flags, BLOCK_D=bd, TF=4, num_warps=1), "f", dts)
     else:
         grid = lambda meta: (batch * n_seg, cdiv(di, meta["BLOCK_D"]))  # noqa: E731
-        _fwd_kernel_tuned[grid](*args, **flags)
+        _launch(_fwd_kernel_tuned, grid, tens, ints, flags, "ft", dts)
     plan = (T, n_chunks, n_seg, seg_chunks)
     return out, (last if return_last_state else None), states, plan
 
@@ -846,9 +863,10 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
         dBCp = torch.zeros((batch, 1, 2, N, L), device=dev, dtype=f32)
     else:
         dBCp = torch.empty((batch, n_dblk_max, 2, N, L), device=dev, dtype=f32)
-    dAp = torch.empty((batch * n_seg, di, N), device=dev, dtype=f32)
-    dDp = torch.empty((batch * n_seg, di), device=dev, dtype=f32)
-    ddbp = torch.empty((batch * n_seg, di), device=dev, dtype=f32)
+    # per (batch, segment) row: [dA (di·N) | dD (di) | d bias (di)] partials, one sum for all
+    s_p = di * N + 2 * di
+    par = torch.empty((batch * n_seg, s_p), device=dev, dtype=f32)
+    dAp, dDp, ddbp = par, par[:, di * N:], par[:, di * N + di:]
     dh0 = torch.empty((batch, di, N), device=dev, dtype=f32)
     if n_seg > 1:
         gsum = torch.empty((batch, n_seg, di, N), device=dev, dtype=f32)
@@ -856,14 +874,12 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
     else:
         gsum = dsum = A
 
-    def args(n_dblk):
-        return (
-            u, delta, A, B, C, Dv, zz, db, dout, states, dl, gsum, dsum, scratch,
-            du, ddelta, dz, dBCp, dBCp, dAp, dDp, ddbp, dh0, outz,
-            L, di, N, n_seg, seg_chunks, n_chunks, n_dblk,
+    tens = (u, delta, A, B, C, Dv, zz, db, dout, states, dl, gsum, dsum, scratch,
+            du, ddelta, dz, dBCp, dBCp, dAp, dDp, ddbp, dh0, outz)
+    ints = (L, di, N, n_seg, seg_chunks, n_chunks, n_dblk_max,
             u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
-            B.stride(0), B.stride(1), C.stride(0), C.stride(1), dout.stride(0), dout.stride(1),
-        )
+            B.stride(0), B.stride(1), C.stride(0), C.stride(1), dout.stride(0), dout.stride(1), s_p)
+    dts = (u.dtype, delta.dtype, zz.dtype, B.dtype, C.dtype, dout.dtype, dl.dtype)
 
     flags = dict(
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DBIAS=delta_bias is not None,
@@ -872,27 +888,31 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
     )
     if n_seg > 1:  # adjoint summaries of every segment (a_start·g_start from zero, ΣΔ)
         grid = (batch * n_seg, cdiv(di, block_d))
-        _bwd_kernel[grid](*args(n_dblk_max), **flags, SUMMARY=True, BLOCK_D=block_d, TF=4,
-                          num_warps=1)
+        _launch(_bwd_kernel, grid, tens, ints,
+                dict(flags, SUMMARY=True, BLOCK_D=block_d, TF=4, num_warps=1), "bsum", dts)
     if not _autotuning():
         grid = (batch * n_seg, cdiv(di, block_d))
-        _bwd_kernel[grid](*args(n_dblk_max), **flags, SUMMARY=False, BLOCK_D=block_d,
-                          TF=_MIN_TF_BWD, num_warps=1)
+        _launch(_bwd_kernel, grid, tens, ints,
+                dict(flags, SUMMARY=False, BLOCK_D=block_d, TF=_MIN_TF_BWD, num_warps=1), "b", dts)
         used_bd = block_d
     else:
         grid = lambda meta: (batch * n_seg, cdiv(di, meta["BLOCK_D"]))  # noqa: E731
-        _bwd_kernel_tuned[grid](*args(n_dblk_max), **flags, SUMMARY=False)
-        used_bd = _bwd_kernel_tuned.best_config.kwargs["BLOCK_D"]
+        used_bd = _launch(_bwd_kernel_tuned, grid, tens, ints, dict(flags, SUMMARY=False), "bt",
+                          dts)["BLOCK_D"]
     if atomic_bc:
         dBC = dBCp[:, 0]
     else:
         n_used = n_dblk_max if lane_rs else cdiv(di, used_bd)  # rows the kernel wrote
         dBC = dBCp[:, :n_used].sum(dim=1)
-    dB = dBC[:, 0].to(dB_dtype)
-    dC = dBC[:, 1].to(dC_dtype)
-    dA = dAp.sum(dim=0)
-    dD = dDp.sum(dim=0) if D is not None else None
-    ddb = ddbp.sum(dim=0) if delta_bias is not None else None
+    if dB_dtype == dC_dtype:  # one cast for both (autograd takes the views as they are)
+        dBC = dBC.to(dB_dtype)
+        dB, dC = dBC[:, 0], dBC[:, 1]
+    else:
+        dB, dC = dBC[:, 0].to(dB_dtype), dBC[:, 1].to(dC_dtype)
+    psum = par[0] if par.shape[0] == 1 else par.sum(dim=0)
+    dA = psum[:di * N].view(di, N)
+    dD = psum[di * N:di * N + di] if D is not None else None
+    ddb = psum[di * N + di:] if delta_bias is not None else None
     grads = (du, ddelta, dA, dB, dC, dD, (dz if z is not None else None), ddb, dh0)
     return grads + (outz,) if return_out else grads
 

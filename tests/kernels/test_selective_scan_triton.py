@@ -344,6 +344,46 @@ def test_gpu_first_call_after_autotune_is_correct(monkeypatch):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("autotune", ["0", "1"])
+def test_gpu_direct_launch_matches_dispatch_and_skips_unaligned(monkeypatch, autotune):
+    # After the first call of a specialisation the compiled kernels are launched directly
+    # (_host.DirectLauncher). Its results must equal the ordinary dispatch bit for bit, and an
+    # input whose data pointer is not 16-byte aligned (a view one element in) must not reuse a
+    # kernel compiled for aligned pointers.
+    monkeypatch.setenv("STRANDWISE_SCAN_AUTOTUNE", autotune)
+    from strandwise.kernels import selective_scan_triton as sst
+
+    ins = make_inputs(2, 96, 16, 1000 + int(autotune), torch.bfloat16, "cuda", seed=41)
+    wrt = [ins[k] for k in ("u", "delta", "B", "C", "A", "D", "z", "delta_bias")]
+
+    def run():
+        out = sst.selective_scan_triton(**ins, delta_softplus=True)
+        return (out,) + torch.autograd.grad(out.float().square().sum(), wrt)
+
+    sst._DIRECT.clear()
+    first = run()
+    n_cached = len(sst._DIRECT._cache)
+    assert n_cached >= 2  # forward and backward kernels (plus segment summaries where split)
+    hits = sst._DIRECT.hits
+    second = run()  # direct launches
+    assert len(sst._DIRECT._cache) == n_cached
+    assert sst._DIRECT.hits - hits == n_cached  # every launch of the second call went direct
+    sst._DIRECT.enabled = False
+    try:
+        plain = run()
+    finally:
+        sst._DIRECT.enabled = True
+    for a, b, c in zip(first, second, plain):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    # same shapes and strides, unaligned u: a view 1 element into a larger buffer
+    buf = torch.empty(ins["u"].numel() + 1, device="cuda", dtype=ins["u"].dtype)
+    u_odd = buf[1:].view_as(ins["u"]).copy_(ins["u"].detach())
+    assert u_odd.data_ptr() % 16 != 0 and u_odd.stride() == ins["u"].stride()
+    out_odd = sst.selective_scan_triton(**dict(ins, u=u_odd), delta_softplus=True)
+    assert torch.equal(out_odd, first[0])
+
+
+@pytest.mark.gpu
 def test_gpu_rejects_bad_input():
     from strandwise.kernels.selective_scan_triton import selective_scan_triton
 

@@ -1,0 +1,133 @@
+"""Host-side helpers of the kernel wrappers (strandwise.kernels._host), without a GPU."""
+
+import types
+
+import pytest
+
+from strandwise.kernels import _host
+from strandwise.kernels._host import DirectLauncher, cdiv, next_pow2
+
+
+def test_integer_helpers():
+    assert [cdiv(a, 4) for a in (0, 1, 4, 5, 8)] == [0, 1, 1, 2, 2]
+    assert [next_pow2(n) for n in (0, 1, 2, 3, 17, 64)] == [1, 1, 2, 4, 32, 64]
+
+
+class _Param:
+    def __init__(self, name, constexpr=False, default=None):
+        self.name, self.is_constexpr = name, constexpr
+        self.has_default, self.default = default is not None, default
+
+
+class _Compiled:
+    function, packed_metadata = "fn-handle", "meta"
+
+    def __init__(self, log):
+        self.log = log
+
+    def run(self, gx, gy, gz, stream, function, packed, launch_meta, enter, exit_, *args):
+        self.log.append(("direct", (gx, gy, gz), stream, args))
+
+
+class _Jit:
+    """A JITFunction stand-in: params (x_ptr, n, BLOCK, FLAG=7), ``kernel[grid](...)`` dispatch."""
+
+    def __init__(self):
+        self.params = [_Param("x_ptr"), _Param("n"), _Param("BLOCK", True), _Param("FLAG", True, 7)]
+        self.log = []
+        self.fn = lambda: None  # a JITFunction's own .fn is the plain Python function
+
+    def __getitem__(self, grid):
+        def runner(*args, **kw):
+            g = grid(kw) if callable(grid) else grid
+            self.log.append(("dispatch", tuple(g), args, kw))
+            return _Compiled(self.log)
+        return runner
+
+
+class _Tuner:
+    """An Autotuner stand-in over a _Jit: it picks BLOCK."""
+
+    def __init__(self, jit):
+        self.fn = jit
+        self.best_config = types.SimpleNamespace(kwargs={"BLOCK": 64})
+
+    def __getitem__(self, grid):
+        def runner(*args, **kw):
+            return self.fn[grid](*args, **kw, **self.best_config.kwargs)
+        return runner
+
+
+class _Ptr:
+    def __init__(self, p):
+        self.p = p
+
+    def data_ptr(self):
+        return self.p
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    hooks = types.SimpleNamespace(runtime=types.SimpleNamespace(launch_enter_hook=None,
+                                                                launch_exit_hook=None))
+    monkeypatch.setattr(_host, "_current_device", lambda: 0)
+    monkeypatch.setattr(_host, "_raw_stream", lambda dev: 1234)
+    monkeypatch.setattr(_host, "_knobs", lambda: hooks)
+    return hooks
+
+
+@pytest.mark.parametrize("tuned", [False, True])
+def test_direct_launch_after_first_dispatch(fake_cuda, tuned):
+    jit = _Jit()
+    kernel = _Tuner(jit) if tuned else jit
+    dl = DirectLauncher()
+    grid = (lambda m: (cdiv(100, m["BLOCK"]),)) if tuned else (4,)
+    meta = {} if tuned else {"BLOCK": 32}
+    x = _Ptr(4096)
+    for _ in range(3):
+        chosen = dl.launch(kernel, grid, (x,), (100,), meta, ("k", 100))
+        assert chosen["BLOCK"] == (64 if tuned else 32)
+    kinds = [e[0] for e in jit.log]
+    assert kinds == ["dispatch", "direct", "direct"] and dl.hits == 2
+    # direct launches: the grid padded to 3-D, the current stream, then the runtime arguments and
+    # the constexpr tail in parameter order, the default for the one not given
+    _, g, stream, args = jit.log[1]
+    assert g == ((2, 1, 1) if tuned else (4, 1, 1)) and stream == 1234
+    assert args == (x, 100, 64 if tuned else 32, 7)
+
+
+def test_unaligned_pointer_never_uses_the_cache(fake_cuda):
+    jit = _Jit()
+    dl = DirectLauncher()
+    dl.launch(jit, (1,), (_Ptr(4096),), (8,), {"BLOCK": 16}, "k")
+    dl.launch(jit, (1,), (_Ptr(4098),), (8,), {"BLOCK": 16}, "k")  # same key, unaligned pointer
+    dl.launch(jit, (1,), (_Ptr(4096),), (8,), {"BLOCK": 16}, "k")
+    assert [e[0] for e in jit.log] == ["dispatch", "dispatch", "direct"]
+
+
+def test_launch_hook_or_disabled_takes_the_dispatch(fake_cuda):
+    jit = _Jit()
+    dl = DirectLauncher()
+    args = ((1,), (_Ptr(0),), (8,), {"BLOCK": 16}, "k")
+    dl.launch(jit, *args)
+    fake_cuda.runtime.launch_enter_hook = lambda meta: None  # a profiler is listening
+    dl.launch(jit, *args)
+    # Triton 3.6 keeps hook chains: empty means none registered
+    fake_cuda.runtime.launch_enter_hook = types.SimpleNamespace(calls=[print])
+    dl.launch(jit, *args)
+    fake_cuda.runtime.launch_enter_hook = types.SimpleNamespace(calls=[])
+    dl.enabled = False
+    dl.launch(jit, *args)
+    dl.enabled = True
+    dl.launch(jit, *args)
+    assert [e[0] for e in jit.log] == ["dispatch", "dispatch", "dispatch", "dispatch", "direct"]
+    assert dl.hits == 1
+
+
+def test_params_of_real_triton_kernels():
+    pytest.importorskip("triton")
+    from strandwise.kernels import selective_scan_triton as sst
+
+    names = [p.name for p in _host._params_of(sst._fwd_kernel)]
+    assert names == [p.name for p in _host._params_of(sst._fwd_kernel_tuned)]
+    assert names[0] == "u_ptr" and names[-1] in ("TF", "BLOCK_D", "T", "NP")
