@@ -290,8 +290,10 @@ class Cherimoya(nn.Module):
         upstream 0.3.1's choice) rounds the operands of the block's two products to bf16 and
         accumulates in fp32; ``"tf32"`` uses TF32 tensor cores; ``"ieee"`` exact fp32 products on
         the ordinary FP32 units (slow: ~0.9k sequences/s at batch 512 on an H200, for parity
-        checks). The residual stream, taps and normalisation stay fp32 in every mode; the stem and
-        heads follow PyTorch's matmul settings. Training, anything with autograd recording,
+        checks). The residual stream, taps and normalisation stay fp32 in every mode. The stem
+        runs as one Triton kernel with a three-term bf16 split of its product (~2^-16 relative)
+        in ``"bf16"`` and ``"tf32"`` modes, and as PyTorch's matmul in ``"ieee"``; the heads
+        follow PyTorch's matmul settings. Training, anything with autograd recording,
         bf16/fp16 inputs and the CPU path are unaffected.
         Runtime only: not saved with the model. Returns ``self``.
         """
