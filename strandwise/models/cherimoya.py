@@ -396,7 +396,11 @@ class Cherimoya(nn.Module):
             h = block(h)
         h = h.transpose(1, 2).contiguous()
         z = h if X_ctl is None else torch.cat([h, X_ctl.to(h.dtype)], dim=1)
-        y_profile = self.fconv(z)[:, :, start:end]
+        # only the columns the cropped outputs read: the conv's own zero padding stands in for
+        # the sequence ends exactly as it would on the whole length
+        k2 = self.profile_kernel_size // 2
+        r0, r1 = max(0, start - k2), min(X.shape[-1], end + k2)
+        y_profile = self.fconv(z[:, :, r0:r1])[:, :, start - r0:end - r0]
         f = h[:, :, start:end].to(torch.promote_types(h.dtype, torch.float32)).mean(dim=2)
         if X_ctl is not None:
             ctl_total = X_ctl[:, :, start:end].to(f.dtype).sum(dim=(1, 2))
