@@ -19,8 +19,9 @@ GELU(tanh) is evaluated in fp32 on the fp32 accumulator plus bias, then rounded 
 dtype (the training path under autocast rounds the product to bf16 before the GELU).
 
 Eligibility (:func:`stem_infer_eligible`): CUDA, Triton importable, grad disabled, ``C_in ≤ 8``,
-kernel width ≤ 64, ``16 ≤ F ≤ 1024``, and the dtype rules above (without autocast ``X`` must have
-the weight's dtype, as ``F.linear`` requires). Callers fall back silently otherwise.
+odd kernel width ≤ 64, ``16 ≤ F ≤ 1024``, at most 65,535 examples per call, and the dtype rules
+above (without autocast ``X`` must have the weight's dtype, as ``F.linear`` requires). Callers
+fall back silently otherwise.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ def _shapes_ok(X, weight, bias) -> bool:
     if weight.shape[1] != X.shape[1] or not (1 <= cin <= 8) or not (1 <= kw <= 64) or kw % 2 == 0:
         return False
     if not (16 <= Fo <= 1024) or tuple(bias.shape) != (Fo,):
+        return False
+    if X.shape[0] > 65535:  # examples are the launch grid's second axis (CUDA limit 65,535)
         return False
     if weight.device != X.device or bias.device != X.device:
         return False

@@ -43,6 +43,20 @@ def test_not_eligible_on_cpu_or_with_grad():
             stem_inference(X, w, b)
 
 
+def test_shape_rules():
+    from strandwise.kernels.stem import _shapes_ok
+
+    w, b = stem_params(64, 4, 21)
+    X = onehot(2, 50)
+    assert _shapes_ok(X, w, b)
+    assert not _shapes_ok(X, w[:, :, :20], b)  # even kernel width
+    assert not _shapes_ok(X, w[:8], b[:8])  # fewer than 16 filters
+    assert not _shapes_ok(X[:, :3], w, b)  # channel mismatch
+    assert not _shapes_ok(X.double(), w, b)  # dtype mismatch without autocast
+    assert not _shapes_ok(X, w, None)
+    assert not _shapes_ok(torch.zeros(65536, 4, 1), w, b)  # beyond the launch grid's limit
+
+
 _INTERP_SCRIPT = r"""
 import sys
 sys.path.insert(0, {testdir!r})
