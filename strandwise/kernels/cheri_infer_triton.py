@@ -13,6 +13,7 @@ import triton
 import triton.language as tl
 
 from strandwise.kernels import conv_norm_triton as cnt
+from strandwise.kernels._triton_ops import gelu_tanh
 
 __all__ = ["mlp_kernel", "mlp_kernel_tuned", "configs", "prune", "prune_full"]
 
@@ -63,17 +64,8 @@ def mlp_kernel(
             z = tl.dot(a, w1c)
         else:
             z = tl.dot(a, w1c, input_precision=PRECISION)
-        if FAST_GELU:
-            # half-precision operands: one hardware tanh (rel. error ~2^-11, below the bf16/fp16
-            # rounding that follows) instead of exp + reciprocal
-            u = 0.7978845608028654 * z * (1.0 + 0.044715 * z * z)
-            th = tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f", [u], dtype=tl.float32,
-                                           is_pure=True, pack=1)
-            g = 0.5 * z * (1.0 + th)
-        else:
-            # gelu_tanh(z) = z·sigmoid(2·√(2/π)·(z + 0.044715 z³)), the overflow-safe form
-            t = 1.5957691216057308 * z * (1.0 + 0.044715 * z * z)
-            g = z / (1.0 + tl.exp(-t))
+        # half-precision operands: hardware tanh (below the bf16/fp16 rounding that follows)
+        g = gelu_tanh(z, FAST_GELU)
         w2c = tl.load(w2t_ptr + hid[:, None] * C + cols[None, :],
                       mask=hmask[:, None] & cmask[None, :], other=0.0)
         if DOT == 0:

@@ -18,6 +18,7 @@ import triton
 import triton.language as tl
 
 from strandwise.kernels import conv_norm_triton as cnt
+from strandwise.kernels._triton_ops import gelu_tanh
 
 __all__ = ["stem_kernel", "stem_kernel_tuned"]
 
@@ -50,16 +51,7 @@ def stem_kernel(
         acc = tl.dot(a_hi, wl, acc)
         acc = tl.dot(a_lo, wh, acc)
     z = acc + tl.load(b_ptr + f, mask=fmask, other=0.0).to(tl.float32)[None, :]
-    if FAST_GELU:
-        # half-precision output: hardware tanh (rel. error ~2^-11, below the rounding that follows)
-        u = 0.7978845608028654 * z * (1.0 + 0.044715 * z * z)
-        th = tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f", [u], dtype=tl.float32,
-                                       is_pure=True, pack=1)
-        g = 0.5 * z * (1.0 + th)
-    else:
-        # gelu_tanh(z) = z·sigmoid(2·√(2/π)·(z + 0.044715 z³)), the overflow-safe form
-        s = 1.5957691216057308 * z * (1.0 + 0.044715 * z * z)
-        g = z / (1.0 + tl.exp(-s))
+    g = gelu_tanh(z, FAST_GELU)  # hardware tanh for half-precision output
     rows = n * L + pos
     tl.store(out_ptr + rows[:, None] * F + f[None, :], g.to(out_ptr.dtype.element_ty),
              mask=(pos < L)[:, None] & fmask[None, :])
