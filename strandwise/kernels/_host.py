@@ -8,7 +8,14 @@ backward made ~25 such calls, a measurable part of the launch-bound wall time of
 
 from __future__ import annotations
 
-__all__ = ["cdiv", "next_pow2", "DirectLauncher"]
+import os
+
+__all__ = ["cdiv", "next_pow2", "DirectLauncher", "INTERPRETING"]
+
+#: Triton's interpreter mode (``TRITON_INTERPRET=1``). Triton fixes it when kernels are decorated,
+#: i.e. at import, so it is read once here too (an environment lookup per call was a visible share
+#: of a small scan's host time).
+INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def cdiv(a: int, b: int) -> int:
@@ -26,8 +33,9 @@ class DirectLauncher:
 
     ``launch(kernel, grid, tensors, ints, meta, key)`` runs ``kernel[grid](*tensors, *ints, **meta)``
     (``kernel`` a ``JITFunction`` or an ``Autotuner`` over one) the first time it sees ``key``,
-    and returns the constexprs it ran with (``meta`` plus the autotuner's pick). It keeps the compiled kernel it returns, the grid and the constexpr tail, and from then on calls
-    the compiled kernel's launcher itself. That skips the autotuner's per-call argument dicts and
+    and returns the constexprs it ran with (``meta`` plus the autotuner's pick). It keeps the
+    compiled kernel it returns, the grid and the constexpr tail, and from then on calls the
+    compiled kernel's launcher itself. That skips the autotuner's per-call argument dicts and
     the JIT's argument specialisation (~35-50 µs per launch on an H200 host, against ~13 µs direct:
     ``benchmarks/probe_scan_host.py``).
 
@@ -61,8 +69,8 @@ class DirectLauncher:
                 break
         hit = self._cache.get(key) if (self.enabled and aligned) else None
         if hit is not None:
-            ck, g, tail, knobs, chosen = hit
-            rt = knobs.runtime
+            ck, g, tail, chosen = hit
+            rt = _knobs().runtime
             if _no_hooks(rt.launch_enter_hook) and _no_hooks(rt.launch_exit_hook):
                 ck.run(g[0], g[1], g[2], _raw_stream(dev), ck.function, ck.packed_metadata, None,
                        None, None, *tensors, *ints, *tail)
@@ -75,8 +83,6 @@ class DirectLauncher:
             chosen.update(best.kwargs)
         if not (aligned and self.enabled) or ck is None or hasattr(ck, "result"):
             return chosen
-        knobs = _knobs()
-
         params = _params_of(kernel)[len(tensors) + len(ints):]
         if not all(p.is_constexpr and (p.name in chosen or p.has_default) for p in params):
             return chosen  # a runtime argument passed by keyword, or an unknown constexpr
@@ -85,7 +91,7 @@ class DirectLauncher:
         g = tuple(g) + (1,) * (3 - len(g))
         if len(self._cache) >= self._max:
             self._cache.clear()
-        self._cache[key] = (ck, g, tail, knobs, chosen)
+        self._cache[key] = (ck, g, tail, chosen)
         return chosen
 
 

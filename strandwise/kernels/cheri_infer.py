@@ -105,29 +105,39 @@ _CACHE: dict = {}
 def clear_derived_weight_cache() -> None:
     """Drop every cached derived weight — the blocks' and the stem's (needed only after edits
     through ``param.data``)."""
-    from strandwise.kernels.stem import clear_stem_weight_cache
-
     _CACHE.clear()
-    clear_stem_weight_cache()
+
+
+def cached_derived(weights: tuple, tag: tuple, build):
+    """``build()`` (under ``no_grad``), cached per ``(tag, weights)`` and re-derived when any
+    weight's version counter, storage pointer, shape, dtype or device changes (spec §7.4 #11).
+
+    The one cache behind every derived-weight copy of the inference kernels (the megakernel's
+    ``W1ᵀ``/``(s·W2)ᵀ``, the stem's stacked weights); :func:`clear_derived_weight_cache` empties it.
+    """
+    key = (tag, *(id(w) for w in weights))
+    stamp = tuple((w._version, w.data_ptr(), tuple(w.shape), w.dtype, w.device) for w in weights)
+    hit = _CACHE.get(key)
+    if hit is not None:
+        refs, old_stamp, value = hit
+        if old_stamp == stamp and all(r() is w for r, w in zip(refs, weights)):
+            return value
+    with torch.no_grad():
+        value = build()
+    if len(_CACHE) > 512:  # bounded: stale entries of dead models go eventually
+        _CACHE.clear()
+    _CACHE[key] = (tuple(weakref.ref(w) for w in weights), stamp, value)
+    return value
 
 
 def _derived_weights(w1, w2, scale: float, dtype: torch.dtype):
     """``(W1ᵀ (C, H), (s·W2)ᵀ (H, C))`` contiguous in ``dtype``, cached with version checks."""
-    key = (id(w1), id(w2), float(scale), dtype, w1.device)
-    stamp = (w1._version, w2._version, w1.data_ptr(), w2.data_ptr(), tuple(w1.shape), tuple(w2.shape),
-             w1.dtype, w2.dtype)
-    hit = _CACHE.get(key)
-    if hit is not None:
-        r1, r2, old_stamp, w1t, w2t = hit
-        if r1() is w1 and r2() is w2 and old_stamp == stamp:
-            return w1t, w2t
-    with torch.no_grad():
-        w1t = w1.detach().t().to(dtype).contiguous()
-        w2t = (w2.detach().float() * float(scale)).t().to(dtype).contiguous()
-    if len(_CACHE) > 512:  # bounded: stale entries of dead models go eventually
-        _CACHE.clear()
-    _CACHE[key] = (weakref.ref(w1), weakref.ref(w2), stamp, w1t, w2t)
-    return w1t, w2t
+
+    def build():
+        return (w1.detach().t().to(dtype).contiguous(),
+                (w2.detach().float() * float(scale)).t().to(dtype).contiguous())
+
+    return cached_derived((w1, w2), ("mlp", float(scale), dtype), build)
 
 
 # ------------------------------------------------------------------------------ Triton part

@@ -49,7 +49,7 @@ import torch
 import triton
 import triton.language as tl
 
-from strandwise.kernels._host import DirectLauncher, cdiv, next_pow2
+from strandwise.kernels._host import INTERPRETING, DirectLauncher, cdiv, next_pow2
 
 __all__ = ["selective_scan_triton", "SelectiveScanTritonFunc", "selective_scan_triton_fwd",
            "selective_scan_triton_bwd"]
@@ -58,9 +58,7 @@ LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
 
 
-# Triton fixes interpreter mode when the kernels are decorated, i.e. at import: read it once here
-# too (an environment lookup per call was a visible share of a small scan's host time)
-_INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
+_INTERPRETING = INTERPRETING  # read once at import (strandwise.kernels._host)
 
 
 def _interpreting() -> bool:

@@ -26,13 +26,11 @@ fall back silently otherwise.
 
 from __future__ import annotations
 
-import os
-import weakref
-
 import torch
 import torch.nn.functional as F
 
-from strandwise.kernels._host import cdiv, next_pow2
+from strandwise.kernels._host import INTERPRETING, cdiv, next_pow2
+from strandwise.kernels.cheri_infer import cached_derived
 from strandwise.kernels.conv_norm import triton_available
 
 __all__ = ["stem_inference", "stem_infer_eligible", "stem_reference", "stem_compute_dtype"]
@@ -82,33 +80,19 @@ def stem_infer_eligible(X, weight, bias) -> bool:
         return False
 
 
-_CACHE: dict = {}
-
-
 def _stacked_weights(weight, taps: int, cin_p: int, dtype, split: bool):
     """``(W_hi, W_lo or W_hi)`` of shape ``(cin_p·taps, F)``, row ``c·taps + t`` = ``W[:, c, t]``
-    (zero rows for padding), cached per weight with a version check (like the megakernel's)."""
-    key = (id(weight), taps, cin_p, dtype, split, weight.device)
-    stamp = (weight._version, weight.data_ptr(), tuple(weight.shape), weight.dtype)
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0]() is weight and hit[1] == stamp:
-        return hit[2], hit[3]
-    Fo, cin, kw = weight.shape
-    with torch.no_grad():
+    (zero rows for padding), in the megakernel's derived-weight cache (version-checked)."""
+
+    def build():
+        Fo, cin, kw = weight.shape
         w = torch.zeros((cin_p, taps, Fo), device=weight.device, dtype=torch.float32)
         w[:cin, :kw] = weight.detach().float().permute(1, 2, 0)
         w = w.reshape(cin_p * taps, Fo)
         wh = w.to(dtype).contiguous()
-        wl = (w - wh.float()).to(dtype).contiguous() if split else wh
-    if len(_CACHE) > 256:
-        _CACHE.clear()
-    _CACHE[key] = (weakref.ref(weight), stamp, wh, wl)
-    return wh, wl
+        return wh, ((w - wh.float()).to(dtype).contiguous() if split else wh)
 
-
-def clear_stem_weight_cache() -> None:
-    """Drop the cached stacked weights (needed only after edits through ``param.data``)."""
-    _CACHE.clear()
+    return cached_derived((weight,), ("stem", taps, cin_p, dtype, split), build)
 
 
 _FAST_GELU = {"ok": True}
@@ -130,23 +114,23 @@ def _impl(X, weight, bias, split_dtype, out_dtype):
     out = torch.empty((N, L, Fo), device=X.device, dtype=out_dtype)
     if out.numel() == 0:
         return out
+    if cin_p != cin:  # padded input channels read as zeros: give the kernel a zero-padded copy
+        Xp = X.new_zeros((N, cin_p, L))
+        Xp[:, :cin] = X
+        X = Xp
     bf = min(128, max(16, next_pow2(Fo)))
     args = (X, wh, wl, b, out, L, Fo, X.stride(0), X.stride(1), X.stride(2))
-    fast = out_dtype in _HALF and _FAST_GELU["ok"] and not _interpreting()
+    fast = out_dtype in _HALF and _FAST_GELU["ok"] and not INTERPRETING
 
     def launch(fast_gelu):
         meta = dict(KW=kw, TAPS=taps, C_IN=cin_p, BLOCK_F=bf, SPLIT=split, FAST_GELU=fast_gelu)
-        if autotune_enabled() and not _interpreting():
+        if autotune_enabled() and not INTERPRETING:
             grid = lambda m: (cdiv(L, m["BLOCK_L"]), N, cdiv(Fo, bf))  # noqa: E731
             k.stem_kernel_tuned[grid](*args, **meta)
         else:
             grid = (cdiv(L, 64), N, cdiv(Fo, bf))
             k.stem_kernel[grid](*args, **meta, BLOCK_L=64, num_warps=4)
 
-    if cin_p != cin:  # padded input channels read as zeros: give the kernel a zero-padded copy
-        Xp = X.new_zeros((N, cin_p, L))
-        Xp[:, :cin] = X
-        args = (Xp, *args[1:7], Xp.stride(0), Xp.stride(1), Xp.stride(2))
     try:
         launch(fast)
     except Exception:
@@ -155,10 +139,6 @@ def _impl(X, weight, bias, split_dtype, out_dtype):
         _FAST_GELU["ok"] = False  # inline PTX unavailable: the exp form
         launch(False)
     return out
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 @torch.library.custom_op("strandwise::cherimoya_stem_infer", mutates_args=())
@@ -194,7 +174,7 @@ def stem_inference(X, weight, bias, split_dtype: torch.dtype = torch.bfloat16):
     ValueError
         If the tensors are not eligible (see :func:`stem_infer_eligible`).
     """
-    interp_ok = _interpreting() and not torch.is_grad_enabled() and _shapes_ok(X, weight, bias)
+    interp_ok = INTERPRETING and not torch.is_grad_enabled() and _shapes_ok(X, weight, bias)
     if not (interp_ok or stem_infer_eligible(X, weight, bias)):
         raise ValueError(
             "stem_inference needs grad disabled, CUDA X (N, C_in <= 8, L), weight (F, C_in, k) with "

@@ -57,6 +57,26 @@ def test_shape_rules():
     assert not _shapes_ok(torch.zeros(65536, 4, 1), w, b)  # beyond the launch grid's limit
 
 
+def test_stacked_weights_cached_and_invalidated():
+    # the stem's stacked weights live in the derived-weight cache shared with the megakernel
+    from strandwise.kernels.cheri_infer import _CACHE, clear_derived_weight_cache
+    from strandwise.kernels.stem import _stacked_weights
+
+    w, _ = stem_params(32, 4, 21)
+    wh, wl = _stacked_weights(w, 32, 4, torch.bfloat16, True)
+    assert wh.shape == (128, 32) and torch.equal(wh[21:32], torch.zeros(11, 32, dtype=torch.bfloat16))
+    # rows c·32 + t hold W[:, c, t]; the two bf16 terms together carry it to ~2^-17 relative
+    torch.testing.assert_close(wh[32:53].float() + wl[32:53].float(), w[:, 1, :].t(),
+                               rtol=2e-5, atol=1e-9)
+    assert _stacked_weights(w, 32, 4, torch.bfloat16, True)[0] is wh  # cached
+    with torch.no_grad():
+        w.mul_(2.0)  # in place: the version counter moves
+    wh2, _ = _stacked_weights(w, 32, 4, torch.bfloat16, True)
+    assert wh2 is not wh and torch.equal(wh2[0], w[:, 0, 0].bfloat16())
+    clear_derived_weight_cache()
+    assert not _CACHE
+
+
 _INTERP_SCRIPT = r"""
 import sys
 sys.path.insert(0, {testdir!r})

@@ -164,7 +164,7 @@ def test_stem_kernel_dispatch(monkeypatch, grad, mode, used):
     from strandwise.kernels import conv_norm_triton
     from strandwise.models import cherimoya as cm
 
-    monkeypatch.setattr(conv_norm_triton, "_STATE", dict(conv_norm_triton._STATE, autotune=False))
+    monkeypatch.setitem(conv_norm_triton._STATE, "autotune", False)
     calls = []
     real = cm.stem_inference
 
