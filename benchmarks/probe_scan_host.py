@@ -21,6 +21,7 @@ import time
 import torch
 
 from bench_selective_scan import make_inputs
+from strandwise.io.atomic import atomic_write_text
 
 
 def per_call_us(fn, n=300, warm=20):
@@ -166,8 +167,7 @@ def main():
     print(json.dumps({k: v for k, v in res.items() if k != "cprofile_top"}, indent=1))
     print(res["cprofile_top"])
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(res, f, indent=1)
+        atomic_write_text(args.out, json.dumps(res, indent=1))
 
 
 if __name__ == "__main__":
