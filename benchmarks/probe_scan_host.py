@@ -155,6 +155,34 @@ def main():
         res["launch_direct_us"] = per_call_us(direct)
         res["n_params"] = len(params)
 
+    # the autograd engine alone: a Function with the scan's 12 inputs whose backward hands back
+    # ready-made gradients (no kernels), called as fwd_grad calls the scan
+    class Null(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *xs):
+            return torch.empty_like(xs[0])
+
+        @staticmethod
+        def backward(ctx, g):
+            return grads_null
+
+    null_in = [leaves[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
+    grads_null = tuple(torch.zeros_like(x) for x in null_in) + (None,) * 4
+    null_args = null_in + [True, False, False, None]
+    res["engine_null_fwd_grad_us"] = per_call_us(
+        lambda: torch.autograd.grad(Null.apply(*null_args), null_in, dout), n=300)
+    res["engine_null_fwd_us"] = per_call_us(lambda: Null.apply(*null_args), n=300)
+
+    # where the fwd+grad host time goes, by op (CPU-side torch.profiler, self time)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(50):
+            fwd_grad()
+        torch.cuda.synchronize()
+    res["torch_profiler_cpu"] = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
+    print(res["torch_profiler_cpu"])
+
     pr = cProfile.Profile()
     pr.enable()
     for _ in range(100):
@@ -164,7 +192,8 @@ def main():
     s = io.StringIO()
     pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(30)
     res["cprofile_top"] = s.getvalue()
-    print(json.dumps({k: v for k, v in res.items() if k != "cprofile_top"}, indent=1))
+    print(json.dumps({k: v for k, v in res.items() if k not in ("cprofile_top", "torch_profiler_cpu")},
+                     indent=1))
     print(res["cprofile_top"])
     if args.out:
         atomic_write_text(args.out, json.dumps(res, indent=1))
