@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["cdiv", "next_pow2", "DirectLauncher", "INTERPRETING"]
+__all__ = ["cdiv", "next_pow2", "DirectLauncher", "DIRECT", "INTERPRETING"]
 
 #: Triton's interpreter mode (``TRITON_INTERPRET=1``). Triton fixes it when kernels are decorated,
 #: i.e. at import, so it is read once here too (an environment lookup per call was a visible share
@@ -57,6 +57,20 @@ class DirectLauncher:
 
     def clear(self) -> None:
         self._cache.clear()
+
+    def run(self, kernel, grid, tensors, scalars, meta, dtypes=None):
+        """``kernel[grid](*tensors, *scalars, **meta)`` keyed by the kernel, ``scalars`` (ints and
+        floats, exactly), the tensors' dtypes (``dtypes`` when the caller knows which of them can
+        vary, else read from every tensor) and ``meta``'s values; plain dispatch when Triton
+        interprets (CPU). Returns the constexprs the launch used."""
+        if INTERPRETING:
+            kernel[grid](*tensors, *scalars, **meta)
+            best = getattr(kernel, "best_config", None)
+            return dict(meta, **best.kwargs) if best is not None else meta
+        if dtypes is None:
+            dtypes = tuple(t.dtype for t in tensors)
+        return self.launch(kernel, grid, tensors, scalars, meta,
+                           (id(kernel), scalars, dtypes, tuple(meta.values())))
 
     def launch(self, kernel, grid, tensors, ints, meta, key):
         """Launch on the current CUDA device and stream (as Triton does); ``key`` must be hashable."""
@@ -124,3 +138,7 @@ def _knobs():
     import triton.knobs as knobs
 
     return knobs
+
+
+#: The launcher every kernel wrapper shares (keys start with the kernel's identity).
+DIRECT = DirectLauncher()

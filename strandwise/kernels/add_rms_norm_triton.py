@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from strandwise.kernels._host import cdiv, next_pow2
+from strandwise.kernels._host import DIRECT, cdiv, next_pow2
 
 BLOCK_ROWS = 8
 
@@ -120,9 +120,10 @@ class AddRMSNormFunc(torch.autograd.Function):
         rstd = torch.empty((n_rows, G), device=x.device, dtype=torch.float32)
         BD = next_pow2(DH)
         BR = max(1, min(BLOCK_ROWS, 4096 // BD))
-        _fwd[(cdiv(n_rows, BR),)](x2, r2, weight, s, y, rstd, n_rows, eps, sx, sr,
-                                  DH=DH, G=G, FLIP=bool(rc), SWAP=bool(swap), HAS_RES=has_res,
-                                  BR=BR, BD=BD, num_warps=4 if BD <= 1024 else 8)
+        DIRECT.run(_fwd, (cdiv(n_rows, BR),), (x2, r2, weight, s, y, rstd), (n_rows, eps, sx, sr),
+                   dict(DH=DH, G=G, FLIP=bool(rc), SWAP=bool(swap), HAS_RES=has_res,
+                        BR=BR, BD=BD, num_warps=4 if BD <= 1024 else 8),
+                   (x2.dtype, r2.dtype, weight.dtype))
         ctx.save_for_backward(s, rstd, weight)
         ctx.meta = (G, DH, bool(rc), bool(swap), has_res, x.dtype,
                     residual.dtype if has_res else None, x.shape, BR, BD)
@@ -143,9 +144,11 @@ class AddRMSNormFunc(torch.autograd.Function):
         n_tiles = cdiv(n_rows, BR)
         n_prog = max(1, min(n_tiles, torch.cuda.get_device_properties(s.device).multi_processor_count * 8))
         dwp = torch.empty((n_prog, G, DH), device=s.device, dtype=torch.float32)
-        _bwd[(n_prog,)](dy2, ds2, s, rstd, weight, dx, dr, dwp, n_rows, cdiv(n_tiles, n_prog), n_prog,
-                        DH=DH, G=G, FLIP=rc, SWAP=swap, HAS_DS=ds is not None, HAS_RES=has_res,
-                        BR=BR, BD=BD, num_warps=4 if BD <= 1024 else 8)
+        DIRECT.run(_bwd, (n_prog,), (dy2, ds2, s, rstd, weight, dx, dr, dwp),
+                   (n_rows, cdiv(n_tiles, n_prog), n_prog),
+                   dict(DH=DH, G=G, FLIP=rc, SWAP=swap, HAS_DS=ds is not None, HAS_RES=has_res,
+                        BR=BR, BD=BD, num_warps=4 if BD <= 1024 else 8),
+                   (dy2.dtype, ds2.dtype, weight.dtype, dx.dtype, dr.dtype))
         dw = dwp.sum(dim=(0, 1))  # group 1's partials are already stored at their weight's indices
         return (dx.view(shape), dr.view(shape) if has_res else None, dw.to(weight.dtype),
                 None, None, None)

@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from strandwise.kernels._host import cdiv
+from strandwise.kernels._host import DIRECT, cdiv
 
 BLOCK_D = 16
 BLOCK_L = 256
@@ -146,10 +146,10 @@ class CausalConv1dSiluFunc(torch.autograd.Function):
         K = w.shape[1]
         w_c = w.contiguous()
         out = torch.empty((B, D, L), device=x.device, dtype=x.dtype)
-        _fwd[_grid(B, D, L)](x, w_c, b if b is not None else w_c, out, D, L,
-                             x.stride(0), x.stride(1), out.stride(0), out.stride(1),
-                             K=K, REVERSE=bool(reverse), HAS_BIAS=b is not None, SILU=bool(silu),
-                             BD=BLOCK_D, BL=BLOCK_L, num_warps=4)
+        DIRECT.run(_fwd, _grid(B, D, L), (x, w_c, b if b is not None else w_c, out),
+                   (D, L, x.stride(0), x.stride(1), out.stride(0), out.stride(1)),
+                   dict(K=K, REVERSE=bool(reverse), HAS_BIAS=b is not None, SILU=bool(silu),
+                        BD=BLOCK_D, BL=BLOCK_L, num_warps=4))
         ctx.save_for_backward(x, w_c, b)
         ctx.flags = (bool(reverse), bool(silu), b is not None, w.dtype)
         return out
@@ -165,14 +165,15 @@ class CausalConv1dSiluFunc(torch.autograd.Function):
         g = torch.empty((B, D, L), device=x.device, dtype=torch.float32)  # dx is gathered from fp32 g
         dwp = torch.empty((B * n_lblk, D, K), device=x.device, dtype=torch.float32)
         dbp = torch.empty((B * n_lblk, D), device=x.device, dtype=torch.float32) if has_b else dwp
-        _bwd_g[_grid(B, D, L)](x, w, b if has_b else w, dout, g, dwp, dbp, D, L, n_lblk,
-                               x.stride(0), x.stride(1), g.stride(0), g.stride(1),
-                               dout.stride(0), dout.stride(1),
-                               K=K, REVERSE=reverse, HAS_BIAS=has_b, SILU=silu,
-                               BD=BLOCK_D, BL=BLOCK_L, num_warps=4)
+        DIRECT.run(_bwd_g, _grid(B, D, L), (x, w, b if has_b else w, dout, g, dwp, dbp),
+                   (D, L, n_lblk, x.stride(0), x.stride(1), g.stride(0), g.stride(1),
+                    dout.stride(0), dout.stride(1)),
+                   dict(K=K, REVERSE=reverse, HAS_BIAS=has_b, SILU=silu,
+                        BD=BLOCK_D, BL=BLOCK_L, num_warps=4))
         dx = torch.empty((B, D, L), device=x.device, dtype=x.dtype)
-        _bwd_dx[_grid(B, D, L)](g, w, dx, D, L, g.stride(0), g.stride(1), dx.stride(0), dx.stride(1),
-                                K=K, REVERSE=reverse, BD=BLOCK_D, BL=BLOCK_L, num_warps=4)
+        DIRECT.run(_bwd_dx, _grid(B, D, L), (g, w, dx),
+                   (D, L, g.stride(0), g.stride(1), dx.stride(0), dx.stride(1)),
+                   dict(K=K, REVERSE=reverse, BD=BLOCK_D, BL=BLOCK_L, num_warps=4))
         dw = dwp.sum(dim=0).to(w_dtype)
         db = dbp.sum(dim=0).to(b.dtype) if has_b else None
         return dx, dw, db, None, None

@@ -49,7 +49,7 @@ import torch
 import triton
 import triton.language as tl
 
-from strandwise.kernels._host import INTERPRETING, DirectLauncher, cdiv, next_pow2
+from strandwise.kernels._host import DIRECT, INTERPRETING, cdiv, next_pow2
 
 __all__ = ["selective_scan_triton", "SelectiveScanTritonFunc", "selective_scan_triton_fwd",
            "selective_scan_triton_bwd"]
@@ -738,19 +738,15 @@ def _np(N: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-_DIRECT = DirectLauncher()
+_DIRECT = DIRECT  # shared with the other wrappers; tests and probes reach it here
 
 
-def _launch(kernel, grid, tens, ints, meta, tag, dtypes):
+def _launch(kernel, grid, tens, ints, meta, dtypes):
     """``kernel[grid](*tens, *ints, **meta)``; after the first call per specialisation the compiled
     kernel is launched directly (:class:`strandwise.kernels._host.DirectLauncher`: the key holds the
-    integer arguments exactly, the input dtypes and the constexprs; every other tensor is fp32).
-    Returns the constexprs the launch used (with the autotuner's pick)."""
-    if _INTERPRETING:
-        kernel[grid](*tens, *ints, **meta)
-        best = getattr(kernel, "best_config", None)
-        return dict(meta, **best.kwargs) if best is not None else meta
-    return _DIRECT.launch(kernel, grid, tens, ints, meta, (tag, ints, dtypes, tuple(meta.values())))
+    integer arguments exactly, the input dtypes — every other tensor is fp32 — and the
+    constexprs). Returns the constexprs the launch used (with the autotuner's pick)."""
+    return _DIRECT.run(kernel, grid, tens, ints, meta, dtypes)
 
 
 def _lastdim_contig(x):
@@ -793,7 +789,7 @@ def selective_scan_triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplu
                  delta.stride(1), B.stride(0), B.stride(1)),
                 dict(HAS_DBIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
                      REVERSE=bool(reverse), BLOCK_D=sbd, NP=NP, T=T, TF=4, num_warps=1),
-                "fsum", (u.dtype, delta.dtype, B.dtype))
+                (u.dtype, delta.dtype, B.dtype))
     else:
         hsum = dsum = A
     tens = (u, delta, A, B, C, Dv, zz, db, h0, hsum, dsum, out, states, last)
@@ -809,10 +805,10 @@ def selective_scan_triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplu
     if not _autotuning():
         bd = _DEFAULT_BLOCK_D if _interpreting() else 32
         grid = (batch * n_seg, cdiv(di, bd))
-        _launch(_fwd_kernel, grid, tens, ints, dict(flags, BLOCK_D=bd, TF=4, num_warps=1), "f", dts)
+        _launch(_fwd_kernel, grid, tens, ints, dict(flags, BLOCK_D=bd, TF=4, num_warps=1), dts)
     else:
         grid = lambda meta: (batch * n_seg, cdiv(di, meta["BLOCK_D"]))  # noqa: E731
-        _launch(_fwd_kernel_tuned, grid, tens, ints, flags, "ft", dts)
+        _launch(_fwd_kernel_tuned, grid, tens, ints, flags, dts)
     plan = (T, n_chunks, n_seg, seg_chunks)
     return out, (last if return_last_state else None), states, plan
 
@@ -887,15 +883,15 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
     if n_seg > 1:  # adjoint summaries of every segment (a_start·g_start from zero, ΣΔ)
         grid = (batch * n_seg, cdiv(di, block_d))
         _launch(_bwd_kernel, grid, tens, ints,
-                dict(flags, SUMMARY=True, BLOCK_D=block_d, TF=4, num_warps=1), "bsum", dts)
+                dict(flags, SUMMARY=True, BLOCK_D=block_d, TF=4, num_warps=1), dts)
     if not _autotuning():
         grid = (batch * n_seg, cdiv(di, block_d))
         _launch(_bwd_kernel, grid, tens, ints,
-                dict(flags, SUMMARY=False, BLOCK_D=block_d, TF=_MIN_TF_BWD, num_warps=1), "b", dts)
+                dict(flags, SUMMARY=False, BLOCK_D=block_d, TF=_MIN_TF_BWD, num_warps=1), dts)
         used_bd = block_d
     else:
         grid = lambda meta: (batch * n_seg, cdiv(di, meta["BLOCK_D"]))  # noqa: E731
-        used_bd = _launch(_bwd_kernel_tuned, grid, tens, ints, dict(flags, SUMMARY=False), "bt",
+        used_bd = _launch(_bwd_kernel_tuned, grid, tens, ints, dict(flags, SUMMARY=False),
                           dts)["BLOCK_D"]
     if atomic_bc:
         dBC = dBCp[:, 0]

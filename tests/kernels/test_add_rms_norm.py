@@ -89,6 +89,30 @@ def test_triton_matches_reference(dtype, rc, swap, has_res, shape):
 
 
 @pytest.mark.gpu
+def test_repeat_call_is_direct_and_bit_identical():
+    # from the second call on, the compiled kernels are launched directly (_host.DIRECT)
+    from strandwise.kernels._host import DIRECT
+    from strandwise.kernels.add_rms_norm_triton import add_rms_norm_triton
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 300, 256, generator=gen).to(torch.bfloat16).cuda().requires_grad_(True)
+    r = torch.randn(2, 300, 256, generator=gen).cuda().requires_grad_(True)
+    w = (torch.rand(128, generator=gen) + 0.5).cuda().requires_grad_(True)
+    gy = torch.randn(2, 300, 256, generator=gen).to(torch.bfloat16).cuda()
+
+    def run():
+        y, s = add_rms_norm_triton(x, r, w, 1e-5, rc=True, swap=True)
+        return (y, s) + torch.autograd.grad(y, [x, r, w], gy)
+
+    first = run()
+    hits = DIRECT.hits
+    second = run()
+    assert DIRECT.hits - hits == 2  # forward and backward
+    for a, c in zip(first, second):
+        assert torch.equal(a, c)
+
+
+@pytest.mark.gpu
 def test_dispatch_and_caduceus_block_use_it():
     """On CUDA the dispatcher runs the Triton function (visible in the autograd graph)."""
     x = torch.randn(2, 9, 16, device="cuda", requires_grad=True)

@@ -349,8 +349,18 @@ def test_gpu_direct_launch_matches_dispatch_and_skips_unaligned(monkeypatch, aut
     # After the first call of a specialisation the compiled kernels are launched directly
     # (_host.DirectLauncher). Its results must equal the ordinary dispatch bit for bit, and an
     # input whose data pointer is not 16-byte aligned (a view one element in) must not reuse a
-    # kernel compiled for aligned pointers.
+    # kernel compiled for aligned pointers. Deterministic mode: the default dB/dC are fp32 atomic
+    # adds, whose order (and so last bit) may differ from run to run whichever way is launched.
     monkeypatch.setenv("STRANDWISE_SCAN_AUTOTUNE", autotune)
+    was_det = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        _direct_launch_case(autotune)
+    finally:
+        torch.use_deterministic_algorithms(was_det)
+
+
+def _direct_launch_case(autotune):
     from strandwise.kernels import selective_scan_triton as sst
 
     ins = make_inputs(2, 96, 16, 1000 + int(autotune), torch.bfloat16, "cuda", seed=41)
