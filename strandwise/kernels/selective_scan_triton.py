@@ -167,6 +167,8 @@ def _fwd_summary_kernel(
     tot = tl.zeros([BLOCK_D], dtype=tl.float32)
     c0 = seg * seg_chunks
     c1 = tl.minimum(c0 + seg_chunks, n_chunks)
+    if seg == n_seg - 1:
+        c1 = c0  # no segment follows the last one: its summary is never read
     for k in range(c0 * SUB, c1 * SUB):
         p = k * TF + offs_t
         pm = p < L
@@ -486,6 +488,9 @@ def _bwd_kernel(
     tot_s = tl.zeros([BLOCK_D], dtype=tl.float32)
     c0 = seg * seg_chunks
     c1 = tl.minimum(c0 + seg_chunks, n_chunks)
+    if SUMMARY:
+        if seg == 0:
+            c1 = c0  # the adjoint flows toward position 0: nothing reads the first segment's summary
     for cc in range(0, c1 - c0):
         c = c1 - 1 - cc
         if not SUMMARY:
