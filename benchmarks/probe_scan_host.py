@@ -85,6 +85,9 @@ def main():
     res["gpu_fwd_us"] = gpu_us(fwd)
     res["gpu_fwd_grad_us"] = gpu_us(fwd_grad)
     res["fwd_grad_us"] = per_call_us(fwd_grad, n=200)
+    # the same with the backward run on the calling thread instead of autograd's CUDA device thread
+    with torch.autograd.set_multithreading_enabled(False):
+        res["fwd_grad_calling_thread_us"] = per_call_us(fwd_grad, n=200)
     # the wrappers alone (no autograd node), with and without the direct launches
     with torch.no_grad():
         a_ = dict(t)
@@ -143,8 +146,8 @@ def main():
         from triton.runtime import driver
 
         stream = driver.active.get_current_stream(driver.active.get_current_device())
-        params = sst._fwd_kernel.params
-        full = list(a) + [kw[p.name] for p in params[len(a):]]
+        kparams = sst._fwd_kernel.params
+        full = list(a) + [kw[p.name] for p in kparams[len(a):]]
 
         def direct():
             ck.run(g2[0], g2[1], 1, stream, ck.function, ck.packed_metadata, None,
@@ -153,7 +156,7 @@ def main():
         direct()
         torch.cuda.synchronize()
         res["launch_direct_us"] = per_call_us(direct)
-        res["n_params"] = len(params)
+        res["n_params"] = len(kparams)
 
     # the autograd engine alone: a Function with the scan's 12 inputs whose backward hands back
     # ready-made gradients (no kernels), called as fwd_grad calls the scan
@@ -172,6 +175,9 @@ def main():
     res["engine_null_fwd_grad_us"] = per_call_us(
         lambda: torch.autograd.grad(Null.apply(*null_args), null_in, dout), n=300)
     res["engine_null_fwd_us"] = per_call_us(lambda: Null.apply(*null_args), n=300)
+    with torch.autograd.set_multithreading_enabled(False):
+        res["engine_null_fwd_grad_calling_thread_us"] = per_call_us(
+            lambda: torch.autograd.grad(Null.apply(*null_args), null_in, dout), n=300)
 
     # where the fwd+grad host time goes, by op (CPU-side torch.profiler, self time)
     from torch.profiler import ProfilerActivity, profile
