@@ -13,6 +13,7 @@ an odd length or stride gets).
 
     python benchmarks/sass_scan.py fwd --tf 4
     python benchmarks/sass_scan.py bwd --tf 2 --maxnreg 168 --sass bwd.sass
+    python benchmarks/sass_scan.py fwd --src /tmp/my_edit_of_selective_scan_triton.py
 
 Counts are static: a loop body's conditional blocks (e.g. the forward's state store every
 ``T / TF`` iterations) are counted in full. "Per element" divides the hottest loop by the
@@ -30,6 +31,7 @@ import re
 import subprocess
 import tempfile
 
+_SRC = None  # --src
 _BF16_FWD = ("u_ptr", "delta_ptr", "z_ptr", "out_ptr")
 _BF16_BWD = ("u_ptr", "delta_ptr", "z_ptr", "dout_ptr", "du_ptr", "ddelta_ptr", "dz_ptr", "outz_ptr")
 
@@ -37,7 +39,14 @@ _BF16_BWD = ("u_ptr", "delta_ptr", "z_ptr", "dout_ptr", "du_ptr", "ddelta_ptr", 
 def _kernel_spec(name: str, tf: int, block_d: int):
     """(JITFunction, constexprs, names of bf16 pointer args) for the z-gated, softplus, D, bias case
     (Caduceus' call), forward direction."""
-    from strandwise.kernels import selective_scan_triton as sst
+    if _SRC:  # a modified copy of selective_scan_triton.py (compare a kernel edit offline)
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("sst_variant", _SRC)
+        sst = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sst)
+    else:
+        from strandwise.kernels import selective_scan_triton as sst
 
     common = dict(HAS_DBIAS=True, SOFTPLUS=True, REVERSE=False, BLOCK_D=block_d, NP=16, T=32, TF=tf)
     if name == "fwd":
@@ -132,9 +141,12 @@ def main():
     ap.add_argument("--num-warps", type=int, default=1)
     ap.add_argument("--maxnreg", type=int, default=None)
     ap.add_argument("--no-int-div16", action="store_true")
+    ap.add_argument("--src", help="compile the kernels of this copy of selective_scan_triton.py instead")
     ap.add_argument("--sass", help="also write the full SASS here")
     ap.add_argument("--json", help="write the counts as JSON here")
     args = ap.parse_args()
+    global _SRC
+    _SRC = args.src
     tf = args.tf or (2 if args.kernel.startswith("bwd") else 4)
     fn, consts, bf16 = _kernel_spec(args.kernel, tf, args.block_d)
     ck = compile_sm90(fn, consts, bf16, args.num_warps, args.maxnreg, not args.no_int_div16)
