@@ -22,6 +22,7 @@ import torch
 
 from bench_selective_scan import make_inputs
 from strandwise.io.atomic import atomic_write_text
+from strandwise.kernels._host import DIRECT
 
 
 def per_call_us(fn, n=300, warm=20):
@@ -100,13 +101,11 @@ def main():
             a_["delta_bias"], True, False, states, plan)
         wb()
         for on in (True, False):
-            if hasattr(sst, "_DIRECT"):
-                sst._DIRECT.enabled = on
+            DIRECT.enabled = on
             tag = "direct" if on else "dispatch"
             res[f"wrapper_fwd_{tag}_us"] = per_call_us(wf)
             res[f"wrapper_bwd_{tag}_us"] = per_call_us(wb)
-        if hasattr(sst, "_DIRECT"):
-            sst._DIRECT.enabled = True
+        DIRECT.enabled = True
     with torch.no_grad():
         res["fwd_nograd_us"] = per_call_us(lambda: sst.selective_scan_triton(**t, delta_softplus=True))
     res["fwd_autograd_us"] = per_call_us(fwd)

@@ -65,8 +65,7 @@ class DirectLauncher:
         interprets (CPU). Returns the constexprs the launch used."""
         if INTERPRETING:
             kernel[grid](*tensors, *scalars, **meta)
-            best = getattr(kernel, "best_config", None)
-            return dict(meta, **best.kwargs) if best is not None else meta
+            return _chosen(kernel, meta)
         if dtypes is None:
             dtypes = tuple(t.dtype for t in tensors)
         return self.launch(kernel, grid, tensors, scalars, meta,
@@ -91,10 +90,7 @@ class DirectLauncher:
                 self.hits += 1
                 return chosen
         ck = kernel[grid](*tensors, *ints, **meta)
-        chosen = dict(meta)
-        best = getattr(kernel, "best_config", None)
-        if best is not None:
-            chosen.update(best.kwargs)
+        chosen = _chosen(kernel, meta)
         if not (aligned and self.enabled) or ck is None or hasattr(ck, "result"):
             return chosen
         params = _params_of(kernel)[len(tensors) + len(ints):]
@@ -107,6 +103,12 @@ class DirectLauncher:
             self._cache.clear()
         self._cache[key] = (ck, g, tail, chosen)
         return chosen
+
+
+def _chosen(kernel, meta) -> dict:
+    """``meta`` plus the autotuner's pick (after a launch through an ``Autotuner``)."""
+    best = getattr(kernel, "best_config", None)
+    return dict(meta, **best.kwargs) if best is not None else dict(meta)
 
 
 def _params_of(kernel):

@@ -58,11 +58,8 @@ LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
 
 
-_INTERPRETING = INTERPRETING  # read once at import (strandwise.kernels._host)
-
-
 def _interpreting() -> bool:
-    return _INTERPRETING
+    return INTERPRETING  # read once at import (strandwise.kernels._host)
 
 
 def _autotuning() -> bool:
@@ -743,17 +740,6 @@ def _np(N: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-_DIRECT = DIRECT  # shared with the other wrappers; tests and probes reach it here
-
-
-def _launch(kernel, grid, tens, ints, meta, dtypes):
-    """``kernel[grid](*tens, *ints, **meta)``; after the first call per specialisation the compiled
-    kernel is launched directly (:class:`strandwise.kernels._host.DirectLauncher`: the key holds the
-    integer arguments exactly, the input dtypes — every other tensor is fp32 — and the
-    constexprs). Returns the constexprs the launch used (with the autotuner's pick)."""
-    return _DIRECT.run(kernel, grid, tens, ints, meta, dtypes)
-
-
 def _lastdim_contig(x):
     return x if x.stride(-1) == 1 else x.contiguous()
 
@@ -789,7 +775,7 @@ def selective_scan_triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplu
         dsum = torch.empty((batch, n_seg, di), device=dev, dtype=f32)
         sbd = _DEFAULT_BLOCK_D if _interpreting() else 32
         grid = (batch * n_seg, cdiv(di, sbd))
-        _launch(_fwd_summary_kernel, grid, (u, delta, A, B, db, hsum, dsum),
+        DIRECT.run(_fwd_summary_kernel, grid, (u, delta, A, B, db, hsum, dsum),
                 (L, di, N, n_seg, seg_chunks, n_chunks, u.stride(0), u.stride(1), delta.stride(0),
                  delta.stride(1), B.stride(0), B.stride(1)),
                 dict(HAS_DBIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
@@ -810,10 +796,10 @@ def selective_scan_triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplu
     if not _autotuning():
         bd = _DEFAULT_BLOCK_D if _interpreting() else 32
         grid = (batch * n_seg, cdiv(di, bd))
-        _launch(_fwd_kernel, grid, tens, ints, dict(flags, BLOCK_D=bd, TF=4, num_warps=1), dts)
+        DIRECT.run(_fwd_kernel, grid, tens, ints, dict(flags, BLOCK_D=bd, TF=4, num_warps=1), dts)
     else:
         grid = lambda meta: (batch * n_seg, cdiv(di, meta["BLOCK_D"]))  # noqa: E731
-        _launch(_fwd_kernel_tuned, grid, tens, ints, flags, dts)
+        DIRECT.run(_fwd_kernel_tuned, grid, tens, ints, flags, dts)
     plan = (T, n_chunks, n_seg, seg_chunks)
     return out, (last if return_last_state else None), states, plan
 
@@ -887,16 +873,16 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
     )
     if n_seg > 1:  # adjoint summaries of every segment (a_start·g_start from zero, ΣΔ)
         grid = (batch * n_seg, cdiv(di, block_d))
-        _launch(_bwd_kernel, grid, tens, ints,
+        DIRECT.run(_bwd_kernel, grid, tens, ints,
                 dict(flags, SUMMARY=True, BLOCK_D=block_d, TF=4, num_warps=1), dts)
     if not _autotuning():
         grid = (batch * n_seg, cdiv(di, block_d))
-        _launch(_bwd_kernel, grid, tens, ints,
+        DIRECT.run(_bwd_kernel, grid, tens, ints,
                 dict(flags, SUMMARY=False, BLOCK_D=block_d, TF=_MIN_TF_BWD, num_warps=1), dts)
         used_bd = block_d
     else:
         grid = lambda meta: (batch * n_seg, cdiv(di, meta["BLOCK_D"]))  # noqa: E731
-        used_bd = _launch(_bwd_kernel_tuned, grid, tens, ints, dict(flags, SUMMARY=False),
+        used_bd = DIRECT.run(_bwd_kernel_tuned, grid, tens, ints, dict(flags, SUMMARY=False),
                           dts)["BLOCK_D"]
     if atomic_bc:
         dBC = dBCp[:, 0]

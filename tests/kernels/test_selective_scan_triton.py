@@ -362,6 +362,7 @@ def test_gpu_direct_launch_matches_dispatch_and_skips_unaligned(monkeypatch, aut
 
 def _direct_launch_case(autotune):
     from strandwise.kernels import selective_scan_triton as sst
+    from strandwise.kernels._host import DIRECT
 
     ins = make_inputs(2, 96, 16, 1000 + int(autotune), torch.bfloat16, "cuda", seed=41)
     wrt = [ins[k] for k in ("u", "delta", "B", "C", "A", "D", "z", "delta_bias")]
@@ -370,19 +371,19 @@ def _direct_launch_case(autotune):
         out = sst.selective_scan_triton(**ins, delta_softplus=True)
         return (out,) + torch.autograd.grad(out.float().square().sum(), wrt)
 
-    sst._DIRECT.clear()
+    DIRECT.clear()
     first = run()
-    n_cached = len(sst._DIRECT._cache)
+    n_cached = len(DIRECT._cache)
     assert n_cached >= 2  # forward and backward kernels (plus segment summaries where split)
-    hits = sst._DIRECT.hits
+    hits = DIRECT.hits
     second = run()  # direct launches
-    assert len(sst._DIRECT._cache) == n_cached
-    assert sst._DIRECT.hits - hits == n_cached  # every launch of the second call went direct
-    sst._DIRECT.enabled = False
+    assert len(DIRECT._cache) == n_cached
+    assert DIRECT.hits - hits == n_cached  # every launch of the second call went direct
+    DIRECT.enabled = False
     try:
         plain = run()
     finally:
-        sst._DIRECT.enabled = True
+        DIRECT.enabled = True
     for a, b, c in zip(first, second, plain):
         assert torch.equal(a, b) and torch.equal(a, c)
     # same shapes and strides, unaligned u: a view 1 element into a larger buffer
