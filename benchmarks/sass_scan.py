@@ -31,18 +31,19 @@ import re
 import subprocess
 import tempfile
 
-_SRC = None  # --src
+from strandwise.io.atomic import atomic_write_text
+
 _BF16_FWD = ("u_ptr", "delta_ptr", "z_ptr", "out_ptr")
 _BF16_BWD = ("u_ptr", "delta_ptr", "z_ptr", "dout_ptr", "du_ptr", "ddelta_ptr", "dz_ptr", "outz_ptr")
 
 
-def _kernel_spec(name: str, tf: int, block_d: int):
+def _kernel_spec(name: str, tf: int, block_d: int, src: str | None = None):
     """(JITFunction, constexprs, names of bf16 pointer args) for the z-gated, softplus, D, bias case
     (Caduceus' call), forward direction."""
-    if _SRC:  # a modified copy of selective_scan_triton.py (compare a kernel edit offline)
+    if src:  # a modified copy of selective_scan_triton.py (compare a kernel edit offline)
         import importlib.util
 
-        spec = importlib.util.spec_from_file_location("sst_variant", _SRC)
+        spec = importlib.util.spec_from_file_location("sst_variant", src)
         sst = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(sst)
     else:
@@ -145,15 +146,12 @@ def main():
     ap.add_argument("--sass", help="also write the full SASS here")
     ap.add_argument("--json", help="write the counts as JSON here")
     args = ap.parse_args()
-    global _SRC
-    _SRC = args.src
     tf = args.tf or (2 if args.kernel.startswith("bwd") else 4)
-    fn, consts, bf16 = _kernel_spec(args.kernel, tf, args.block_d)
+    fn, consts, bf16 = _kernel_spec(args.kernel, tf, args.block_d, args.src)
     ck = compile_sm90(fn, consts, bf16, args.num_warps, args.maxnreg, not args.no_int_div16)
     sass, usage = sass_of(ck)
     if args.sass:
-        with open(args.sass, "w") as f:
-            f.write(sass)
+        atomic_write_text(args.sass, sass)
     ins = instructions(sass)
     loop = hottest_loop(ins)
     ops = collections.Counter(opcode(t) for t in loop)
@@ -172,8 +170,7 @@ def main():
                                          if k.startswith(("LDG", "STG", "RED", "ATOM")))))
     print(json.dumps(res, indent=1))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=1)
+        atomic_write_text(args.json, json.dumps(res, indent=1))
 
 
 if __name__ == "__main__":
