@@ -16,16 +16,6 @@ pytestmark = pytest.mark.gpu
 DT = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-@pytest.fixture
-def cnt():
-    from strandwise.kernels import conv_norm_triton
-
-    prev = conv_norm_triton.autotune_enabled()
-    conv_norm_triton.set_autotune(False)
-    yield conv_norm_triton
-    conv_norm_triton.set_autotune(prev)
-
-
 def _block(C, d, expansion=2, seed=0):
     torch.manual_seed(seed)
     b = CheriBlock(C, d, expansion).eval()

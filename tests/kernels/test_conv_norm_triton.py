@@ -17,16 +17,6 @@ DT = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 REL_TOL = {"fp32": 1e-4, "bf16": 1e-2, "fp16": 2e-3}
 
 
-@pytest.fixture
-def cnt():
-    from strandwise.kernels import conv_norm_triton
-
-    prev = conv_norm_triton.autotune_enabled()
-    conv_norm_triton.set_autotune(False)
-    yield conv_norm_triton
-    conv_norm_triton.set_autotune(prev)
-
-
 def _inputs(N, L, C, dtype, wscale=1.0, seed=0):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(N, L, C, generator=gen).to(dtype)
