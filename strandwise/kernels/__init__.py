@@ -7,6 +7,7 @@ from strandwise.kernels.cheri_infer import (
     cheri_infer_eligible,
     clear_derived_weight_cache,
 )
+from strandwise.kernels.cheri_train import CheriBlockTrainFunc, cheri_block_train, cheri_train_eligible
 from strandwise.kernels.conv_norm import (
     CONV_NORM_EPS,
     FusedDilatedConvNorm,
@@ -34,6 +35,9 @@ __all__ = [
     "cheri_block_reference",
     "cheri_infer_eligible",
     "clear_derived_weight_cache",
+    "CheriBlockTrainFunc",
+    "cheri_block_train",
+    "cheri_train_eligible",
     "selective_scan_chunked",
     "selective_scan_fn",
     "selective_scan_naive",

@@ -156,8 +156,7 @@ def _heuristic(bc: int, H: int):
 
 
 def _infer_impl(x, conv_weight, w1, w2, dilation: int, residual_scale: float, eps: float, fp32_dot: str):
-    k = _kernels()
-    cnt = k.cnt
+    cnt = _kernels().cnt
     x = x.contiguous()
     N, L, C = x.shape
     H = w1.shape[0]
@@ -172,36 +171,55 @@ def _infer_impl(x, conv_weight, w1, w2, dilation: int, residual_scale: float, ep
     else:
         dot, prec, wdtype = 0, "ieee", x.dtype
     w1t, w2t = _derived_weights(w1, w2, residual_scale, wdtype)
-    bc = max(16, next_pow2(C))
-    NL = N * L
-
-    def grid(meta):
-        return (cdiv(NL, meta["BLOCK_M"]),)
-
-    args = (x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, int(dilation))
-    fast = dot == 0 and _FAST_GELU["ok"]
-    try:
-        _launch_mlp(k, grid, args, bc, H, dot, prec, fast)
-    except Exception:
-        if not fast:
-            raise
-        # the hardware-tanh GELU needs inline PTX; where it does not compile, use the exp form
-        _FAST_GELU["ok"] = False
-        _launch_mlp(k, grid, args, bc, H, dot, prec, False)
+    launch_block_kernel((x, cw, w1t, w2t, mean, rstd, out, out, out, out, N * L, L, C, H, int(dilation)),
+                        dot, prec)
     return out
 
 
 _FAST_GELU = {"ok": True}
 
 
-def _launch_mlp(k, grid, args, bc, H, dot, prec, fast):
-    if k.cnt.autotune_enabled():
-        k.mlp_kernel_tuned[grid](*args, BLOCK_C=bc, DOT=dot, PRECISION=prec, FAST_GELU=fast)
-    else:
-        meta, nw = _heuristic(bc, H)
-        # 3 stages: the sweep's best at C=128 (0.320 vs 0.334 ms with 2, bf16, H200)
-        k.mlp_kernel[grid](*args, BLOCK_C=bc, DOT=dot, PRECISION=prec, FAST_GELU=fast,
-                           num_warps=nw, num_stages=3 if H // meta["BLOCK_H"] >= 2 else 2, **meta)
+def fast_gelu_ok() -> bool:
+    """Whether the hardware-tanh GELU is used (it needs inline PTX: not under the interpreter, and
+    off for the process once a compile of it failed)."""
+    from strandwise.kernels._host import INTERPRETING
+
+    return _FAST_GELU["ok"] and not INTERPRETING
+
+
+def run_with_fast_gelu(launch, fast: bool) -> None:
+    """``launch(fast)``; if the hardware-tanh form fails to compile, switch it off for good and
+    launch again with the exp form."""
+    try:
+        launch(fast)
+    except Exception:
+        if not fast:
+            raise
+        _FAST_GELU["ok"] = False
+        launch(False)
+
+
+def launch_block_kernel(args: tuple, dot: int, prec: str, save: int = 0) -> None:
+    """Launch the block kernel (:func:`cheri_infer_triton.mlp_kernel`) over ``args`` =
+    ``(x, cw, W1ᵀ, (s·W2)ᵀ, mean, rstd, out, xn, z, h, N·L, L, C, H, dilation)``; ``save=1`` also
+    stores x̂, z and h (the training forward, :mod:`strandwise.kernels.cheri_train`)."""
+    k = _kernels()
+    NL, C, H = args[10], args[12], args[13]
+    bc = max(16, next_pow2(C))
+
+    def grid(meta):
+        return (cdiv(NL, meta["BLOCK_M"]),)
+
+    def launch(fast):
+        if k.cnt.autotune_enabled():
+            k.mlp_kernel_tuned[grid](*args, BLOCK_C=bc, DOT=dot, PRECISION=prec, FAST_GELU=fast, SAVE=save)
+        else:
+            meta, nw = _heuristic(bc, H)
+            # 3 stages: the sweep's best at C=128 (0.320 vs 0.334 ms with 2, bf16, H200)
+            k.mlp_kernel[grid](*args, BLOCK_C=bc, DOT=dot, PRECISION=prec, FAST_GELU=fast, SAVE=save,
+                               num_warps=nw, num_stages=3 if H // meta["BLOCK_H"] >= 2 else 2, **meta)
+
+    run_with_fast_gelu(launch, dot == 0 and fast_gelu_ok())
 
 
 @torch.library.custom_op("strandwise::cheri_block_infer", mutates_args=())

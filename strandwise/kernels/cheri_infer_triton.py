@@ -20,15 +20,19 @@ __all__ = ["mlp_kernel", "mlp_kernel_tuned", "configs", "prune", "prune_full"]
 
 @triton.jit
 def mlp_kernel(
-    x_ptr, cw_ptr, w1t_ptr, w2t_ptr, mean_ptr, rstd_ptr, out_ptr, NL, L, C, H, D,
+    x_ptr, cw_ptr, w1t_ptr, w2t_ptr, mean_ptr, rstd_ptr, out_ptr, xn_ptr, z_ptr, h_ptr, NL, L, C, H, D,
     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
     DOT: tl.constexpr, PRECISION: tl.constexpr, FAST_GELU: tl.constexpr, RELOAD_RES: tl.constexpr = 0,
+    SAVE: tl.constexpr = 0,
 ):
     # DOT: 0 = operands in the weights' dtype (input dtype, or bf16 for fp32 input);
     #      1 = fp32 operands with PRECISION ("tf32" or "ieee").
     # RELOAD_RES: 1 = re-read the residual x tile after the hidden loop (an L2 hit) instead of
     #      keeping it live in fp32 registers through the loop (BLOCK_M·BLOCK_C/threads registers
     #      per thread freed during the products: more programs per SM or bigger tiles).
+    # SAVE: 1 = training forward (DOT 0 only): also store what the backward reads, exactly the
+    #      products' operands: x̂ (N·L, C), the pre-activation z and h = gelu(z) (N·L, H), all in
+    #      the weights' dtype (strandwise.kernels.cheri_train).
     pid = tl.program_id(0).to(tl.int64)
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < NL
@@ -54,6 +58,8 @@ def mlp_kernel(
         a = xhat.to(w1t_ptr.dtype.element_ty)
     else:
         a = xhat
+    if SAVE:
+        tl.store(xn_ptr + offs, a, mask=m_c)
     acc = tl.zeros([BLOCK_M, BLOCK_C], dtype=tl.float32)
     for h0 in range(0, H, BLOCK_H):
         hid = h0 + tl.arange(0, BLOCK_H)
@@ -66,6 +72,11 @@ def mlp_kernel(
             z = tl.dot(a, w1c, input_precision=PRECISION)
         # half-precision operands: hardware tanh (below the bf16/fp16 rounding that follows)
         g = gelu_tanh(z, FAST_GELU)
+        if SAVE:
+            hoffs = rows[:, None] * H + hid[None, :]
+            hm = rmask[:, None] & hmask[None, :]
+            tl.store(z_ptr + hoffs, z.to(z_ptr.dtype.element_ty), mask=hm)
+            tl.store(h_ptr + hoffs, g.to(h_ptr.dtype.element_ty), mask=hm)
         w2c = tl.load(w2t_ptr + hid[:, None] * C + cols[None, :],
                       mask=hmask[:, None] & cmask[None, :], other=0.0)
         if DOT == 0:
@@ -137,6 +148,6 @@ def prune_full(cfgs, named_args, **kwargs):
 
 
 mlp_kernel_tuned = triton.autotune(
-    configs=configs(), key=["C", "H", "DOT", "PRECISION", "FAST_GELU"],
+    configs=configs(), key=["C", "H", "DOT", "PRECISION", "FAST_GELU", "SAVE"],
     prune_configs_by={"early_config_prune": prune}, do_bench=cnt._bench,
 )(mlp_kernel)

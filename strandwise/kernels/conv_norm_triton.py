@@ -49,6 +49,7 @@ many shapes, where compiling every config would dominate the run time).
 
 from __future__ import annotations
 
+from typing import Optional
 
 import torch
 import triton
@@ -257,13 +258,14 @@ _fwd_stats_tuned, _fwd_stats_plain = _tuned(_fwd_stats_kernel)
 _fwd_norm_tuned, _fwd_norm_plain = _tuned(_fwd_norm_kernel)
 
 
-def _launch(tuned, plain, grid_fn, args, L, block_c):
-    """Launch autotuned or with the heuristic config; returns the BLOCK_L used."""
+def _launch(tuned, plain, grid_fn, args, L, block_c, **extra):
+    """Launch autotuned or with the heuristic config; returns the BLOCK_L used. ``extra``:
+    further constexprs of the kernel."""
     if _STATE["autotune"]:
-        tuned[grid_fn](*args, BLOCK_C=block_c)
+        tuned[grid_fn](*args, BLOCK_C=block_c, **extra)
         return tuned.best_config.kwargs["BLOCK_L"]
     meta, nw = _heuristic(L, block_c)
-    plain[grid_fn](*args, BLOCK_C=block_c, num_warps=nw, num_stages=1, **meta)
+    plain[grid_fn](*args, BLOCK_C=block_c, num_warps=nw, num_stages=1, **meta, **extra)
     return meta["BLOCK_L"]
 
 
@@ -369,9 +371,11 @@ def _delta_at(g_ptr, xm, xc, xp, w0, w1, w2, rows, cols, cmask, L, C, mean, a, b
 
 @triton.jit
 def _bwd_main_kernel(
-    g_ptr, x_ptr, w_ptr, mean_ptr, rstd_ptr, s_ptr, dx_ptr, dwp_ptr, L, C, D, TLMAX, NB,
-    BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr,
+    g_ptr, x_ptr, w_ptr, mean_ptr, rstd_ptr, s_ptr, dx_ptr, dwp_ptr, res_ptr, L, C, D, TLMAX, NB,
+    BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr, HAS_RES: tl.constexpr = 0,
 ):
+    # HAS_RES: dx += res (the residual branch's gradient of a whole Cheri Block, added in fp32
+    # before the one rounding to x's dtype instead of in a separate pass)
     n = tl.program_id(0).to(tl.int64)
     lt = tl.program_id(1)
     ct = tl.program_id(2)
@@ -397,7 +401,10 @@ def _bwd_main_kernel(
     # transposed conv: dx[p] = w1·δ[p] + w0·δ[p+d] + w2·δ[p−d]
     dx = w1[None, :] * d_0 + w0[None, :] * d_p + w2[None, :] * d_m
     m = (rows < L)[:, None] & cmask[None, :]
-    optrs = dx_ptr + n * L * C + rows[:, None].to(tl.int64) * C + cols[None, :]
+    roffs = n * L * C + rows[:, None].to(tl.int64) * C + cols[None, :]
+    if HAS_RES:
+        dx += tl.load(res_ptr + roffs, mask=m, other=0.0).to(tl.float32)
+    optrs = dx_ptr + roffs
     tl.store(optrs, dx.to(dx_ptr.dtype.element_ty), mask=m)
     # dw[k] partial over this tile: Σ_i δ[i]·x[i + (k−1)·d]  (δ is already 0 on padded rows)
     pb = dwp_ptr + ((n * TLMAX + lt) * 3) * C + cols
@@ -429,10 +436,12 @@ def _bwd_sums(g, x, w, mean, rstd, dilation):
     return part[:, :, :t_used].sum(dim=2).contiguous()
 
 
-def _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation):
+def _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation, residual=None):
     _check(x, w, dilation)
     if g.shape != x.shape:
         raise ValueError(f"grad shape {tuple(g.shape)} != input shape {tuple(x.shape)}")
+    if residual is not None and residual.shape != x.shape:
+        raise ValueError(f"residual shape {tuple(residual.shape)} != input shape {tuple(x.shape)}")
     N, L, C = x.shape
     g = g.contiguous()
     w = w.contiguous()
@@ -441,6 +450,7 @@ def _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation):
     dx = torch.empty_like(x)
     if x.numel() == 0:
         return dx, torch.zeros_like(w)
+    res = g if residual is None else residual.contiguous()
     sums = _bwd_sums(g, x, w, mean, rstd, dilation)
     bc = _block_c(C)
     nct = cdiv(C, bc)
@@ -453,7 +463,8 @@ def _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation):
 
     bl = _launch(
         _bwd_main_tuned, _bwd_main_plain, grid,
-        (g, x, w, mean, rstd, sums, dx, dwp, L, C, int(dilation), tlmax, N), L, bc,
+        (g, x, w, mean, rstd, sums, dx, dwp, res, L, C, int(dilation), tlmax, N), L, bc,
+        HAS_RES=int(residual is not None),
     )
     dw = dwp[:, : cdiv(L, bl)].sum(dim=(0, 1))
     return dx, dw.to(w.dtype)
@@ -566,13 +577,13 @@ def _(x, w, dilation, eps):
 @torch.library.custom_op("strandwise::conv_norm_bwd", mutates_args=())
 def _conv_norm_bwd_op(
     g: torch.Tensor, x: torch.Tensor, w: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor,
-    dilation: int,
+    dilation: int, residual: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    return _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation)
+    return _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation, residual)
 
 
 @_conv_norm_bwd_op.register_fake
-def _(g, x, w, mean, rstd, dilation):
+def _(g, x, w, mean, rstd, dilation, residual=None):
     return torch.empty_like(x), torch.empty_like(w)
 
 
@@ -594,6 +605,9 @@ def conv_norm_fwd(x: torch.Tensor, w: torch.Tensor, dilation: int, eps: float):
     return _conv_norm_fwd_op(x, w, int(dilation), float(eps))
 
 
-def conv_norm_bwd(g, x, w, mean, rstd, dilation):
-    """Triton backward: ``(dx (N, L, C) in x.dtype, dw (3, C) in w.dtype)`` (spec §2.5)."""
-    return _conv_norm_bwd_op(g, x, w, mean, rstd, int(dilation))
+def conv_norm_bwd(g, x, w, mean, rstd, dilation, residual=None):
+    """Triton backward: ``(dx (N, L, C) in x.dtype, dw (3, C) in w.dtype)`` (spec §2.5).
+
+    ``residual`` (optional, shape of ``x``) is added to ``dx`` inside the kernel, in fp32 before
+    the rounding to ``x``'s dtype: the gradient of ``x + f(conv_norm(x))`` in one pass."""
+    return _conv_norm_bwd_op(g, x, w, mean, rstd, int(dilation), residual)

@@ -18,9 +18,10 @@ import torch.nn.functional as F
 
 from strandwise.io.atomic import atomic_torch_save
 from strandwise.kernels.cheri_infer import cheri_block_inference, cheri_infer_eligible
+from strandwise.kernels.cheri_train import cheri_block_train, cheri_train_eligible
 from strandwise.kernels.conv_norm import FusedDilatedConvNorm
 from strandwise.kernels.stem import stem_compute_dtype, stem_inference, stem_infer_eligible
-from strandwise.models.cpu_chunks import chunk_size, run_chunked
+from strandwise.models.cpu_chunks import chunk_size, has_module_hooks, run_chunked
 
 __all__ = [
     "PRESETS",
@@ -130,6 +131,10 @@ class CheriBlock(nn.Module):
         #: product precision of the no-grad CUDA megakernel for fp32 input (see
         #: :meth:`Cherimoya.set_inference_fp32_dot`); runtime only, never saved
         self.fp32_dot = "bf16"
+        #: whether half-precision CUDA training runs the fused block (:mod:`strandwise.kernels.cheri_train`;
+        #: opt-in until verified on a GPU, see :meth:`Cherimoya.set_fused_training`); runtime only,
+        #: never saved
+        self.fused_training = False
         self.conv = FusedDilatedConvNorm(self.n_filters, self.dilation)
         self.linear1 = nn.Linear(self.n_filters, self.expansion * self.n_filters, bias=False)
         self.linear2 = nn.Linear(self.expansion * self.n_filters, self.n_filters, bias=False)
@@ -150,6 +155,14 @@ class CheriBlock(nn.Module):
             if cheri_infer_eligible(x, cw, w1, w2):
                 return cheri_block_inference(x, cw, w1, w2, self.dilation, self.residual_scale,
                                              fp32_dot=self.fp32_dot)
+        # CUDA + grad + bf16/fp16 activations: the fused training block (one Function, forward
+        # and backward in Triton); not with module hooks, which must see the sub-modules' calls,
+        # nor inside torch.compile (its launches are not custom ops)
+        if (x.is_cuda and self.fused_training and torch.is_grad_enabled()
+                and not torch.compiler.is_compiling()):
+            cw, w1, w2 = self.conv.conv_weight, self.linear1.weight, self.linear2.weight
+            if cheri_train_eligible(x, cw, w1, w2) and not has_module_hooks(self):
+                return cheri_block_train(x, cw, w1, w2, self.dilation, self.residual_scale)
         h = self.activation(self.linear1(self.conv(x)))
         if x.is_cuda:
             # residual scale folded into W2, as in the inference megakernel: x + h·(s·W2)ᵀ is one
@@ -303,6 +316,20 @@ class Cherimoya(nn.Module):
             raise ValueError(f"inference fp32 dot mode must be one of {FP32_DOT_MODES}; got {mode!r}")
         for block in self.blocks:
             block.fp32_dot = mode
+        return self
+
+    def set_fused_training(self, enabled: bool = True) -> "Cherimoya":
+        """Experimental: run every block as one fused Function when training on CUDA with bf16/fp16
+        activations (autocast or a half model): :mod:`strandwise.kernels.cheri_train` — the
+        megakernel's forward, which also stores the products' operands, and a backward with the
+        MLP's input gradient and GELU derivative in one Triton kernel and the residual gradient
+        added inside the conv-norm backward. Off by default: its kernels pass their parity tests
+        under Triton's interpreter and compile for sm_90, but have not yet run on a GPU
+        (docs/kernels.md). fp32 training, the CPU path, inference and models with module hooks
+        are unaffected. Runtime only: not saved with the model. Returns ``self``.
+        """
+        for block in self.blocks:
+            block.fused_training = bool(enabled)
         return self
 
     @property

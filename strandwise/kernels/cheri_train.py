@@ -1,0 +1,200 @@
+"""Fused training path of a whole Cheri Block for bf16/fp16 activations on CUDA.
+
+``out = x + gelu_tanh(x̂ · W1ᵀ) · (s·W2)ᵀ``, ``x̂ = norm(conv(x))``, on channels-last ``(N, L, C)``,
+as one autograd Function (:class:`CheriBlockTrainFunc`):
+
+Forward — the inference megakernel's two passes (:mod:`strandwise.kernels.cheri_infer`) with
+``SAVE=1``: the stats prepass, then one kernel that recomputes the conv, normalises, runs both
+products and the GELU on chip and writes ``out`` plus what the backward reads — ``x̂`` (N, L, C)
+and the pre-activation ``z`` and ``h = gelu(z)`` (N, L, H), exactly the products' operands. The
+unfused path writes the same three tensors and also the conv-norm output pass, the GELU pass, the
+second product's output and the residual add.
+
+Backward — four steps:
+
+1. :func:`cheri_train_triton.mlp_bwd_kernel`: ``dz = (dout · (s·W2)) ⊙ gelu'(z)`` and
+   ``dx̂ = dz · W1`` per row tile; ``dh`` never reaches memory;
+2. ``dW1 = dzᵀ · x̂`` and ``dW2 = s · doutᵀ · h`` (cuBLAS, fp32 accumulation);
+3. the conv-norm backward (:func:`conv_norm_triton.conv_norm_bwd`) on ``dx̂`` with the residual
+   branch's ``dout`` added inside its last kernel (no separate add).
+
+Precision: the two products take operands in the activations' dtype with fp32 accumulation (as
+cuBLAS under autocast); conv, statistics, GELU and the residual add run in fp32 and each result is
+rounded once to the activations' dtype (the unfused path rounds the second product's output and
+the residual sum separately). GELU uses the hardware ``tanh.approx`` where it compiles.
+Weight gradients come back in the weights' dtype (fp32 parameters under autocast).
+
+When it runs (:func:`cheri_train_eligible`, checked by :class:`strandwise.models.CheriBlock`):
+CUDA, Triton, grad enabled, bf16/fp16 activations (autocast's dtype, if autocast is on),
+``16 ≤ C ≤ 256``, ``H % 16 == 0``. fp32 activations keep the cuBLAS path (exact fp32 products
+with TF32 off: Triton's fp32 products are far slower).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from strandwise.kernels._host import cdiv, next_pow2
+from strandwise.kernels.cheri_infer import fast_gelu_ok, launch_block_kernel, run_with_fast_gelu
+from strandwise.kernels.conv_norm import CONV_NORM_EPS, triton_available
+
+__all__ = ["CheriBlockTrainFunc", "cheri_block_train", "cheri_train_eligible"]
+
+_MAX_C = 256
+
+
+def cheri_train_eligible(x, conv_weight, w1, w2) -> bool:
+    """True iff :func:`cheri_block_train` can run on these tensors (never raises)."""
+    try:
+        if not isinstance(x, torch.Tensor) or not x.is_cuda or x.ndim != 3:
+            return False
+        if x.dtype not in (torch.bfloat16, torch.float16):
+            return False
+        if torch.is_autocast_enabled("cuda") and torch.get_autocast_dtype("cuda") != x.dtype:
+            return False
+        C, H = x.shape[-1], w1.shape[0]
+        if not (16 <= C <= _MAX_C) or H == 0 or H % 16 != 0:
+            return False
+        if tuple(w1.shape) != (H, C) or tuple(w2.shape) != (C, H) or tuple(conv_weight.shape) != (3, C):
+            return False
+        if any(t.device != x.device or not t.is_floating_point() for t in (conv_weight, w1, w2)):
+            return False
+        return triton_available()
+    except Exception:  # pragma: no cover - defensive: eligibility must never raise
+        return False
+
+
+def _kernels():
+    from strandwise.kernels import cheri_train_triton
+
+    return cheri_train_triton
+
+
+def _mm_f32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` with fp32 output from half operands (cuBLAS accumulates in fp32 either way)."""
+    try:
+        return torch.mm(a, b, out_dtype=torch.float32)
+    except (TypeError, RuntimeError):  # older PyTorch: no out_dtype for mm
+        return torch.mm(a, b).float()
+
+
+def _mlp_backward(dout, z, w1b, w2sb):
+    """``(dz (N·L, H), dx̂ (N, L, C))`` from the fused backward kernel."""
+    k = _kernels()
+    N, L, C = dout.shape
+    H = w1b.shape[0]
+    NL = N * L
+    dz = torch.empty((NL, H), device=dout.device, dtype=dout.dtype)
+    dxn = torch.empty_like(dout)
+    bc = max(16, next_pow2(C))
+
+    def grid(meta):
+        return (cdiv(NL, meta["BLOCK_M"]),)
+
+    args = (dout, z, w1b, w2sb, dz, dxn, NL, C, H)
+
+    def launch(fast):
+        if k.cnt.autotune_enabled():
+            k.mlp_bwd_kernel_tuned[grid](*args, BLOCK_C=bc, FAST_GELU=fast)
+        else:
+            bh = 64 if H >= 64 else 32 if H >= 32 else 16
+            bm = 64 if bc <= 128 else 32
+            k.mlp_bwd_kernel[grid](*args, BLOCK_C=bc, BLOCK_H=bh, BLOCK_M=bm, FAST_GELU=fast,
+                                   num_warps=4, num_stages=3 if H // bh >= 2 else 2)
+
+    run_with_fast_gelu(launch, fast_gelu_ok())
+    return dz, dxn
+
+
+class CheriBlockTrainFunc(torch.autograd.Function):
+    """``apply(x, conv_weight, w1, w2, dilation, residual_scale, eps) -> out`` (module docstring).
+
+    Saves ``x``, the per-example statistics, ``x̂``, ``z`` and ``h`` (the unfused path saves the
+    same activations: ``x`` for the conv-norm, ``x̂``, ``z``, ``h`` for the two linears and GELU).
+    """
+
+    @staticmethod
+    def forward(ctx, x, conv_weight, w1, w2, dilation, residual_scale, eps):
+        from strandwise.kernels import conv_norm_triton as cnt
+
+        dt = x.dtype
+        x = x.contiguous()
+        N, L, C = x.shape
+        H = w1.shape[0]
+        cw = conv_weight.detach().contiguous()
+        s = float(residual_scale)
+        out = torch.empty_like(x)
+        xn = torch.empty_like(x)
+        z = torch.empty((N, L, H), device=x.device, dtype=dt)
+        h = torch.empty_like(z)
+        if x.numel():
+            mean, rstd = cnt.conv_norm_stats(x, cw, dilation, eps)
+            w1t = w1.detach().t().to(dt).contiguous()                     # (C, H)
+            w2st = (w2.detach().float() * s).t().to(dt).contiguous()      # (H, C)
+            launch_block_kernel((x, cw, w1t, w2st, mean, rstd, out, xn, z, h, N * L, L, C, H, int(dilation)),
+                                dot=0, prec="ieee", save=1)
+        else:
+            mean = rstd = torch.zeros((N,), device=x.device, dtype=torch.float32)
+        ctx.save_for_backward(x, cw, mean, rstd, xn, z, h, w1, w2)
+        ctx.dilation = int(dilation)
+        ctx.scale = s
+        ctx.cw_dtype = conv_weight.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        from strandwise.kernels import conv_norm_triton as cnt
+
+        x, cw, mean, rstd, xn, z, h, w1, w2 = ctx.saved_tensors
+        dt = x.dtype
+        N, L, C = x.shape
+        H = w1.shape[0]
+        dout = dout.to(dt).contiguous()
+        if x.numel() == 0:
+            return (torch.zeros_like(x), torch.zeros(cw.shape, device=x.device, dtype=ctx.cw_dtype),
+                    torch.zeros_like(w1), torch.zeros_like(w2), None, None, None)
+        w1b = w1.detach().to(dt).contiguous()                                # (H, C)
+        w2sb = (w2.detach().float() * ctx.scale).to(dt).contiguous()         # (C, H)
+        dz, dxn = _mlp_backward(dout, z, w1b, w2sb)
+        NL = N * L
+        dw1 = dw2 = None
+        with torch.autocast("cuda", enabled=False):  # a backward() called under autocast
+            if ctx.needs_input_grad[2]:
+                dw1 = _mm_f32(dz.t(), xn.view(NL, C)).to(w1.dtype)             # (H, C)
+            if ctx.needs_input_grad[3]:
+                dw2 = _mm_f32(dout.view(NL, C).t(), h.view(NL, H)).mul_(ctx.scale).to(w2.dtype)  # (C, H)
+        dx, dcw = cnt.conv_norm_bwd(dxn, x, cw, mean, rstd, ctx.dilation, residual=dout)
+        return dx, dcw.to(ctx.cw_dtype), dw1, dw2, None, None, None
+
+
+def cheri_block_train(x, conv_weight, w1, w2, dilation: int, residual_scale: float = 0.15,
+                      eps: float = CONV_NORM_EPS) -> torch.Tensor:
+    """Whole Cheri Block forward with autograd, fused (module docstring).
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (N, L, C), CUDA, bf16/fp16
+    conv_weight : torch.Tensor, shape (3, C)
+    w1 : torch.Tensor, shape (H, C) — ``linear1.weight``
+    w2 : torch.Tensor, shape (C, H) — ``linear2.weight``
+    dilation : int
+    residual_scale : float
+
+    Returns
+    -------
+    torch.Tensor, shape (N, L, C), dtype of ``x``.
+
+    Raises
+    ------
+    ValueError
+        If the tensors are not eligible (:func:`cheri_train_eligible`); callers that want a
+        silent fallback check eligibility first.
+    """
+    if not cheri_train_eligible(x, conv_weight, w1, w2):
+        raise ValueError(
+            "cheri_block_train needs CUDA bf16/fp16 x (N, L, C) with 16 <= C <= 256, H % 16 == 0, "
+            "matching weight shapes on x's device, Triton, and autocast off or in x's dtype"
+        )
+    if isinstance(dilation, bool) or int(dilation) < 1:
+        raise ValueError(f"dilation must be a positive int; got {dilation!r}")
+    return CheriBlockTrainFunc.apply(x, conv_weight, w1, w2, int(dilation), float(residual_scale), float(eps))

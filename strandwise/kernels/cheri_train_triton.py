@@ -1,0 +1,93 @@
+"""Triton kernel of the Cheri Block training backward (see :mod:`strandwise.kernels.cheri_train`).
+
+Kept apart so that importing :mod:`strandwise.kernels` never imports Triton. The forward is the
+inference megakernel with ``SAVE=1`` (:func:`strandwise.kernels.cheri_infer_triton.mlp_kernel`).
+
+``mlp_bwd_kernel``: per tile of ``BLOCK_M`` flattened rows, for each chunk of ``BLOCK_H`` hidden
+units, ``dh = dout · (s·W2)[:, chunk]`` → ``dz = dh · gelu'(z)`` (z re-read, stored once) →
+``dx̂ += dz · W1[chunk, :]``; finally ``dx̂`` is stored. The gradient of the hidden activations
+``dh`` never goes to memory, and neither does a separate GELU-backward pass. Products accumulate in
+fp32 with operands in the activations' dtype (bf16/fp16), like cuBLAS on the unfused path.
+
+Autotuning: ``BLOCK_M ∈ {64, 128}`` × ``num_warps ∈ {4, 8}`` × ``num_stages ∈ {2, 3}``, ``BLOCK_H``
+the widest chunk up to 64, pruned like the forward (32–128 accumulator elements per thread). The
+kernel only reads ``dout``, ``z`` and the weights and writes ``dz`` and ``dx̂``: every trial is
+idempotent, so the first call is exact.
+"""
+
+import triton
+import triton.language as tl
+
+from strandwise.kernels import cheri_infer_triton as cit
+from strandwise.kernels import conv_norm_triton as cnt
+from strandwise.kernels._triton_ops import gelu_tanh_grad
+
+__all__ = ["mlp_bwd_kernel", "mlp_bwd_kernel_tuned", "bwd_configs"]
+
+
+@triton.jit
+def mlp_bwd_kernel(
+    dout_ptr, z_ptr, w1_ptr, w2s_ptr, dz_ptr, dxn_ptr, NL, C, H,
+    BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr, FAST_GELU: tl.constexpr,
+):
+    # w1: W1 (H, C) and w2s: s·W2 (C, H), both contiguous in the activations' dtype.
+    pid = tl.program_id(0).to(tl.int64)
+    rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
+    rmask = rows < NL
+    cols = tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    offs = rows[:, None] * C + cols[None, :]
+    m_c = rmask[:, None] & cmask[None, :]
+    go = tl.load(dout_ptr + offs, mask=m_c, other=0.0)
+    acc = tl.zeros([BLOCK_M, BLOCK_C], dtype=tl.float32)
+    for h0 in range(0, H, BLOCK_H):
+        hid = h0 + tl.arange(0, BLOCK_H)
+        hmask = hid < H
+        w2c = tl.load(w2s_ptr + cols[:, None] * H + hid[None, :],
+                      mask=cmask[:, None] & hmask[None, :], other=0.0)
+        dh = tl.dot(go, w2c)
+        hoffs = rows[:, None] * H + hid[None, :]
+        hm = rmask[:, None] & hmask[None, :]
+        z = tl.load(z_ptr + hoffs, mask=hm, other=0.0).to(tl.float32)
+        dz = (dh * gelu_tanh_grad(z, FAST_GELU)).to(dz_ptr.dtype.element_ty)
+        tl.store(dz_ptr + hoffs, dz, mask=hm)
+        w1c = tl.load(w1_ptr + hid[:, None] * C + cols[None, :],
+                      mask=hmask[:, None] & cmask[None, :], other=0.0)
+        acc += tl.dot(dz, w1c)
+    tl.store(dxn_ptr + offs, acc.to(dxn_ptr.dtype.element_ty), mask=m_c)
+
+
+def bwd_configs():
+    """Search space: BLOCK_M × BLOCK_H × num_warps × num_stages (launch options on the Config)."""
+    return [
+        triton.Config({"BLOCK_M": bm, "BLOCK_H": bh}, num_warps=nw, num_stages=ns)
+        for bm in (32, 64, 128)
+        for bh in (16, 32, 64)
+        for nw in (4, 8)
+        for ns in (2, 3)
+    ]
+
+
+def _prune(cfgs, named_args, **kwargs):
+    """The forward's rules (:func:`cheri_infer_triton.prune_full`) with the widest hidden chunk
+    up to 64 only."""
+    widest = cit._widest_chunk(named_args["H"])
+    bc = kwargs["BLOCK_C"]
+    keep = []
+    for cfg in cfgs:
+        bm = cfg.kwargs["BLOCK_M"]
+        per_thread = bm * bc // (32 * cfg.num_warps)
+        if cfg.kwargs["BLOCK_H"] != widest or not (32 <= per_thread <= 128):
+            continue
+        if bm < 64 and bc <= 256:
+            continue
+        if cfg.num_stages > 2 and named_args["H"] // widest < 2:
+            continue
+        keep.append(cfg)
+    return keep or [triton.Config({"BLOCK_M": 32, "BLOCK_H": widest}, num_warps=4, num_stages=2)]
+
+
+mlp_bwd_kernel_tuned = triton.autotune(
+    configs=bwd_configs(), key=["C", "H", "FAST_GELU"],
+    prune_configs_by={"early_config_prune": _prune}, do_bench=cnt._bench,
+)(mlp_bwd_kernel)

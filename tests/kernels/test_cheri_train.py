@@ -1,0 +1,250 @@
+"""Fused Cheri Block training path (bf16/fp16 on CUDA) vs the float64 CPU block: forward and every
+gradient, the unfused GPU path, first call after autotuning, and dispatch from ``CheriBlock``."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from interpreter_run import run_under_interpreter
+from strandwise.kernels.cheri_train import cheri_block_train, cheri_train_eligible
+from strandwise.kernels.conv_norm import _cheri_conv_norm_cpu
+from strandwise.models.cherimoya import CheriBlock
+
+DT = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: relative precision of one rounding in each dtype
+EPS = {"bf16": 2.0**-8, "fp16": 2.0**-11}
+
+
+def ref_block(x, cw, w1, w2, d, s=0.15):
+    """The CPU block's arithmetic (differentiable), in the inputs' dtype."""
+    h = _cheri_conv_norm_cpu(x, cw, d)
+    return x + s * F.linear(F.gelu(F.linear(h, w1), approximate="tanh"), w2)
+
+
+def block_inputs(N, L, C, H, seed=0, wscale=0.2):
+    """x, conv taps, W1, W2 and an upstream gradient; weights ~10x the init scale so the MLP
+    branch is not negligible next to the residual."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(N, L, C, generator=g), torch.randn(3, C, generator=g),
+            torch.randn(H, C, generator=g) * wscale, torch.randn(C, H, generator=g) * wscale,
+            torch.randn(N, L, C, generator=g))
+
+
+def reference_grads(x, cw, w1, w2, gout, d):
+    """float64 output and gradients of (x, cw, w1, w2)."""
+    ts = [t.double().requires_grad_() for t in (x, cw, w1, w2)]
+    out = ref_block(*ts, d)
+    return out.detach(), torch.autograd.grad(out, ts, gout.double())
+
+
+def rel_err(a, b):
+    return ((a.double().cpu() - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+
+
+_INTERP_SCRIPT = r"""
+import sys
+sys.path.insert(0, {testdir!r})
+import torch
+from test_cheri_train import block_inputs, reference_grads, rel_err
+from strandwise.kernels import conv_norm_triton
+from strandwise.kernels.cheri_train import CheriBlockTrainFunc
+
+conv_norm_triton.set_autotune(False)  # the autotuner needs a GPU driver
+# (N, L, C, H, dilation): C < BLOCK_C tile and not a power of two, L shorter than one row tile,
+# dilation beyond L, H with a partial last hidden chunk
+for N, L, C, H, d in [(2, 70, 32, 64, 4), (1, 19, 48, 96, 16), (2, 40, 16, 32, 1), (1, 9, 24, 48, 64)]:
+    x, cw, w1, w2, g = block_inputs(N, L, C, H, seed=L)
+    ref, ref_grads = reference_grads(x, cw, w1, w2, g, d)
+    xh = x.half().requires_grad_()  # fp16: the interpreter has no bf16 arithmetic
+    ps = [t.clone().requires_grad_() for t in (cw, w1, w2)]
+    out = CheriBlockTrainFunc.apply(xh, *ps, d, 0.15, 1e-3)
+    grads = torch.autograd.grad(out, [xh] + ps, g.half())
+    assert out.dtype == torch.float16 and grads[0].dtype == torch.float16
+    assert all(t.dtype == torch.float32 for t in grads[1:])
+    assert rel_err(out, ref) < 2e-3, (N, L, C, H, d, rel_err(out, ref))
+    for name, a, b in zip(("x", "cw", "w1", "w2"), grads, ref_grads):
+        assert rel_err(a, b) < 3e-3, (N, L, C, H, d, name, rel_err(a, b))
+print("INTERPRETER-OK")
+"""
+
+
+def test_fused_block_under_interpreter():
+    run_under_interpreter(_INTERP_SCRIPT, __file__)
+
+
+def test_not_eligible_on_cpu_or_fp32():
+    x, cw, w1, w2, _ = block_inputs(1, 8, 16, 32)
+    assert not cheri_train_eligible(x, cw, w1, w2)
+    assert not cheri_train_eligible(x.half(), cw, w1, w2)  # CPU
+    with pytest.raises(ValueError, match="cheri_block_train needs"):
+        cheri_block_train(x, cw, w1, w2, 2)
+
+
+# ------------------------------------------------------------------------------------- GPU
+
+
+def _fused(x, cw, w1, w2, gout, d, dt):
+    xg = x.cuda().to(DT[dt]).requires_grad_()
+    ps = [t.cuda().requires_grad_() for t in (cw, w1, w2)]
+    out = cheri_block_train(xg, *ps, d)
+    return out, torch.autograd.grad(out, [xg] + ps, gout.cuda().to(DT[dt]))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dt", ["bf16", "fp16"])
+@pytest.mark.parametrize(
+    "N,L,C,H,d",
+    [(1, 1, 32, 64, 1), (3, 37, 32, 64, 2), (2, 1000, 96, 192, 4), (4, 513, 128, 256, 16),
+     (2, 300, 256, 512, 256), (1, 4096, 64, 128, 64), (8, 211, 48, 96, 8), (2, 128, 128, 64, 1)],
+)
+def test_fused_block_vs_float64(cnt, N, L, C, H, d, dt):
+    x, cw, w1, w2, g = block_inputs(N, L, C, H, seed=C + L)
+    ref, ref_grads = reference_grads(x, cw, w1, w2, g, d)
+    out, grads = _fused(x, cw, w1, w2, g, d, dt)
+    assert out.dtype == DT[dt] and grads[0].dtype == DT[dt]
+    # one rounding of |out| plus the half-precision operands of the two products
+    assert rel_err(out, ref) < 4 * EPS[dt], rel_err(out, ref)
+    for name, a, b in zip(("x", "cw", "w1", "w2"), grads, ref_grads):
+        assert rel_err(a, b) < 8 * EPS[dt], (name, rel_err(a, b))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dt", ["bf16", "fp16"])
+def test_fused_block_matches_unfused_gpu_path(cnt, dt):
+    """Fused vs the unfused CUDA path of the same block (Triton conv-norm + cuBLAS), both in dt."""
+    torch.manual_seed(0)
+    blk = CheriBlock(128, 4).cuda()
+    for lin in (blk.linear1, blk.linear2):
+        torch.nn.init.trunc_normal_(lin.weight, std=0.2)
+    x = torch.randn(4, 700, 128, device="cuda", dtype=DT[dt])
+    g = torch.randn_like(x)
+
+    def run(fused):
+        blk.fused_training = fused
+        blk.zero_grad()
+        xg = x.clone().requires_grad_()
+        with torch.autocast("cuda", dtype=DT[dt]):
+            out = blk(xg)
+        out.backward(g)
+        return out.detach().float(), [xg.grad.float()] + [p.grad.float() for p in blk.parameters()]
+
+    out_f, grads_f = run(True)
+    out_u, grads_u = run(False)
+    assert rel_err(out_f, out_u.double().cpu()) < 4 * EPS[dt]
+    for a, b in zip(grads_f, grads_u):
+        assert rel_err(a, b.double().cpu()) < 8 * EPS[dt]
+
+
+@pytest.mark.gpu
+def test_fused_block_first_call_after_autotuning():
+    """Autotuning on, a shape no other test uses, no warm-up: the first result is the later one
+    (every trial only reads its inputs) and agrees with float64."""
+    from strandwise.kernels import conv_norm_triton
+
+    assert conv_norm_triton.autotune_enabled()
+    x, cw, w1, w2, g = block_inputs(3, 777, 80, 160, seed=7)
+    ref, ref_grads = reference_grads(x, cw, w1, w2, g, 8)
+    out1, grads1 = _fused(x, cw, w1, w2, g, 8, "bf16")
+    out2, grads2 = _fused(x, cw, w1, w2, g, 8, "bf16")
+    assert torch.equal(out1, out2)
+    assert rel_err(out1, ref) < 4 * EPS["bf16"]
+    # dx, dx̂-derived W1 grads and the deterministic conv-norm sums are run-to-run identical;
+    # cuBLAS split-K weight gradients may pick other kernels but not other values beyond rounding
+    assert torch.equal(grads1[0], grads2[0]) and torch.equal(grads1[1], grads2[1])
+    for name, a, b, c in zip(("x", "cw", "w1", "w2"), grads1, ref_grads, grads2):
+        assert rel_err(a, b) < 8 * EPS["bf16"], name
+        assert rel_err(a, c.double().cpu()) < 1e-6, name
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dt", ["bf16", "fp32"])
+def test_conv_norm_bwd_residual_is_added(cnt, dt):
+    d = {"bf16": torch.bfloat16, "fp32": torch.float32}[dt]
+    x = torch.randn(3, 301, 96, device="cuda", dtype=d)
+    w = torch.randn(3, 96, device="cuda")
+    g = torch.randn_like(x)
+    r = torch.randn_like(x)
+    _, mean, rstd = cnt.conv_norm_fwd(x, w, 4, 1e-3)
+    dx0, dw0 = cnt.conv_norm_bwd(g, x, w, mean, rstd, 4)
+    dx1, dw1 = cnt.conv_norm_bwd(g, x, w, mean, rstd, 4, residual=r)
+    assert torch.equal(dw0, dw1)
+    tol = 0.0 if dt == "fp32" else 2.0**-8
+    err = (dx1.float() - (dx0.float() + r.float())).abs()
+    assert bool((err <= 1e-5 + tol * (dx0.float() + r.float()).abs()).all())
+
+
+@pytest.mark.gpu
+def test_cheriblock_dispatch(monkeypatch):
+    """With ``fused_training`` on, autocast bf16 training takes the fused block; fp32, a block
+    with a hook, or ``fused_training`` off (the default) take the unfused path."""
+    import strandwise.models.cherimoya as cm
+
+    calls = []
+    real = cm.cheri_block_train
+    monkeypatch.setattr(cm, "cheri_block_train", lambda *a, **k: calls.append(1) or real(*a, **k))
+    blk = CheriBlock(64, 2).cuda()
+    x = torch.randn(2, 100, 64, device="cuda", requires_grad=True)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        blk(x.bfloat16())  # off by default
+        assert calls == []
+        blk.fused_training = True
+        blk(x.bfloat16())
+    assert calls == [1]
+    blk(x)  # fp32
+    with torch.autocast("cuda", dtype=torch.float16):
+        blk(x.bfloat16())  # activations not in autocast's dtype
+    blk.fused_training = False
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        blk(x.bfloat16())
+    blk.fused_training = True
+    handle = blk.linear1.register_forward_hook(lambda *a: None)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        blk(x.bfloat16())
+    handle.remove()
+    assert calls == [1]
+
+
+@pytest.mark.gpu
+def test_model_bf16_training_fused_vs_unfused():
+    """A whole Cherimoya under bf16 autocast: loss gradients of every parameter with the fused
+    blocks vs the unfused CUDA path (both bf16; they differ by where the roundings fall)."""
+    from strandwise.models.cherimoya import Cherimoya
+
+    m = Cherimoya(n_filters=64, n_layers=4, trimming=40, random_state=0).cuda()
+    idx = torch.randint(0, 4, (4, 500), generator=torch.Generator().manual_seed(0))
+    X = F.one_hot(idx, 4).transpose(1, 2).float().cuda()
+    w = torch.randn(4, 1, 420, generator=torch.Generator().manual_seed(1)).cuda()
+
+    def grads(fused):
+        m.set_fused_training(fused)
+        m.zero_grad()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            yp, yc = m(X)
+        ((yp.float() * w).sum() + yc.float().sum()).backward()
+        return {k: p.grad.detach().double().cpu() for k, p in m.named_parameters() if p.grad is not None}
+
+    gf, gu = grads(True), grads(False)
+    assert gf.keys() == gu.keys() and len(gf) > 10
+    for k in gf:
+        assert rel_err(gf[k], gu[k]) < 4e-2, (k, rel_err(gf[k], gu[k]))
+
+
+def test_set_fused_training_leaves_the_cpu_path_alone():
+    from strandwise.models.cherimoya import Cherimoya
+
+    m = Cherimoya(n_filters=16, n_layers=2, trimming=10, random_state=0)
+    X = F.one_hot(torch.randint(0, 4, (2, 60), generator=torch.Generator().manual_seed(0)), 4)
+    X = X.transpose(1, 2).float()
+
+    def run():
+        m.zero_grad()
+        yp, yc = m(X)
+        (yp.sum() + yc.sum()).backward()
+        return [yp.detach(), yc.detach()] + [p.grad.clone() for p in m.parameters() if p.grad is not None]
+
+    before = run()
+    assert m.set_fused_training(True) is m and all(b.fused_training for b in m.blocks)
+    after = run()
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    m.set_fused_training(False)
+    assert not any(b.fused_training for b in m.blocks)
