@@ -85,6 +85,7 @@ def main(argv=None):
 
     from strandwise.kernels import conv_norm_triton as cnt
     from strandwise.kernels.cheri_infer import cheri_block_inference
+    from strandwise.kernels.cheri_train import cheri_block_train
     from strandwise.kernels.conv_norm import fused_dilated_conv_norm
 
     N, L, C, d = args.N, args.L, args.C, args.dilation
@@ -127,11 +128,15 @@ def main(argv=None):
         if compiled_plain is not None:
             impls["plain_compile"] = lambda x: compiled_plain(x, cw, w1, w2, d)
         impls["strandwise"] = ours
+        if dt == torch.bfloat16:  # the fused training block (bf16/fp16 activations only)
+            impls["strandwise_fused"] = lambda x: cheri_block_train(x, cw, w1, w2, d)
         for impl, fn in impls.items():
             try:
                 with autocast:
                     with torch.no_grad():
-                        if impl == "strandwise":
+                        if impl == "strandwise_fused":
+                            pass  # inference is the megakernel, timed in the "strandwise" rows
+                        elif impl == "strandwise":
                             modes = {"tf32": "tf32", "bf16dot": "bf16"} if dt == torch.float32 else {"": "tf32"}
                             for tag, mode in modes.items():
                                 def inf(mode=mode):
@@ -142,7 +147,7 @@ def main(argv=None):
                         else:
                             fn(x)
                             rows.append(dict(dtype=label, case="inference", impl=impl, ms=bench(lambda: fn(x))))
-                        if impl == "strandwise":
+                        if impl == "strandwise":  # the unfused training path under no-grad
                             rows.append(dict(dtype=label, case="inference", impl="strandwise_trainpath",
                                              ms=bench(lambda: fn(x))))
                     fn(xg)

@@ -234,9 +234,16 @@ def run_gpu(args):
         compile_ = mode == "compile"
         for dtype in dtypes:
             tf32 = dtype == "fp32+tf32"
-            base = "fp32" if dtype.startswith("fp32") else dtype
+            base = dtype.split("+")[0]
             set_tf32(tf32)
-            model = Cherimoya(preset="upstream", random_state=0, compile=compile_, compile_mode="default").to(device)
+
+            def new_model(**kw):
+                m = Cherimoya(preset="upstream", random_state=0, **kw).to(device)
+                if dtype.endswith("+fused"):  # the (opt-in) fused bf16 training block
+                    m.set_fused_training(True)
+                return m
+
+            model = new_model(compile=compile_, compile_mode="default")
             if dtype == "fp32+ieee":  # exact fp32 products in inference too (default: bf16 operands)
                 model.set_inference_fp32_dot("ieee")
             try:
@@ -276,7 +283,7 @@ def run_gpu(args):
                                          seq_per_s=float("nan")))
                 if not args.infer_only and not args.no_graph:
                     try:
-                        model = Cherimoya(preset="upstream", random_state=0).to(device)
+                        model = new_model()
                         t, peak = train_graph_case(model, Xt, counts, base, device, args.iters, 2)
                         rows.append(dict(case="train", dtype=dtype, impl=f"strandwise_graph_step{muon_tag}",
                                          ms=t * 1e3, seq_per_s=args.train_batch / t, peak_mem_gib=peak / 2**30))
@@ -358,7 +365,7 @@ def main(argv=None):
     ap.add_argument("--cpu-iters", type=int, default=3)
     ap.add_argument("--no-compile", action="store_true", help="same as --modes eager")
     ap.add_argument("--modes", default="eager,compile", help="comma list of eager,compile")
-    ap.add_argument("--dtypes", default="fp32,bf16", help="comma list of fp32,bf16,fp32+tf32,fp32+ieee "
+    ap.add_argument("--dtypes", default="fp32,bf16", help="comma list of fp32,bf16,fp32+tf32,fp32+ieee,bf16+fused "
                     "(fp32+ieee: inference with exact fp32 products instead of bf16 operands)")
     ap.add_argument("--muon", choices=("batched", "torch"), default="batched",
                     help="Muon implementation of the training step")

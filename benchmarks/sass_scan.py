@@ -62,7 +62,12 @@ def _kernel_spec(name: str, tf: int, block_d: int, src: str | None = None):
     raise ValueError(f"unknown kernel {name!r}: fwd, fwd_summary, bwd or bwd_summary")
 
 
-def compile_sm90(jitfn, constexprs, bf16_ptrs, num_warps=1, maxnreg=None, int_div16=True):
+def compile_sm90(jitfn, constexprs, bf16_ptrs, num_warps=1, maxnreg=None, int_div16=True, ints=None,
+                 num_stages=1):
+    """Compile ``jitfn`` for sm_90 offline. Pointers are 16-byte aligned, bf16 if named in
+    ``bf16_ptrs`` else fp32. Integers: with ``ints`` (name → value) as Triton specialises them at
+    run time (1 becomes a constant, multiples of 16 carry the divisibility hint); without, all
+    carry the hint iff ``int_div16``."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -75,11 +80,14 @@ def compile_sm90(jitfn, constexprs, bf16_ptrs, num_warps=1, maxnreg=None, int_di
         elif p.name.endswith("_ptr"):
             sig[p.name] = "*bf16" if p.name in bf16_ptrs else "*fp32"
             attrs[(i,)] = [["tt.divisibility", 16]]
+        elif ints is not None and ints[p.name] == 1:
+            sig[p.name] = "constexpr"
+            consts[(i,)] = 1
         else:
             sig[p.name] = "i32"
-            if int_div16:
+            if (ints[p.name] % 16 == 0) if ints is not None else int_div16:
                 attrs[(i,)] = [["tt.divisibility", 16]]
-    opts = {"num_warps": num_warps, "num_stages": 1}
+    opts = {"num_warps": num_warps, "num_stages": num_stages}
     if maxnreg:
         opts["maxnreg"] = maxnreg
     return triton.compile(ASTSource(jitfn, sig, consts, attrs), target=GPUTarget("cuda", 90, 32),
