@@ -47,6 +47,7 @@ sys.path.insert(0, {testdir!r})
 import torch
 from test_cheri_train import block_inputs, reference_grads, rel_err
 from strandwise.kernels import conv_norm_triton
+from strandwise.kernels.cheri_infer import _infer_impl
 from strandwise.kernels.cheri_train import CheriBlockTrainFunc
 
 conv_norm_triton.set_autotune(False)  # the autotuner needs a GPU driver
@@ -64,11 +65,15 @@ for N, L, C, H, d in [(2, 70, 32, 64, 4), (1, 19, 48, 96, 16), (2, 40, 16, 32, 1
     assert rel_err(out, ref) < 2e-3, (N, L, C, H, d, rel_err(out, ref))
     for name, a, b in zip(("x", "cw", "w1", "w2"), grads, ref_grads):
         assert rel_err(a, b) < 3e-3, (N, L, C, H, d, name, rel_err(a, b))
+    # the same kernel's inference variant (SAVE=0), through the megakernel's host code
+    with torch.no_grad():
+        inf = _infer_impl(x.half(), cw, w1, w2, d, 0.15, 1e-3, "bf16")
+    assert inf.dtype == torch.float16 and rel_err(inf, ref) < 2e-3, (N, L, C, H, d, rel_err(inf, ref))
 print("INTERPRETER-OK")
 """
 
 
-def test_fused_block_under_interpreter():
+def test_fused_block_and_megakernel_under_interpreter():
     run_under_interpreter(_INTERP_SCRIPT, __file__)
 
 
