@@ -10,7 +10,7 @@ and the pre-activation ``z`` and ``h = gelu(z)`` (N, L, H), exactly the products
 unfused path writes the same three tensors and also the conv-norm output pass, the GELU pass, the
 second product's output and the residual add.
 
-Backward — four steps:
+Backward — three steps:
 
 1. :func:`cheri_train_triton.mlp_bwd_kernel`: ``dz = (dout · (s·W2)) ⊙ gelu'(z)`` and
    ``dx̂ = dz · W1`` per row tile; ``dh`` never reaches memory;
@@ -24,8 +24,10 @@ rounded once to the activations' dtype (the unfused path rounds the second produ
 the residual sum separately). GELU uses the hardware ``tanh.approx`` where it compiles.
 Weight gradients come back in the weights' dtype (fp32 parameters under autocast).
 
-When it runs (:func:`cheri_train_eligible`, checked by :class:`strandwise.models.CheriBlock`):
-CUDA, Triton, grad enabled, bf16/fp16 activations (autocast's dtype, if autocast is on),
+When it runs: only where switched on (``Cherimoya.set_fused_training(True)``; off by default until
+its GPU tests have run), then as :func:`cheri_train_eligible` says (checked by
+:class:`strandwise.models.CheriBlock`, which also skips it with module hooks and under
+``torch.compile``): CUDA, Triton, grad enabled, bf16/fp16 activations (autocast's dtype, if autocast is on),
 ``16 ≤ C ≤ 256``, ``H % 16 == 0``. fp32 activations keep the cuBLAS path (exact fp32 products
 with TF32 off: Triton's fp32 products are far slower).
 """
