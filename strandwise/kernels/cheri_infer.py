@@ -41,7 +41,7 @@ import weakref
 import torch
 import torch.nn.functional as F
 
-from strandwise.kernels._host import cdiv, next_pow2
+from strandwise.kernels._host import INTERPRETING, cdiv, next_pow2
 from strandwise.kernels.conv_norm import CONV_NORM_EPS, _cheri_conv_norm_cpu, triton_available
 
 __all__ = [
@@ -182,8 +182,6 @@ _FAST_GELU = {"ok": True}
 def fast_gelu_ok() -> bool:
     """Whether the hardware-tanh GELU is used (it needs inline PTX: not under the interpreter, and
     off for the process once a compile of it failed)."""
-    from strandwise.kernels._host import INTERPRETING
-
     return _FAST_GELU["ok"] and not INTERPRETING
 
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import torch
 
 from strandwise.kernels._host import cdiv, next_pow2
-from strandwise.kernels.cheri_infer import fast_gelu_ok, launch_block_kernel, run_with_fast_gelu
+from strandwise.kernels.cheri_infer import _derived_weights, fast_gelu_ok, launch_block_kernel, run_with_fast_gelu
 from strandwise.kernels.conv_norm import CONV_NORM_EPS, triton_available
 
 __all__ = ["CheriBlockTrainFunc", "cheri_block_train", "cheri_train_eligible"]
@@ -131,8 +131,7 @@ class CheriBlockTrainFunc(torch.autograd.Function):
         h = torch.empty_like(z)
         if x.numel():
             mean, rstd = cnt.conv_norm_stats(x, cw, dilation, eps)
-            w1t = w1.detach().t().to(dt).contiguous()                     # (C, H)
-            w2st = (w2.detach().float() * s).t().to(dt).contiguous()      # (H, C)
+            w1t, w2st = _derived_weights(w1, w2, s, dt)  # W1ᵀ (C, H), (s·W2)ᵀ (H, C)
             launch_block_kernel((x, cw, w1t, w2st, mean, rstd, out, xn, z, h, N * L, L, C, H, int(dilation)),
                                 dot=0, prec="ieee", save=1)
         else:
