@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One device call on an H100/H200 (its timeouts sum to 560 s, under the 10-minute limit) for the
-# fused Cheri training block: its GPU tests, the GPU tests of the code paths changed without a GPU
-# since the last verified run, and its figures. Writes at most 8 files into OUTDIR (default $OUT, the device tool's output folder).
+# fused Cheri training block: its GPU tests, its figures, then the GPU tests of the code paths
+# changed without a GPU since the last verified run (in that order, so a call cut short by the
+# device budget keeps the first parts). Writes at most 8 files into OUTDIR (default $OUT, the
+# device tool's output folder).
 #
 #   bash benchmarks/gpu_round_cheri_train.sh [OUTDIR]
 set -u
@@ -12,7 +14,11 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 # 1. the fused training block (parity vs float64, vs the unfused path, first call, dispatch, model)
 timeout 150 python -m pytest -q -m gpu tests/kernels/test_cheri_train.py 2>&1 | tee "$OUTDIR/tests_cheri_train.log" | tail -15
-# 2. paths touched without a GPU: megakernel (SAVE=0, PTX-identical offline), stem, whole model,
+# 2. figures: the block at the spec shape (fused vs unfused, per-kernel table), the model's step
+timeout 80 python benchmarks/probe_cheri_train.py --json "$OUTDIR/probe_cheri_train.json" 2>&1 | tee "$OUTDIR/probe_cheri_train.log" | tail -30
+timeout 110 python benchmarks/bench_cherimoya_model.py --modes eager --dtypes bf16,bf16+fused --train-only \
+    --no-plain --iters 10 --out "$OUTDIR/cherimoya_model_train_fused.json" 2>&1 | tail -12
+# 3. paths touched without a GPU: megakernel (SAVE=0, PTX-identical offline), stem, whole model,
 #    and the scan/conv/norm direct launches of the previous session's review tidy
 timeout 170 python -m pytest -q -m gpu tests/kernels/test_cheri_infer.py tests/kernels/test_stem.py \
     tests/models/test_cherimoya_gpu.py tests/kernels/test_causal_conv_triton.py tests/kernels/test_add_rms_norm.py \
@@ -20,7 +26,3 @@ timeout 170 python -m pytest -q -m gpu tests/kernels/test_cheri_infer.py tests/k
     -k "not test_matches_reference and not test_triton_matches_reference" 2>&1 | tee "$OUTDIR/tests_other.log" | tail -8
 STRANDWISE_SCAN_AUTOTUNE=0 timeout 50 python -m pytest -q -m gpu tests/kernels/test_selective_scan_triton.py \
     -k "direct_launch or rejects_bad" 2>&1 | tee -a "$OUTDIR/tests_other.log" | tail -4
-# 3. figures: the block at the spec shape (fused vs unfused, per-kernel table), the model's step
-timeout 80 python benchmarks/probe_cheri_train.py --json "$OUTDIR/probe_cheri_train.json" 2>&1 | tee "$OUTDIR/probe_cheri_train.log" | head -8
-timeout 110 python benchmarks/bench_cherimoya_model.py --modes eager --dtypes bf16,bf16+fused --train-only \
-    --no-plain --iters 10 --out "$OUTDIR/cherimoya_model_train_fused.json" 2>&1 | tail -12
