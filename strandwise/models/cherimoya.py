@@ -132,9 +132,8 @@ class CheriBlock(nn.Module):
         #: :meth:`Cherimoya.set_inference_fp32_dot`); runtime only, never saved
         self.fp32_dot = "bf16"
         #: whether half-precision CUDA training runs the fused block (:mod:`strandwise.kernels.cheri_train`;
-        #: opt-in until verified on a GPU, see :meth:`Cherimoya.set_fused_training`); runtime only,
-        #: never saved
-        self.fused_training = False
+        #: on by default, see :meth:`Cherimoya.set_fused_training`); runtime only, never saved
+        self.fused_training = True
         self.conv = FusedDilatedConvNorm(self.n_filters, self.dilation)
         self.linear1 = nn.Linear(self.n_filters, self.expansion * self.n_filters, bias=False)
         self.linear2 = nn.Linear(self.expansion * self.n_filters, self.n_filters, bias=False)
@@ -319,14 +318,15 @@ class Cherimoya(nn.Module):
         return self
 
     def set_fused_training(self, enabled: bool = True) -> "Cherimoya":
-        """Experimental: run every block as one fused Function when training on CUDA with bf16/fp16
+        """Whether every block runs as one fused Function when training on CUDA with bf16/fp16
         activations (autocast or a half model): :mod:`strandwise.kernels.cheri_train` — the
         megakernel's forward, which also stores the products' operands, and a backward with the
         MLP's input gradient and GELU derivative in one Triton kernel and the residual gradient
-        added inside the conv-norm backward. Off by default: its kernels pass their parity tests
-        under Triton's interpreter and compile for sm_90, but have not yet run on a GPU
-        (docs/kernels.md). fp32 training, the CPU path, inference and models with module hooks
-        are unaffected. Runtime only: not saved with the model. Returns ``self``.
+        added inside the conv-norm backward. On by default (faster and within bf16 rounding of
+        the unfused path; figures in BENCHMARKS.md); ``set_fused_training(False)`` returns to the
+        unfused CUDA path (conv-norm Function + cuBLAS products under autocast). fp32 training,
+        the CPU path, inference and models with module hooks are unaffected. Runtime only: not
+        saved with the model. Returns ``self``.
         """
         for block in self.blocks:
             block.fused_training = bool(enabled)
