@@ -16,7 +16,7 @@ python -c "import torch, triton; print('torch', torch.__version__, 'triton', tri
 timeout 150 python -m pytest -q -m gpu tests/kernels/test_cheri_train.py 2>&1 | tee "$OUTDIR/tests_cheri_train.log" | tail -15
 # 2. figures: the block at the spec shape (fused vs unfused, per-kernel table), the model's step
 timeout 80 python benchmarks/probe_cheri_train.py --json "$OUTDIR/probe_cheri_train.json" 2>&1 | tee "$OUTDIR/probe_cheri_train.log" | tail -30
-timeout 110 python benchmarks/bench_cherimoya_model.py --modes eager --dtypes bf16,bf16+fused --train-only \
+timeout 110 python benchmarks/bench_cherimoya_model.py --modes eager --dtypes bf16,bf16+unfused --train-only \
     --no-plain --iters 10 --out "$OUTDIR/cherimoya_model_train_fused.json" 2>&1 | tail -12
 # 3. paths touched without a GPU: megakernel (SAVE=0, PTX-identical offline), stem, whole model,
 #    and the scan/conv/norm direct launches of the previous session's review tidy

@@ -24,8 +24,8 @@ rounded once to the activations' dtype (the unfused path rounds the second produ
 the residual sum separately). GELU uses the hardware ``tanh.approx`` where it compiles.
 Weight gradients come back in the weights' dtype (fp32 parameters under autocast).
 
-When it runs: only where switched on (``Cherimoya.set_fused_training(True)``; off by default until
-its GPU tests have run), then as :func:`cheri_train_eligible` says (checked by
+When it runs: by default (``Cherimoya.set_fused_training(False)`` or ``block.fused_training =
+False`` switches it off), as :func:`cheri_train_eligible` says (checked by
 :class:`strandwise.models.CheriBlock`, which also skips it with module hooks and under
 ``torch.compile``): CUDA, Triton, grad enabled, bf16/fp16 activations (autocast's dtype, if autocast is on),
 ``16 ≤ C ≤ 256``, ``H % 16 == 0``. fp32 activations keep the cuBLAS path (exact fp32 products
