@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 import triton
+from torch.autograd.function import once_differentiable
 import triton.language as tl
 
 from strandwise.kernels._host import DIRECT, cdiv, next_pow2
@@ -130,6 +131,7 @@ class AddRMSNormFunc(torch.autograd.Function):
         return y.view(x.shape), s.view(x.shape)
 
     @staticmethod
+    @once_differentiable  # Triton kernels: a second derivative raises instead of coming out wrong
     def backward(ctx, dy, ds):
         s, rstd, weight = ctx.saved_tensors
         G, DH, rc, swap, has_res, x_dtype, r_dtype, shape, BR, BD = ctx.meta

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 import triton
+from torch.autograd.function import once_differentiable
 import triton.language as tl
 
 from strandwise.kernels._host import DIRECT, cdiv
@@ -155,6 +156,7 @@ class CausalConv1dSiluFunc(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable  # Triton kernels: a second derivative raises instead of coming out wrong
     def backward(ctx, dout):
         x, w, b = ctx.saved_tensors
         reverse, silu, has_b, w_dtype = ctx.flags

@@ -35,6 +35,7 @@ with TF32 off: Triton's fp32 products are far slower).
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from strandwise.kernels._host import cdiv, next_pow2
 from strandwise.kernels.cheri_infer import _derived_weights, fast_gelu_ok, launch_block_kernel, run_with_fast_gelu
@@ -143,6 +144,7 @@ class CheriBlockTrainFunc(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable  # Triton kernels: a second derivative raises instead of coming out wrong
     def backward(ctx, dout):
         from strandwise.kernels import conv_norm_triton as cnt
 

@@ -26,6 +26,7 @@ import functools
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 import torch.nn.functional as F
 
 __all__ = [
@@ -177,6 +178,12 @@ def conv_norm_backward_reference(g, x, w, mean, rstd, dilation):
     return dx.to(x.dtype), dw.to(w.dtype)
 
 
+@once_differentiable  # Triton kernels: a second derivative raises instead of coming out wrong
+def _conv_norm_bwd_triton(ctx, g, x, w, mean, rstd):
+    dx, dw = _triton_backend().conv_norm_bwd(g, x, w, mean, rstd, ctx.dilation)
+    return dx, dw, None
+
+
 class FusedDilatedConvNormFunc(torch.autograd.Function):
     """Autograd Function for the fused op: ``apply(x, w, dilation) -> out``.
 
@@ -204,7 +211,7 @@ class FusedDilatedConvNormFunc(torch.autograd.Function):
         x, w, mean, rstd = ctx.saved_tensors
         g = g.contiguous()
         if ctx.use_triton:
-            dx, dw = _triton_backend().conv_norm_bwd(g, x, w, mean, rstd, ctx.dilation)
+            return _conv_norm_bwd_triton(ctx, g, x, w, mean, rstd)
         else:
             dx, dw = conv_norm_backward_reference(g, x, w, mean, rstd, ctx.dilation)
         return dx, dw, None

@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from strandwise.kernels.causal_conv import causal_conv1d_silu
 from strandwise.kernels.selective_scan import selective_scan_fn
@@ -120,6 +121,8 @@ class MambaInnerFn(torch.autograd.Function):
         return _bproj(out_proj_weight, y, out_proj_bias)
 
     @staticmethod
+    @once_differentiable  # both paths return first-order gradients only (recompute + grad,
+    # or Triton kernels): a second derivative raises instead of coming out without this layer
     def backward(ctx, dout):
         dev, ac_on, ac_dtype = ctx.autocast
         saved = ctx.saved_tensors

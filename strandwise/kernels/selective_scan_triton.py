@@ -47,6 +47,7 @@ import os
 
 import torch
 import triton
+from torch.autograd.function import once_differentiable
 import triton.language as tl
 
 from strandwise.kernels._host import DIRECT, INTERPRETING, cdiv, next_pow2
@@ -927,6 +928,7 @@ class SelectiveScanTritonFunc(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable  # Triton kernels: a second derivative raises instead of coming out wrong
     def backward(ctx, dout, *rest):
         u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
         softplus, reverse, plan = ctx.flags

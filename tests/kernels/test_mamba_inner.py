@@ -85,6 +85,17 @@ def test_fused_cpu_bf16_autocast():
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_second_derivative_raises():
+    """The backward recomputes and differentiates without recording: a gradient of its gradients
+    raises instead of silently leaving this layer out."""
+    t, N = make_inputs(dtype=torch.float64)
+    out = mamba_inner_fn(*(t[n] for n in NAMES), d_state=N)
+    dout = torch.randn_like(out).requires_grad_()
+    gxz, = torch.autograd.grad(out, [t["xz"]], dout, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        gxz.sum().backward()
+
+
 def test_only_some_inputs_need_grad():
     t, N = make_inputs(dtype=torch.float64)
     for n in ("xz", "conv_weight", "A"):

@@ -139,6 +139,17 @@ cases = [
 for c in cases:
     dtype = c.pop("dtype", torch.float32)
     print(c, T.check_parity(device="cpu", dtype=dtype, **c))
+# a second derivative through the Triton backward raises instead of coming out wrong
+ins = T.make_inputs(1, 3, 2, 9, torch.float32, "cpu", seed=0, softplus=True, z=True, D=True, bias=True, h0=False)
+out = st.selective_scan_triton(**ins, delta_softplus=True)
+gout = torch.randn(out.shape).requires_grad_()
+gu, = torch.autograd.grad(out, [ins["u"]], gout, create_graph=True)
+try:
+    gu.sum().backward()
+except RuntimeError as exc:
+    assert "once_differentiable" in str(exc), exc
+else:
+    raise AssertionError("double backward through the Triton scan did not raise")
 print("INTERPRETER-OK")
 """
 
