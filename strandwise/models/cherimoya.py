@@ -99,6 +99,17 @@ def default_trimming(n_layers: int) -> int:
     return 46 + sum(2**i for i in range(n_layers))
 
 
+def fused_training_default() -> bool:
+    """Default of :attr:`CheriBlock.fused_training`: on, unless the environment sets
+    ``STRANDWISE_FUSED_TRAINING=0`` (for runs started from the command line or a config, e.g.
+    ``STRANDWISE_FUSED_TRAINING=0 strandwise fit config.json``). Other values than ``0``/``1``
+    raise, so a typo does not silently keep the default."""
+    value = os.environ.get("STRANDWISE_FUSED_TRAINING", "1").strip()
+    if value not in ("0", "1"):
+        raise ValueError(f"STRANDWISE_FUSED_TRAINING must be 0 or 1; got {value!r}")
+    return value == "1"
+
+
 class CheriBlock(nn.Module):
     """One Cheri Block on channels-last activations ``(N, L, C)``.
 
@@ -132,8 +143,9 @@ class CheriBlock(nn.Module):
         #: :meth:`Cherimoya.set_inference_fp32_dot`); runtime only, never saved
         self.fp32_dot = "bf16"
         #: whether half-precision CUDA training runs the fused block (:mod:`strandwise.kernels.cheri_train`;
-        #: on by default, see :meth:`Cherimoya.set_fused_training`); runtime only, never saved
-        self.fused_training = True
+        #: on by default, off with STRANDWISE_FUSED_TRAINING=0 in the environment, see
+        #: :meth:`Cherimoya.set_fused_training`); runtime only, never saved
+        self.fused_training = fused_training_default()
         self.conv = FusedDilatedConvNorm(self.n_filters, self.dilation)
         self.linear1 = nn.Linear(self.n_filters, self.expansion * self.n_filters, bias=False)
         self.linear2 = nn.Linear(self.expansion * self.n_filters, self.n_filters, bias=False)

@@ -244,6 +244,18 @@ def test_model_bf16_training_fused_vs_unfused():
         assert rel_err(gf[k], gu[k]) < 4e-2, (k, rel_err(gf[k], gu[k]))
 
 
+def test_fused_training_default_from_the_environment(monkeypatch):
+    from strandwise.models.cherimoya import Cherimoya
+
+    monkeypatch.delenv("STRANDWISE_FUSED_TRAINING", raising=False)
+    assert all(b.fused_training for b in Cherimoya(n_filters=16, n_layers=2, trimming=10).blocks)
+    monkeypatch.setenv("STRANDWISE_FUSED_TRAINING", "0")
+    assert not any(b.fused_training for b in Cherimoya(n_filters=16, n_layers=2, trimming=10).blocks)
+    monkeypatch.setenv("STRANDWISE_FUSED_TRAINING", "off")
+    with pytest.raises(ValueError, match="STRANDWISE_FUSED_TRAINING must be 0 or 1"):
+        CheriBlock(16, 2)
+
+
 def test_set_fused_training_leaves_the_cpu_path_alone():
     from strandwise.models.cherimoya import Cherimoya
 
