@@ -131,11 +131,13 @@ def _block_c(C: int) -> int:
     return min(next_pow2(C), MAX_BLOCK_C)
 
 
-def _tuned(fn):
-    """Wrap a jitted kernel: (autotuned launcher, plain launcher)."""
+def _tuned(fn, extra_key=()):
+    """Wrap a jitted kernel: (autotuned launcher, plain launcher). ``extra_key``: constexprs
+    that change the kernel enough to need their own tuning (Triton's key sees only the names
+    listed here)."""
     tuned = triton.autotune(
         configs=conv_norm_configs(),
-        key=["C", "L"],
+        key=["C", "L", *extra_key],
         prune_configs_by={"early_config_prune": _prune},
         do_bench=_bench,
     )(fn)
@@ -414,12 +416,11 @@ def _bwd_main_kernel(
 
 
 _bwd_stats_tuned, _bwd_stats_plain = _tuned(_bwd_stats_kernel)
-_bwd_main_tuned, _bwd_main_plain = _tuned(_bwd_main_kernel)
-# The residual variant (HAS_RES=1) tunes on its own: the autotuner's key does not see constexprs,
-# and the config best without the extra load can be much worse with it (offline sm_90 at C=128:
-# 32-row/8-warp tiles grow from 128 to 146 registers, halving the programs per SM; on an H100 the
-# shared choice made this kernel 1.8x slower, 826 vs 461 us at N=512, L=1024).
-_bwd_main_res_tuned, _ = _tuned(_bwd_main_kernel)
+# The residual variant (HAS_RES=1) tunes on its own: the config best without the extra load can
+# be much worse with it (offline sm_90 at C=128: 32-row/8-warp tiles grow from 128 to 146
+# registers, halving the programs per SM; on an H100 a shared choice made this kernel 1.8x
+# slower, 826 vs 461 us at N=512, L=1024).
+_bwd_main_tuned, _bwd_main_plain = _tuned(_bwd_main_kernel, extra_key=("HAS_RES",))
 
 
 def _bwd_sums(g, x, w, mean, rstd, dilation):
@@ -467,7 +468,7 @@ def _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation, residual=None):
         return (N, cdiv(L, meta["BLOCK_L"]), nct)
 
     bl = _launch(
-        _bwd_main_tuned if residual is None else _bwd_main_res_tuned, _bwd_main_plain, grid,
+        _bwd_main_tuned, _bwd_main_plain, grid,
         (g, x, w, mean, rstd, sums, dx, dwp, res, L, C, int(dilation), tlmax, N), L, bc,
         HAS_RES=int(residual is not None),
     )
