@@ -77,20 +77,26 @@ def cheri_block_reference(x, conv_weight, w1, w2, dilation, residual_scale=0.15,
     return x + residual_scale * h
 
 
+def block_shapes_ok(x, conv_weight, w1, w2, max_c: int) -> bool:
+    """The block kernels' common eligibility: ``x`` a CUDA ``(N, L, C)`` tensor with
+    ``16 ≤ C ≤ max_c``, ``W1 (H, C)`` with ``H`` a positive multiple of 16, ``W2 (C, H)``, conv
+    taps ``(3, C)``, all on ``x``'s device. Shared with :mod:`strandwise.kernels.cheri_train`."""
+    if not isinstance(x, torch.Tensor) or not x.is_cuda or x.ndim != 3:
+        return False
+    C, H = x.shape[-1], w1.shape[0]
+    if not (16 <= C <= max_c) or H == 0 or H % 16 != 0:
+        return False
+    if tuple(w1.shape) != (H, C) or tuple(w2.shape) != (C, H) or tuple(conv_weight.shape) != (3, C):
+        return False
+    return all(t.device == x.device for t in (conv_weight, w1, w2))
+
+
 def cheri_infer_eligible(x, conv_weight, w1, w2) -> bool:
     """True iff the inference megakernel can run on these tensors (no error is ever raised)."""
     try:
-        if torch.is_grad_enabled() or not isinstance(x, torch.Tensor) or not x.is_cuda:
+        if torch.is_grad_enabled() or not block_shapes_ok(x, conv_weight, w1, w2, _MAX_C):
             return False
-        if x.dtype not in (torch.float32, torch.bfloat16, torch.float16) or x.ndim != 3:
-            return False
-        C = x.shape[-1]
-        H = w1.shape[0]
-        if not (16 <= C <= _MAX_C) or H % 16 != 0 or H == 0:
-            return False
-        if tuple(w1.shape) != (H, C) or tuple(w2.shape) != (C, H) or tuple(conv_weight.shape) != (3, C):
-            return False
-        if any(t.device != x.device for t in (conv_weight, w1, w2)):
+        if x.dtype not in (torch.float32, torch.bfloat16, torch.float16):
             return False
         return triton_available()
     except Exception:  # pragma: no cover - defensive: eligibility must never raise

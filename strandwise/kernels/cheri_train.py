@@ -38,7 +38,9 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from strandwise.kernels._host import cdiv, next_pow2
-from strandwise.kernels.cheri_infer import _derived_weights, fast_gelu_ok, launch_block_kernel, run_with_fast_gelu
+from strandwise.kernels.cheri_infer import (
+    _derived_weights, block_shapes_ok, fast_gelu_ok, launch_block_kernel, run_with_fast_gelu,
+)
 from strandwise.kernels.conv_norm import CONV_NORM_EPS, triton_available
 
 __all__ = ["CheriBlockTrainFunc", "cheri_block_train", "cheri_train_eligible"]
@@ -49,18 +51,13 @@ _MAX_C = 256
 def cheri_train_eligible(x, conv_weight, w1, w2) -> bool:
     """True iff :func:`cheri_block_train` can run on these tensors (never raises)."""
     try:
-        if not isinstance(x, torch.Tensor) or not x.is_cuda or x.ndim != 3:
+        if not block_shapes_ok(x, conv_weight, w1, w2, _MAX_C):
             return False
         if x.dtype not in (torch.bfloat16, torch.float16):
             return False
         if torch.is_autocast_enabled("cuda") and torch.get_autocast_dtype("cuda") != x.dtype:
             return False
-        C, H = x.shape[-1], w1.shape[0]
-        if not (16 <= C <= _MAX_C) or H == 0 or H % 16 != 0:
-            return False
-        if tuple(w1.shape) != (H, C) or tuple(w2.shape) != (C, H) or tuple(conv_weight.shape) != (3, C):
-            return False
-        if any(t.device != x.device or not t.is_floating_point() for t in (conv_weight, w1, w2)):
+        if not all(t.is_floating_point() for t in (conv_weight, w1, w2)):
             return False
         return triton_available()
     except Exception:  # pragma: no cover - defensive: eligibility must never raise
@@ -77,7 +74,9 @@ def _mm_f32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``a @ b`` with fp32 output from half operands (cuBLAS accumulates in fp32 either way)."""
     try:
         return torch.mm(a, b, out_dtype=torch.float32)
-    except (TypeError, RuntimeError):  # older PyTorch: no out_dtype for mm
+    # older PyTorch (no out_dtype) or a backend without it (CPU, under the interpreter); other
+    # errors, e.g. out of memory, propagate
+    except (TypeError, NotImplementedError):
         return torch.mm(a, b).float()
 
 
@@ -100,7 +99,7 @@ def _mlp_backward(dout, z, w1b, w2sb):
         if k.cnt.autotune_enabled():
             k.mlp_bwd_kernel_tuned[grid](*args, BLOCK_C=bc, FAST_GELU=fast)
         else:
-            bh = 64 if H >= 64 else 32 if H >= 32 else 16
+            bh = k.cit._widest_chunk(H)
             bm = 64 if bc <= 128 else 32
             k.mlp_bwd_kernel[grid](*args, BLOCK_C=bc, BLOCK_H=bh, BLOCK_M=bm, FAST_GELU=fast,
                                    num_warps=4, num_stages=3 if H // bh >= 2 else 2)
