@@ -3,6 +3,8 @@
 The interpreter must be switched on before Triton is imported, hence a subprocess. The script
 gets the test directory (``{testdir}``) so it can import the test module's helpers, and must print
 ``INTERPRETER-OK`` when it finishes.
+
+Also :func:`assert_first_order_only`, used by those scripts and by the CPU/GPU tests alike.
 """
 
 import os
@@ -11,6 +13,20 @@ import sys
 
 import pytest
 import torch
+
+
+def assert_first_order_only(out, x) -> None:
+    """A gradient of ``out`` w.r.t. ``x`` taken with ``create_graph=True`` cannot be differentiated
+    again: it raises PyTorch's ``once_differentiable`` error (no silently missing second-order
+    term). The upstream gradient requires grad, as in a real double backward."""
+    gout = torch.randn(out.shape, dtype=out.dtype, device=out.device).requires_grad_()
+    gx, = torch.autograd.grad(out, [x], gout, create_graph=True)
+    try:
+        gx.float().sum().backward()
+    except RuntimeError as exc:
+        assert "once_differentiable" in str(exc), exc
+        return
+    raise AssertionError("a second derivative did not raise")
 
 
 def run_under_interpreter(script: str, testfile: str, timeout: int = 600) -> None:
