@@ -181,12 +181,13 @@ def main(argv=None):
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = True
 
-    # backward plan comparison: recompute-δ (default) vs fp32 scratch
+    # backward plan comparison: recompute-δ (default: comb main pass; per-tile main pass) vs fp32 scratch
     x = torch.randn(N, L, C, device=dev)
     g = torch.randn(N, L, C, device=dev)
     _, mean, rstd = cnt.conv_norm_fwd(x, cw.detach(), d, 1e-3)
     plans = {
         "recompute": lambda: cnt.conv_norm_bwd(g, x, cw.detach(), mean, rstd, d),
+        "recompute_tile": lambda: cnt.conv_norm_bwd_tile(g, x, cw.detach(), mean, rstd, d),
         "scratch": lambda: cnt.conv_norm_bwd_scratch(g, x, cw.detach(), mean, rstd, d),
         "fwd_only": lambda: cnt.conv_norm_fwd(x, cw.detach(), d, 1e-3),
     }
@@ -200,7 +201,7 @@ def main(argv=None):
     chosen = {}
     for kname, kern in (("megakernel", cheri_infer_triton.mlp_kernel_tuned), ("fwd_stats", cnt._fwd_stats_tuned),
                         ("fwd_norm", cnt._fwd_norm_tuned), ("bwd_stats", cnt._bwd_stats_tuned),
-                        ("bwd_main", cnt._bwd_main_tuned)):
+                        ("bwd_main", cnt._bwd_main_tuned), ("bwd_comb", cnt._bwd_comb_tuned)):
         chosen[kname] = {str(k): str(v) for k, v in kern.cache.items()}
     print("autotuned configs:", json.dumps(chosen, indent=1))
     gpu = torch.cuda.get_device_name()

@@ -61,6 +61,7 @@ __all__ = [
     "conv_norm_fwd",
     "conv_norm_bwd",
     "conv_norm_bwd_scratch",
+    "conv_norm_bwd_tile",
     "conv_norm_stats",
     "set_autotune",
     "autotune_enabled",
@@ -415,12 +416,147 @@ def _bwd_main_kernel(
     tl.store(pb + 2 * C, tl.sum(d_0 * x_p1, axis=0), mask=cmask)
 
 
+
+@triton.jit
+def _bwd_comb_kernel(
+    g_ptr, x_ptr, w_ptr, mean_ptr, rstd_ptr, s_ptr, dx_ptr, dwp_ptr, res_ptr, L, C, D, PMAX, NB,
+    BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr, K: tl.constexpr, HAS_RES: tl.constexpr = 0,
+):
+    """The backward's main pass walking each tile row along its own comb ``p, p + D, p + 2D, …``
+    for ``K`` steps, so that the taps of one step are the previous step's values: per step it
+    loads one new ``x`` row (at ``p + 2D``) and one ``g`` row (at ``p + D``), computes one new
+    ``δ`` and keeps ``x`` at ``p − D, p, p + D`` and ``δ`` at ``p − D, p`` in registers. The dw
+    products accumulate element-wise and are reduced over rows once per program.
+
+    Tile rows: ``T = min(D, BLOCK_L)`` consecutive offsets of one dilation period times
+    ``U = BLOCK_L // T`` sub-strips of ``K`` periods each (lanes past ``U·T`` idle when ``T`` does
+    not divide ``BLOCK_L``). Grid axis 0 is ``(period block qb, offset block tb)`` with
+    ``cdiv(D, T)`` offset blocks; program ``(qb, tb)`` covers positions
+    ``qb·U·K·D + u·K·D + k·D + tb·T + t``: every position exactly once.
+    """
+    # programs of one example run next to each other (grid axis 0), so the comb halo a program
+    # reads is mostly its neighbours' rows, still in L2
+    pid = tl.program_id(0)
+    n = tl.program_id(1).to(tl.int64)
+    ct = tl.program_id(2)
+    T = tl.minimum(D, BLOCK_L)
+    U = BLOCK_L // T
+    NTB = tl.cdiv(D, T)
+    qb = pid // NTB
+    tb = pid % NTB
+    i = tl.arange(0, BLOCK_L)
+    u = i // T
+    t = tb * T + i % T
+    lane_ok = (u < U) & (t < D)
+    # idle lanes sit far enough past the end that every load of theirs is masked off
+    p = tl.where(lane_ok, qb * (U * K * D) + u * (K * D) + t, L + 2 * D)
+    cols = ct * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    xb = x_ptr + n * L * C
+    gb = g_ptr + n * L * C
+    w0, w1, w2 = _load_taps(w_ptr, cols, cmask, C)
+    mean = tl.load(mean_ptr + n)
+    r = tl.load(rstd_ptr + n)
+    inv_m = 1.0 / (L * C).to(tl.float32)
+    b = r * inv_m * tl.load(s_ptr + n)
+    c = r * inv_m * tl.load(s_ptr + NB + n)
+    x_m1 = _load_rows(xb, p - D, cols, cmask, L, C)
+    x_0 = _load_rows(xb, p, cols, cmask, L, C)
+    x_p1 = _load_rows(xb, p + D, cols, cmask, L, C)
+    d_m = _delta_at(gb, _load_rows(xb, p - 2 * D, cols, cmask, L, C), x_m1, x_0, w0, w1, w2,
+                    p - D, cols, cmask, L, C, mean, r, b, c)
+    d_0 = _delta_at(gb, x_m1, x_0, x_p1, w0, w1, w2, p, cols, cmask, L, C, mean, r, b, c)
+    acc0 = tl.zeros([BLOCK_L, BLOCK_C], dtype=tl.float32)
+    acc1 = tl.zeros([BLOCK_L, BLOCK_C], dtype=tl.float32)
+    acc2 = tl.zeros([BLOCK_L, BLOCK_C], dtype=tl.float32)
+    for _ in range(K):
+        x_p2 = _load_rows(xb, p + 2 * D, cols, cmask, L, C)
+        d_p = _delta_at(gb, x_0, x_p1, x_p2, w0, w1, w2, p + D, cols, cmask, L, C, mean, r, b, c)
+        # transposed conv: dx[p] = w1·δ[p] + w0·δ[p+d] + w2·δ[p−d]
+        dx = w1[None, :] * d_0 + w0[None, :] * d_p + w2[None, :] * d_m
+        m = (p < L)[:, None] & cmask[None, :]
+        roffs = n * L * C + p[:, None].to(tl.int64) * C + cols[None, :]
+        if HAS_RES:
+            dx += tl.load(res_ptr + roffs, mask=m, other=0.0).to(tl.float32)
+        tl.store(dx_ptr + roffs, dx.to(dx_ptr.dtype.element_ty), mask=m)
+        # dw[k] partial: Σ_p δ[p]·x[p + (k−1)·d]  (δ is 0 outside [0, L))
+        acc0 += d_0 * x_m1
+        acc1 += d_0 * x_0
+        acc2 += d_0 * x_p1
+        x_m1, x_0, x_p1 = x_0, x_p1, x_p2
+        d_m, d_0 = d_0, d_p
+        p += D
+    pb = dwp_ptr + ((n * PMAX + pid) * 3) * C + cols
+    tl.store(pb, tl.sum(acc0, axis=0), mask=cmask)
+    tl.store(pb + C, tl.sum(acc1, axis=0), mask=cmask)
+    tl.store(pb + 2 * C, tl.sum(acc2, axis=0), mask=cmask)
+
+
 _bwd_stats_tuned, _bwd_stats_plain = _tuned(_bwd_stats_kernel)
 # The residual variant (HAS_RES=1) tunes on its own: the config best without the extra load can
 # be much worse with it (offline sm_90 at C=128: 32-row/8-warp tiles grow from 128 to 146
 # registers, halving the programs per SM; on an H100 a shared choice made this kernel 1.8x
 # slower, 826 vs 461 us at N=512, L=1024).
 _bwd_main_tuned, _bwd_main_plain = _tuned(_bwd_main_kernel, extra_key=("HAS_RES",))
+
+# The comb kernel's search space: rows per tile, comb steps K, warps. Tiles hold 4-16 elements per
+# thread (8 fp32 tiles stay live across steps) and every program walks >= 32 positions.
+_COMB_BLOCK_LS = (8, 16, 32, 64)
+_COMB_KS = (4, 8, 16)
+_COMB_WARPS = (4, 8)
+_COMB_MIN_ROWS = 32
+
+
+def comb_configs():
+    """The comb kernel's full search space (list of ``triton.Config``) before pruning."""
+    return [
+        triton.Config({"BLOCK_L": bl, "K": k}, num_warps=nw, num_stages=1)
+        for bl in _COMB_BLOCK_LS for k in _COMB_KS for nw in _COMB_WARPS
+        if bl * k >= _COMB_MIN_ROWS
+    ]
+
+
+def _comb_programs(L: int, D: int, bl: int, k: int) -> int:
+    """Programs along L of the comb kernel (grid axis 1) for one tile shape."""
+    t = min(D, bl)
+    return cdiv(L, (bl // t) * k * D) * cdiv(D, t)
+
+
+def _comb_prune(configs, named_args, **kwargs):
+    block_c = kwargs.get("BLOCK_C", named_args.get("BLOCK_C"))
+    L, D = named_args["L"], named_args["D"]
+    keep = []
+    for cfg in configs:
+        bl, k = cfg.kwargs["BLOCK_L"], cfg.kwargs["K"]
+        per_thread = bl * block_c // (32 * cfg.num_warps)
+        if per_thread < 4 or per_thread > 16:
+            continue
+        t = min(D, bl)
+        region = (bl // t) * k * D
+        if k > _COMB_KS[0] and region // 2 >= L:  # half the steps would fall past the end
+            continue
+        keep.append(cfg)
+    if not keep:  # tiny C or extreme shapes: the heuristic's choice
+        meta, nw = _comb_heuristic(L, D, block_c)
+        keep = [triton.Config(meta, num_warps=nw, num_stages=1)]
+    return keep
+
+
+def _comb_heuristic(L: int, D: int, block_c: int):
+    bl = max(_COMB_BLOCK_LS[0], min(_COMB_BLOCK_LS[-1], 2048 // block_c))
+    k = max(8, _COMB_MIN_ROWS // bl)
+    while k > _COMB_KS[0] and ((bl // min(D, bl)) * k * D) // 2 >= L and bl * k > _COMB_MIN_ROWS:
+        k //= 2
+    nw = max(1, min(8, bl * block_c // (32 * 8)))
+    return {"BLOCK_L": bl, "K": k}, nw
+
+
+_bwd_comb_tuned = triton.autotune(
+    configs=comb_configs(),
+    key=["C", "L", "D", "HAS_RES"],
+    prune_configs_by={"early_config_prune": _comb_prune},
+    do_bench=_bench,
+)(_bwd_comb_kernel)
 
 
 def _bwd_sums(g, x, w, mean, rstd, dilation):
@@ -442,7 +578,7 @@ def _bwd_sums(g, x, w, mean, rstd, dilation):
     return part[:, :, :t_used].sum(dim=2).contiguous()
 
 
-def _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation, residual=None):
+def _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation, residual=None, plan="comb"):
     _check(x, w, dilation)
     if g.shape != x.shape:
         raise ValueError(f"grad shape {tuple(g.shape)} != input shape {tuple(x.shape)}")
@@ -457,23 +593,44 @@ def _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation, residual=None):
     if x.numel() == 0:
         return dx, torch.zeros_like(w)
     res = g if residual is None else residual.contiguous()
+    has_res = int(residual is not None)
     sums = _bwd_sums(g, x, w, mean, rstd, dilation)
     bc = _block_c(C)
     nct = cdiv(C, bc)
-    # dw partials per (example, L-tile); channel chunks of one tile write disjoint columns.
-    tlmax = cdiv(L, _BLOCK_LS[0])
-    dwp = torch.empty((N, tlmax, 3, C), device=x.device, dtype=torch.float32)
+    d = int(dilation)
+    if plan == "tile":  # the per-tile kernel of rounds 1-7, kept to benchmark against
+        # dw partials per (example, L-tile); channel chunks of one tile write disjoint columns.
+        tlmax = cdiv(L, _BLOCK_LS[0])
+        dwp = torch.empty((N, tlmax, 3, C), device=x.device, dtype=torch.float32)
 
-    def grid(meta):
-        return (N, cdiv(L, meta["BLOCK_L"]), nct)
+        def grid(meta):
+            return (N, cdiv(L, meta["BLOCK_L"]), nct)
 
-    bl = _launch(
-        _bwd_main_tuned, _bwd_main_plain, grid,
-        (g, x, w, mean, rstd, sums, dx, dwp, res, L, C, int(dilation), tlmax, N), L, bc,
-        HAS_RES=int(residual is not None),
-    )
-    dw = dwp[:, : cdiv(L, bl)].sum(dim=(0, 1))
-    return dx, dw.to(w.dtype)
+        bl = _launch(
+            _bwd_main_tuned, _bwd_main_plain, grid,
+            (g, x, w, mean, rstd, sums, dx, dwp, res, L, C, d, tlmax, N), L, bc, HAS_RES=has_res,
+        )
+        return dx, dwp[:, : cdiv(L, bl)].sum(dim=(0, 1)).to(w.dtype)
+    if plan != "comb":
+        raise ValueError(f"plan must be 'comb' or 'tile'; got {plan!r}")
+    heur, heur_nw = _comb_heuristic(L, d, bc)
+    pmax = max(_comb_programs(L, d, cfg.kwargs["BLOCK_L"], cfg.kwargs["K"])
+               for cfg in comb_configs() + [triton.Config(heur)])
+    dwp = torch.empty((N, pmax, 3, C), device=x.device, dtype=torch.float32)
+
+    def comb_grid(meta):
+        return (_comb_programs(L, d, meta["BLOCK_L"], meta["K"]), N, nct)
+
+    args = (g, x, w, mean, rstd, sums, dx, dwp, res, L, C, d, pmax, N)
+    if _STATE["autotune"]:
+        _bwd_comb_tuned[comb_grid](*args, BLOCK_C=bc, HAS_RES=has_res)
+        meta = _bwd_comb_tuned.best_config.kwargs
+    else:
+        meta = heur
+        _bwd_comb_kernel[comb_grid](*args, BLOCK_C=bc, HAS_RES=has_res, num_warps=heur_nw,
+                                    num_stages=1, **meta)
+    used = _comb_programs(L, d, meta["BLOCK_L"], meta["K"])
+    return dx, dwp[:, :used].sum(dim=(0, 1)).to(w.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -530,6 +687,13 @@ def _scratch_dx_kernel(
     m = (rows < L)[:, None] & cmask[None, :]
     tl.store(dx_ptr + n * L * C + rows[:, None].to(tl.int64) * C + cols[None, :],
              dx.to(dx_ptr.dtype.element_ty), mask=m)
+
+
+def conv_norm_bwd_tile(g, x, w, mean, rstd, dilation, residual=None):
+    """Backward with the per-tile main kernel (every tile recomputes ``δ`` at its three taps and
+    reduces its own dw partial), the default until the comb kernel replaced it; kept for
+    benchmarking. Same results as :func:`conv_norm_bwd` up to fp32 summation order."""
+    return _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation, residual, plan="tile")
 
 
 def conv_norm_bwd_scratch(g, x, w, mean, rstd, dilation):

@@ -119,9 +119,9 @@ def test_first_call_after_autotune_is_correct_and_deterministic(cnt):
     # no atomics anywhere: bit-identical on repeat
     assert torch.equal(out1, out2) and torch.equal(dx1, dx2) and torch.equal(dw1, dw2)
     # the tuner really compared distinct launch configurations
-    timed = cnt._bwd_main_tuned.configs_timings
+    timed = cnt._bwd_comb_tuned.configs_timings
     assert len(timed) >= 2
-    assert len({(c.kwargs["BLOCK_L"], c.num_warps) for c in timed}) == len(timed)
+    assert len({(c.kwargs["BLOCK_L"], c.kwargs["K"], c.num_warps) for c in timed}) == len(timed)
 
 
 def test_every_pruned_config_is_correct(cnt):
@@ -142,6 +142,35 @@ def test_every_pruned_config_is_correct(cnt):
             assert _rel(dw, rdw) <= 1e-4, cfg
     finally:
         cnt._heuristic = orig
+    # and every config of the comb backward (the default main pass), with and without a residual
+    _, mean, rstd = cnt.conv_norm_fwd(xc, wc, 3, 1e-3)
+    combs = cnt._comb_prune(cnt.comb_configs(), {"L": 555, "D": 3}, BLOCK_C=64)
+    assert len({(c.kwargs["BLOCK_L"], c.kwargs["K"]) for c in combs}) >= 3
+    r = torch.randn_like(xc)
+    orig = cnt._comb_heuristic
+    try:
+        for cfg in combs:
+            cnt._comb_heuristic = lambda L, D, bc, cfg=cfg: (dict(cfg.kwargs), cfg.num_warps)
+            dx, dw = cnt.conv_norm_bwd(gc, xc, wc, mean, rstd, 3)
+            assert _rel(dx, rdx) <= 3e-4 and _rel(dw, rdw) <= 1e-4, cfg
+            dxr, dwr = cnt.conv_norm_bwd(gc, xc, wc, mean, rstd, 3, residual=r)
+            assert torch.equal(dwr, dw), cfg
+            torch.testing.assert_close(dxr, dx + r, atol=1e-5, rtol=1e-6)
+    finally:
+        cnt._comb_heuristic = orig
+
+
+def test_comb_and_tile_backward_agree(cnt):
+    # the comb main pass against the per-tile one it replaced, over dilations both below and
+    # above the tile's row count (the two lane layouts) and one that divides neither
+    for L, d in ((1000, 1), (1000, 4), (777, 48), (1024, 256), (300, 100)):
+        x, w, g = _inputs(3, L, 96, torch.float32, seed=L + d)
+        xc, wc, gc = x.cuda(), w.cuda(), g.cuda()
+        _, mean, rstd = cnt.conv_norm_fwd(xc, wc, d, 1e-3)
+        dx1, dw1 = cnt.conv_norm_bwd(gc, xc, wc, mean, rstd, d)
+        dx2, dw2 = cnt.conv_norm_bwd_tile(gc, xc, wc, mean, rstd, d)
+        torch.testing.assert_close(dx1, dx2, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(dw1, dw2, atol=1e-4, rtol=1e-5)
 
 
 def test_non_contiguous_input_same_as_contiguous(cnt):
