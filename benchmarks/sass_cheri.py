@@ -61,7 +61,7 @@ def main(argv=None):
     bc = max(16, next_pow2(C))
     ints = dict(NL=args.N * args.L, L=args.L, C=C, H=H, D=args.dilation)
     fwd_half = ("x_ptr", "w1t_ptr", "w2t_ptr", "out_ptr", "xn_ptr", "z_ptr", "h_ptr")
-    bwd_half = ("dout_ptr", "z_ptr", "w1_ptr", "w2s_ptr", "dz_ptr", "dxn_ptr")
+    bwd_half = ("dout_ptr", "z_ptr", "w1_ptr", "w2s_ptr", "dz_ptr", "dxn_ptr", "xn_ptr")
     named = {"H": H, "C": C}
 
     if args.ptx_identical:

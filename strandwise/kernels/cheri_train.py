@@ -80,8 +80,9 @@ def _mm_f32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.mm(a, b).float()
 
 
-def _mlp_backward(dout, z, w1b, w2sb):
-    """``(dz (N·L, H), dx̂ (N, L, C))`` from the fused backward kernel."""
+def _mlp_backward(dout, z, w1b, w2sb, xn):
+    """``(dz (N·L, H), dx̂ (N, L, C), sums (2, N) fp32)`` from the fused backward kernel;
+    ``sums`` are the conv-norm backward's ``S1 = Σ dx̂`` and ``S2 = Σ dx̂·x̂`` per example."""
     k = _kernels()
     N, L, C = dout.shape
     H = w1b.shape[0]
@@ -93,7 +94,8 @@ def _mlp_backward(dout, z, w1b, w2sb):
     def grid(meta):
         return (cdiv(NL, meta["BLOCK_M"]),)
 
-    args = (dout, z, w1b, w2sb, dz, dxn, NL, C, H)
+    rs = torch.empty((2, NL), device=dout.device, dtype=torch.float32)
+    args = (dout, z, w1b, w2sb, dz, dxn, xn, rs, NL, C, H)
 
     def launch(fast):
         if k.cnt.autotune_enabled():
@@ -105,7 +107,7 @@ def _mlp_backward(dout, z, w1b, w2sb):
                                    num_warps=4, num_stages=3 if H // bh >= 2 else 2)
 
     run_with_fast_gelu(launch, fast_gelu_ok())
-    return dz, dxn
+    return dz, dxn, rs.view(2, N, L).sum(dim=2)
 
 
 class CheriBlockTrainFunc(torch.autograd.Function):
@@ -157,7 +159,7 @@ class CheriBlockTrainFunc(torch.autograd.Function):
                     torch.zeros_like(w1), torch.zeros_like(w2), None, None, None)
         w1b = w1.detach().to(dt).contiguous()                                # (H, C)
         w2sb = (w2.detach().float() * ctx.scale).to(dt).contiguous()         # (C, H)
-        dz, dxn = _mlp_backward(dout, z, w1b, w2sb)
+        dz, dxn, sums = _mlp_backward(dout, z, w1b, w2sb, xn)
         NL = N * L
         dw1 = dw2 = None
         with torch.autocast("cuda", enabled=False):  # a backward() called under autocast
@@ -165,7 +167,7 @@ class CheriBlockTrainFunc(torch.autograd.Function):
                 dw1 = _mm_f32(dz.t(), xn.view(NL, C)).to(w1.dtype)             # (H, C)
             if ctx.needs_input_grad[3]:
                 dw2 = _mm_f32(dout.view(NL, C).t(), h.view(NL, H)).mul_(ctx.scale).to(w2.dtype)  # (C, H)
-        dx, dcw = cnt.conv_norm_bwd(dxn, x, cw, mean, rstd, ctx.dilation, residual=dout)
+        dx, dcw = cnt.conv_norm_bwd(dxn, x, cw, mean, rstd, ctx.dilation, residual=dout, sums=sums)
         return dx, dcw.to(ctx.cw_dtype), dw1, dw2, None, None, None
 
 

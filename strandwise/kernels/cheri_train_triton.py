@@ -5,14 +5,16 @@ inference megakernel with ``SAVE=1`` (:func:`strandwise.kernels.cheri_infer_trit
 
 ``mlp_bwd_kernel``: per tile of ``BLOCK_M`` flattened rows, for each chunk of ``BLOCK_H`` hidden
 units, ``dh = dout · (s·W2)[:, chunk]`` → ``dz = dh · gelu'(z)`` (z re-read, stored once) →
-``dx̂ += dz · W1[chunk, :]``; finally ``dx̂`` is stored. The gradient of the hidden activations
+``dx̂ += dz · W1[chunk, :]``; finally ``dx̂`` is stored, with its per-row sums ``Σ_c dx̂`` and
+``Σ_c dx̂·x̂`` (fp32, ``(2, N·L)``): summed per example they are the conv-norm backward's ``S1``,
+``S2``, which spares that backward its statistics pass. The gradient of the hidden activations
 ``dh`` never goes to memory, and neither does a separate GELU-backward pass. Products accumulate in
 fp32 with operands in the activations' dtype (bf16/fp16), like cuBLAS on the unfused path.
 
 Autotuning: ``BLOCK_M ∈ {64, 128}`` × ``num_warps ∈ {4, 8}`` × ``num_stages ∈ {2, 3}``, ``BLOCK_H``
 the widest chunk up to 64, pruned like the forward (32–128 accumulator elements per thread). The
-kernel only reads ``dout``, ``z`` and the weights and writes ``dz`` and ``dx̂``: every trial is
-idempotent, so the first call is exact.
+kernel only reads ``dout``, ``z``, ``x̂`` and the weights and writes ``dz``, ``dx̂`` and the row
+sums: every trial is idempotent, so the first call is exact.
 """
 
 import triton
@@ -27,7 +29,7 @@ __all__ = ["mlp_bwd_kernel", "mlp_bwd_kernel_tuned", "bwd_configs"]
 
 @triton.jit
 def mlp_bwd_kernel(
-    dout_ptr, z_ptr, w1_ptr, w2s_ptr, dz_ptr, dxn_ptr, NL, C, H,
+    dout_ptr, z_ptr, w1_ptr, w2s_ptr, dz_ptr, dxn_ptr, xn_ptr, rs_ptr, NL, C, H,
     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr, FAST_GELU: tl.constexpr,
 ):
     # w1: W1 (H, C) and w2s: s·W2 (C, H), both contiguous in the activations' dtype.
@@ -54,7 +56,14 @@ def mlp_bwd_kernel(
         w1c = tl.load(w1_ptr + hid[:, None] * C + cols[None, :],
                       mask=hmask[:, None] & cmask[None, :], other=0.0)
         acc += tl.dot(dz, w1c)
-    tl.store(dxn_ptr + offs, acc.to(dxn_ptr.dtype.element_ty), mask=m_c)
+    gq = acc.to(dxn_ptr.dtype.element_ty)
+    tl.store(dxn_ptr + offs, gq, mask=m_c)
+    # the conv-norm backward's per-row sums Σ_c dx̂ and Σ_c dx̂·x̂ (x̂ as saved by the forward, dx̂
+    # as stored), so that it needs no statistics pass re-reading x and dx̂
+    gf = gq.to(tl.float32)
+    xh = tl.load(xn_ptr + offs, mask=m_c, other=0.0).to(tl.float32)
+    tl.store(rs_ptr + rows, tl.sum(gf, axis=1), mask=rmask)
+    tl.store(rs_ptr + NL + rows, tl.sum(gf * xh, axis=1), mask=rmask)
 
 
 def bwd_configs():

@@ -578,7 +578,7 @@ def _bwd_sums(g, x, w, mean, rstd, dilation):
     return part[:, :, :t_used].sum(dim=2).contiguous()
 
 
-def _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation, residual=None, plan="comb"):
+def _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation, residual=None, plan="comb", sums=None):
     _check(x, w, dilation)
     if g.shape != x.shape:
         raise ValueError(f"grad shape {tuple(g.shape)} != input shape {tuple(x.shape)}")
@@ -594,7 +594,11 @@ def _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation, residual=None, plan="comb
         return dx, torch.zeros_like(w)
     res = g if residual is None else residual.contiguous()
     has_res = int(residual is not None)
-    sums = _bwd_sums(g, x, w, mean, rstd, dilation)
+    if sums is None:
+        sums = _bwd_sums(g, x, w, mean, rstd, dilation)
+    elif sums.shape != (2, N) or sums.dtype != torch.float32:
+        raise ValueError(f"sums must be a (2, {N}) fp32 tensor; got {tuple(sums.shape)} {sums.dtype}")
+    sums = sums.contiguous()
     bc = _block_c(C)
     nct = cdiv(C, bc)
     d = int(dilation)
@@ -747,13 +751,13 @@ def _(x, w, dilation, eps):
 @torch.library.custom_op("strandwise::conv_norm_bwd", mutates_args=())
 def _conv_norm_bwd_op(
     g: torch.Tensor, x: torch.Tensor, w: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor,
-    dilation: int, residual: Optional[torch.Tensor] = None,
+    dilation: int, residual: Optional[torch.Tensor] = None, sums: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    return _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation, residual)
+    return _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation, residual, sums=sums)
 
 
 @_conv_norm_bwd_op.register_fake
-def _(g, x, w, mean, rstd, dilation, residual=None):
+def _(g, x, w, mean, rstd, dilation, residual=None, sums=None):
     return torch.empty_like(x), torch.empty_like(w)
 
 
@@ -775,9 +779,12 @@ def conv_norm_fwd(x: torch.Tensor, w: torch.Tensor, dilation: int, eps: float):
     return _conv_norm_fwd_op(x, w, int(dilation), float(eps))
 
 
-def conv_norm_bwd(g, x, w, mean, rstd, dilation, residual=None):
+def conv_norm_bwd(g, x, w, mean, rstd, dilation, residual=None, sums=None):
     """Triton backward: ``(dx (N, L, C) in x.dtype, dw (3, C) in w.dtype)`` (spec §2.5).
 
     ``residual`` (optional, shape of ``x``) is added to ``dx`` inside the kernel, in fp32 before
-    the rounding to ``x``'s dtype: the gradient of ``x + f(conv_norm(x))`` in one pass."""
-    return _conv_norm_bwd_op(g, x, w, mean, rstd, int(dilation), residual)
+    the rounding to ``x``'s dtype: the gradient of ``x + f(conv_norm(x))`` in one pass.
+    ``sums`` (optional, ``(2, N)`` fp32): ``S1 = Σ g`` and ``S2 = Σ g·x̂`` per example when the
+    caller already has them (the fused Cheri block's MLP backward does), which skips the
+    statistics pass."""
+    return _conv_norm_bwd_op(g, x, w, mean, rstd, int(dilation), residual, sums)

@@ -184,6 +184,28 @@ def test_conv_norm_bwd_residual_is_added(cnt, dt):
 
 
 @pytest.mark.gpu
+def test_mlp_backward_row_sums_are_the_conv_norm_statistics(cnt):
+    """The backward MLP kernel's S1 = Σ dx̂, S2 = Σ dx̂·x̂ (from the saved bf16 x̂) agree with the
+    conv-norm's own statistics pass (fp32 x̂ recomputed from x) to x̂'s rounding."""
+    from strandwise.kernels.cheri_train import _mlp_backward
+
+    N, L, C, H, d = 4, 777, 96, 192, 8
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(N, L, C, generator=gen).cuda().bfloat16()
+    cw = torch.randn(3, C, generator=gen).cuda()
+    xn, mean, rstd = cnt.conv_norm_fwd(x, cw, d, 1e-3)
+    z = torch.randn(N * L, H, generator=gen).cuda().bfloat16()
+    w1 = (torch.randn(H, C, generator=gen) * 0.1).cuda().bfloat16()
+    w2 = (torch.randn(C, H, generator=gen) * 0.1).cuda().bfloat16()
+    dout = torch.randn(N, L, C, generator=gen).cuda().bfloat16()
+    _, dxn, sums = _mlp_backward(dout, z, w1, w2, xn)
+    want = cnt._bwd_sums(dxn, x, cw, mean, rstd, d)
+    scale = torch.stack([dxn.float().abs().sum((1, 2)), (dxn.float() * xn.float()).abs().sum((1, 2))])
+    assert sums.shape == (2, N) and sums.dtype == torch.float32
+    assert bool(((sums - want).abs() <= 2.0**-8 * scale).all()), (sums, want)
+
+
+@pytest.mark.gpu
 def test_cheriblock_dispatch(monkeypatch):
     """With ``fused_training`` on (the default), autocast bf16 training takes the fused block;
     fp32, a block with a hook, or ``fused_training`` off take the unfused path."""

@@ -1,7 +1,7 @@
 """The conv-norm backward's comb main pass under ``TRITON_INTERPRET=1`` (CPU), against the spec
 §2.5 formulas: both lane layouts (dilation below / above the tile's row count), dilations that
 divide nothing, sequences shorter than one comb, C not a power of two, with and without the
-residual, for the heuristic config and for several autotune candidates. The compiled kernel is
+residual, with caller-supplied statistics, for the heuristic config and for several autotune candidates. The compiled kernel is
 covered by the gpu-marked tests of ``test_conv_norm_triton.py``."""
 
 from interpreter_run import run_under_interpreter
@@ -35,6 +35,16 @@ for N, L, C, d in cases:
                 assert (dw - rdw).abs().max() < 1e-3, (N, L, C, d, cfg)
         finally:
             cnt._comb_heuristic = orig
+    # caller-supplied S1, S2 (the fused block's MLP backward computes them) skip the stats pass
+    sums = cnt._bwd_sums(g, x, w, mean, rstd, d)
+    dxs, dws = cnt.conv_norm_bwd(g, x, w, mean, rstd, d, sums=sums)
+    dx, dw = cnt.conv_norm_bwd(g, x, w, mean, rstd, d)
+    assert torch.equal(dxs, dx) and torch.equal(dws, dw)
+    try:
+        cnt.conv_norm_bwd(g, x, w, mean, rstd, d, sums=sums[:, :1].double())
+        raise AssertionError("bad sums accepted")
+    except ValueError as exc:
+        assert "sums must be" in str(exc)
     dxt, dwt = cnt.conv_norm_bwd_tile(g, x, w, mean, rstd, d)
     assert (dxt - rdx).abs().max() < 1e-4 and (dwt - rdw).abs().max() < 1e-3
 assert len(seen) >= 3, seen
