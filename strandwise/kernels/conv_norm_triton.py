@@ -24,13 +24,15 @@ Forward (3 launches):
      (numerically better than ``E[y²] − μ²``) into ``mean``, ``rstd``.
   3. ``_fwd_norm``: recompute the conv, write ``(y − μ)·r`` in the input dtype.
 
-Backward (3 launches + one deterministic ``torch.sum``), the single-pass "recompute δ" plan of
-spec §2.5 — no ``(N, L, C)`` scratch:
+Backward (2 launches + one deterministic ``torch.sum``; 1 + sum when the caller passes ``S1``,
+``S2``), the single-pass "recompute δ" plan of spec §2.5 — no ``(N, L, C)`` scratch:
   1. ``_bwd_stats``: per-tile partials of ``S1 = Σg`` and ``S2 = Σ g·x̂``; summed by ``torch``.
-  2. ``_bwd_main``: recomputes ``δ`` at ``p − d``, ``p`` and ``p + d`` (reading ``x`` at
-     ``p ± 2d`` and ``g`` at ``p ± d``, mostly cache hits), writes ``dx`` and per-tile ``dw``
-     partials ``(N, T, 3, C)``.
+  2. ``_bwd_comb``: each tile row walks ``p, p + D, p + 2D, …`` for ``K`` steps, carrying ``x`` at
+     ``p − D, p, p + D`` and ``δ`` at ``p − D, p`` in registers, so a step loads one ``x`` row and
+     one ``g`` row and computes one ``δ``; writes ``dx`` and per-program ``dw`` partials.
   3. ``dw = partials.sum((0, 1))`` in ``torch`` (fixed order ⇒ deterministic).
+The per-tile main kernel it replaced (``_bwd_main``: every tile recomputes ``δ`` at its three
+taps from ``x`` at five shifted rows) is :func:`conv_norm_bwd_tile`, kept for benchmarking.
 The alternative scratch plan (upstream's) is :func:`conv_norm_bwd_scratch`, kept for benchmarking.
 
 Autotuning
