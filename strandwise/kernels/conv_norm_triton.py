@@ -507,6 +507,8 @@ _COMB_BLOCK_LS = (8, 16, 32, 64)
 _COMB_KS = (4, 8, 16)
 _COMB_WARPS = (4, 8)
 _COMB_MIN_ROWS = 32
+#: CUDA's limit on grid axis 1 (the comb kernel's example axis)
+_MAX_GRID_Y = 65535
 
 
 def comb_configs():
@@ -624,17 +626,23 @@ def _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation, residual=None, plan="comb
                for cfg in comb_configs() + [triton.Config(heur)])
     dwp = torch.empty((N, pmax, 3, C), device=x.device, dtype=torch.float32)
 
-    def comb_grid(meta):
-        return (_comb_programs(L, d, meta["BLOCK_L"], meta["K"]), N, nct)
+    meta = heur
+    sflat = sums.view(-1)
+    # examples go on grid axis 1 (at most 65,535): larger batches launch in slices of examples
+    for n0 in range(0, N, _MAX_GRID_Y):
+        n1 = min(N, n0 + _MAX_GRID_Y)
 
-    args = (g, x, w, mean, rstd, sums, dx, dwp, res, L, C, d, pmax, N)
-    if _STATE["autotune"]:
-        _bwd_comb_tuned[comb_grid](*args, BLOCK_C=bc, HAS_RES=has_res)
-        meta = _bwd_comb_tuned.best_config.kwargs
-    else:
-        meta = heur
-        _bwd_comb_kernel[comb_grid](*args, BLOCK_C=bc, HAS_RES=has_res, num_warps=heur_nw,
-                                    num_stages=1, **meta)
+        def comb_grid(meta, nb=n1 - n0):
+            return (_comb_programs(L, d, meta["BLOCK_L"], meta["K"]), nb, nct)
+
+        args = (g[n0:n1], x[n0:n1], w, mean[n0:], rstd[n0:], sflat[n0:], dx[n0:n1], dwp[n0:n1],
+                res[n0:n1], L, C, d, pmax, N)
+        if _STATE["autotune"]:
+            _bwd_comb_tuned[comb_grid](*args, BLOCK_C=bc, HAS_RES=has_res)
+            meta = _bwd_comb_tuned.best_config.kwargs
+        else:
+            _bwd_comb_kernel[comb_grid](*args, BLOCK_C=bc, HAS_RES=has_res, num_warps=heur_nw,
+                                        num_stages=1, **meta)
     used = _comb_programs(L, d, meta["BLOCK_L"], meta["K"])
     return dx, dwp[:, :used].sum(dim=(0, 1)).to(w.dtype)
 

@@ -1,7 +1,7 @@
 """The conv-norm backward's comb main pass under ``TRITON_INTERPRET=1`` (CPU), against the spec
 §2.5 formulas: both lane layouts (dilation below / above the tile's row count), dilations that
 divide nothing, sequences shorter than one comb, C not a power of two, with and without the
-residual, with caller-supplied statistics, for the heuristic config and for several autotune candidates. The compiled kernel is
+residual, with caller-supplied statistics, batches launched in slices, for the heuristic config and for several autotune candidates. The compiled kernel is
 covered by the gpu-marked tests of ``test_conv_norm_triton.py``."""
 
 from interpreter_run import run_under_interpreter
@@ -48,6 +48,14 @@ for N, L, C, d in cases:
     dxt, dwt = cnt.conv_norm_bwd_tile(g, x, w, mean, rstd, d)
     assert (dxt - rdx).abs().max() < 1e-4 and (dwt - rdw).abs().max() < 1e-3
 assert len(seen) >= 3, seen
+# batches beyond CUDA's grid-axis-1 limit launch in slices of examples (limit lowered to 2 here)
+x, g, res = (torch.randn(5, 40, 16, generator=gen) for _ in range(3))
+w = torch.randn(3, 16, generator=gen)
+_, mean, rstd = conv_norm_forward_reference(x, w, 3)
+rdx, rdw = conv_norm_backward_reference(g, x, w, mean, rstd, 3)
+cnt._MAX_GRID_Y = 2
+dx, dw = cnt.conv_norm_bwd(g, x, w, mean, rstd, 3, residual=res)
+assert (dx - (rdx + res)).abs().max() < 1e-4 and (dw - rdw).abs().max() < 1e-3
 print("INTERPRETER-OK")
 '''
 
