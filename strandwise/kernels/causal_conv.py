@@ -49,7 +49,8 @@ def causal_conv1d_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     Under autocast the Triton path computes in fp32 and returns ``x``'s dtype (the reference
     follows autocast's conv rules, i.e. the autocast dtype); both accumulate in fp32.
     """
-    if x.is_cuda and triton_available():
+    # the kernels put the batch on grid axis 2 (CUDA limit 65,535); larger batches take the reference
+    if x.is_cuda and x.shape[0] <= 65535 and triton_available():
         from strandwise.kernels.causal_conv_triton import causal_conv1d_silu_triton
 
         return causal_conv1d_silu_triton(x, weight, bias, reverse=reverse, silu=True)
