@@ -521,7 +521,7 @@ def comb_configs():
 
 
 def _comb_programs(L: int, D: int, bl: int, k: int) -> int:
-    """Programs along L of the comb kernel (grid axis 1) for one tile shape."""
+    """Programs along L of the comb kernel (grid axis 0) for one tile shape."""
     t = min(D, bl)
     return cdiv(L, (bl // t) * k * D) * cdiv(D, t)
 
