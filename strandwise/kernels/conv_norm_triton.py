@@ -366,12 +366,34 @@ def _bwd_stats_kernel(
 
 
 @triton.jit
+def _delta_coeffs(mean_ptr, rstd_ptr, s_ptr, n, NB, L, C):
+    """Example ``n``'s ``(mean, r, r·S1/M, r·S2/M)``: the scalars of ``δ = r·g − b − c·x̂``."""
+    mean = tl.load(mean_ptr + n)
+    r = tl.load(rstd_ptr + n)
+    inv_m = 1.0 / (L * C).to(tl.float32)
+    return mean, r, r * inv_m * tl.load(s_ptr + n), r * inv_m * tl.load(s_ptr + NB + n)
+
+
+@triton.jit
 def _delta_at(g_ptr, xm, xc, xp, w0, w1, w2, rows, cols, cmask, L, C, mean, a, b, c):
     """δ = r·g − (r/M)·S1 − (r/M)·S2·x̂ at ``rows``; zero outside [0, L) (δ is only defined there)."""
     xhat = (_conv3(xm, xc, xp, w0, w1, w2) - mean) * a
     g = _load_rows(g_ptr, rows, cols, cmask, L, C)
     valid = ((rows >= 0) & (rows < L))[:, None] & cmask[None, :]
     return tl.where(valid, a * g - b - c * xhat, 0.0)
+
+
+@triton.jit
+def _store_dx(dx_ptr, res_ptr, n, rows, cols, cmask, L, C, d_m, d_0, d_p, w0, w1, w2,
+              HAS_RES: tl.constexpr):
+    """The transposed conv ``dx[p] = w1·δ[p] + w0·δ[p+d] + w2·δ[p−d]`` (plus the residual's
+    gradient when ``HAS_RES``, in fp32 before the one rounding), stored at ``rows`` < L."""
+    dx = w1[None, :] * d_0 + w0[None, :] * d_p + w2[None, :] * d_m
+    m = (rows < L)[:, None] & cmask[None, :]
+    roffs = n * L * C + rows[:, None].to(tl.int64) * C + cols[None, :]
+    if HAS_RES:
+        dx += tl.load(res_ptr + roffs, mask=m, other=0.0).to(tl.float32)
+    tl.store(dx_ptr + roffs, dx.to(dx_ptr.dtype.element_ty), mask=m)
 
 
 @triton.jit
@@ -390,11 +412,7 @@ def _bwd_main_kernel(
     xb = x_ptr + n * L * C
     gb = g_ptr + n * L * C
     w0, w1, w2 = _load_taps(w_ptr, cols, cmask, C)
-    mean = tl.load(mean_ptr + n)
-    r = tl.load(rstd_ptr + n)
-    inv_m = 1.0 / (L * C).to(tl.float32)
-    b = r * inv_m * tl.load(s_ptr + n)
-    c = r * inv_m * tl.load(s_ptr + NB + n)
+    mean, r, b, c = _delta_coeffs(mean_ptr, rstd_ptr, s_ptr, n, NB, L, C)
     x_m2 = _load_rows(xb, rows - 2 * D, cols, cmask, L, C)
     x_m1 = _load_rows(xb, rows - D, cols, cmask, L, C)
     x_0 = _load_rows(xb, rows, cols, cmask, L, C)
@@ -403,14 +421,7 @@ def _bwd_main_kernel(
     d_0 = _delta_at(gb, x_m1, x_0, x_p1, w0, w1, w2, rows, cols, cmask, L, C, mean, r, b, c)
     d_m = _delta_at(gb, x_m2, x_m1, x_0, w0, w1, w2, rows - D, cols, cmask, L, C, mean, r, b, c)
     d_p = _delta_at(gb, x_0, x_p1, x_p2, w0, w1, w2, rows + D, cols, cmask, L, C, mean, r, b, c)
-    # transposed conv: dx[p] = w1·δ[p] + w0·δ[p+d] + w2·δ[p−d]
-    dx = w1[None, :] * d_0 + w0[None, :] * d_p + w2[None, :] * d_m
-    m = (rows < L)[:, None] & cmask[None, :]
-    roffs = n * L * C + rows[:, None].to(tl.int64) * C + cols[None, :]
-    if HAS_RES:
-        dx += tl.load(res_ptr + roffs, mask=m, other=0.0).to(tl.float32)
-    optrs = dx_ptr + roffs
-    tl.store(optrs, dx.to(dx_ptr.dtype.element_ty), mask=m)
+    _store_dx(dx_ptr, res_ptr, n, rows, cols, cmask, L, C, d_m, d_0, d_p, w0, w1, w2, HAS_RES)
     # dw[k] partial over this tile: Σ_i δ[i]·x[i + (k−1)·d]  (δ is already 0 on padded rows)
     pb = dwp_ptr + ((n * TLMAX + lt) * 3) * C + cols
     tl.store(pb, tl.sum(d_0 * x_m1, axis=0), mask=cmask)
@@ -457,11 +468,7 @@ def _bwd_comb_kernel(
     xb = x_ptr + n * L * C
     gb = g_ptr + n * L * C
     w0, w1, w2 = _load_taps(w_ptr, cols, cmask, C)
-    mean = tl.load(mean_ptr + n)
-    r = tl.load(rstd_ptr + n)
-    inv_m = 1.0 / (L * C).to(tl.float32)
-    b = r * inv_m * tl.load(s_ptr + n)
-    c = r * inv_m * tl.load(s_ptr + NB + n)
+    mean, r, b, c = _delta_coeffs(mean_ptr, rstd_ptr, s_ptr, n, NB, L, C)
     x_m1 = _load_rows(xb, p - D, cols, cmask, L, C)
     x_0 = _load_rows(xb, p, cols, cmask, L, C)
     x_p1 = _load_rows(xb, p + D, cols, cmask, L, C)
@@ -474,13 +481,7 @@ def _bwd_comb_kernel(
     for _ in range(K):
         x_p2 = _load_rows(xb, p + 2 * D, cols, cmask, L, C)
         d_p = _delta_at(gb, x_0, x_p1, x_p2, w0, w1, w2, p + D, cols, cmask, L, C, mean, r, b, c)
-        # transposed conv: dx[p] = w1·δ[p] + w0·δ[p+d] + w2·δ[p−d]
-        dx = w1[None, :] * d_0 + w0[None, :] * d_p + w2[None, :] * d_m
-        m = (p < L)[:, None] & cmask[None, :]
-        roffs = n * L * C + p[:, None].to(tl.int64) * C + cols[None, :]
-        if HAS_RES:
-            dx += tl.load(res_ptr + roffs, mask=m, other=0.0).to(tl.float32)
-        tl.store(dx_ptr + roffs, dx.to(dx_ptr.dtype.element_ty), mask=m)
+        _store_dx(dx_ptr, res_ptr, n, p, cols, cmask, L, C, d_m, d_0, d_p, w0, w1, w2, HAS_RES)
         # dw[k] partial: Σ_p δ[p]·x[p + (k−1)·d]  (δ is 0 outside [0, L))
         acc0 += d_0 * x_m1
         acc1 += d_0 * x_0
@@ -664,11 +665,7 @@ def _scratch_delta_kernel(
     cmask = cols < C
     xb = x_ptr + n * L * C
     w0, w1, w2 = _load_taps(w_ptr, cols, cmask, C)
-    mean = tl.load(mean_ptr + n)
-    r = tl.load(rstd_ptr + n)
-    inv_m = 1.0 / (L * C).to(tl.float32)
-    b = r * inv_m * tl.load(s_ptr + n)
-    c = r * inv_m * tl.load(s_ptr + NB + n)
+    mean, r, b, c = _delta_coeffs(mean_ptr, rstd_ptr, s_ptr, n, NB, L, C)
     x_m1 = _load_rows(xb, rows - D, cols, cmask, L, C)
     x_0 = _load_rows(xb, rows, cols, cmask, L, C)
     x_p1 = _load_rows(xb, rows + D, cols, cmask, L, C)
