@@ -80,6 +80,63 @@ def test_fused_block_and_megakernel_under_interpreter():
     run_under_interpreter(_INTERP_SCRIPT, __file__)
 
 
+def run_mlp_bwd_configs(configs, device, dtype, N=2, L=50, C=32, H=64, seed=0):
+    """Launch the backward MLP kernel once per config (``triton.Config``) on the same inputs;
+    returns ``[(dz, dx̂, row sums)]``."""
+    from strandwise.kernels import cheri_train_triton as ctt
+
+    gen = torch.Generator().manual_seed(seed)
+    mk = lambda *shape, s=1.0: (torch.randn(*shape, generator=gen) * s).to(device, dtype)  # noqa: E731
+    dout, z, xn = mk(N * L, C), mk(N * L, H), mk(N * L, C)
+    w1, w2s = mk(H, C, s=0.2), mk(C, H, s=0.2)
+    res = []
+    for cfg in configs:
+        dz = torch.empty(N * L, H, device=device, dtype=dtype)
+        dxn = torch.empty(N * L, C, device=device, dtype=dtype)
+        rs = torch.empty(2, N * L, device=device, dtype=torch.float32)
+        grid = (-(-N * L // cfg.kwargs["BLOCK_M"]),)
+        ctt.mlp_bwd_kernel[grid](dout, z, w1, w2s, dz, dxn, xn, rs, N * L, C, H, BLOCK_C=max(16, C),
+                                 FAST_GELU=False, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+                                 **cfg.kwargs)
+        res.append((dz, dxn, rs))
+    return res
+
+
+_PREFETCH_SCRIPT = r"""
+import sys
+sys.path.insert(0, {testdir!r})
+import torch
+import triton
+from test_cheri_train import run_mlp_bwd_configs
+
+# x̂ loaded before or after the hidden loop: the same values (fp16: the interpreter has no bf16)
+cfgs = [triton.Config(dict(BLOCK_M=32, BLOCK_H=32, PREFETCH_XN=pf), num_warps=4, num_stages=2)
+        for pf in (0, 1)]
+(dz0, dxn0, rs0), (dz1, dxn1, rs1) = run_mlp_bwd_configs(cfgs, "cpu", torch.float16)
+assert torch.equal(dz0, dz1) and torch.equal(dxn0, dxn1) and torch.equal(rs0, rs1)
+assert torch.allclose(rs0[0], dxn0.float().sum(1), rtol=1e-5, atol=1e-4)  # S1 per row
+print("INTERPRETER-OK")
+"""
+
+
+def test_mlp_bwd_prefetch_variant_under_interpreter():
+    run_under_interpreter(_PREFETCH_SCRIPT, __file__)
+
+
+@pytest.mark.gpu
+def test_every_mlp_bwd_config_gives_the_same_values():
+    # each config the tuner may pick (tile shapes, stages, early or late x̂ load) on one input:
+    # dz and dx̂ agree to fp32 summation order, the row sums likewise
+    from strandwise.kernels import cheri_train_triton as ctt
+
+    cfgs = ctt._prune(ctt.bwd_configs(), {"H": 256, "C": 128}, BLOCK_C=128)
+    assert {c.kwargs["PREFETCH_XN"] for c in cfgs} == {0, 1}
+    runs = run_mlp_bwd_configs(cfgs, "cuda", torch.bfloat16, N=3, L=333, C=128, H=256)
+    for cfg, (dz, dxn, rs) in zip(cfgs, runs):
+        for a, b in zip((dz, dxn, rs), runs[0]):
+            assert rel_err(a, b.double().cpu()) < 2 * EPS["bf16"], cfg
+
+
 def test_not_eligible_on_cpu_or_fp32():
     x, cw, w1, w2, _ = block_inputs(1, 8, 16, 32)
     assert not cheri_train_eligible(x, cw, w1, w2)
