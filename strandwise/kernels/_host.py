@@ -34,8 +34,9 @@ class DirectLauncher:
     ``launch(kernel, grid, tensors, ints, meta, key)`` runs ``kernel[grid](*tensors, *ints, **meta)``
     (``kernel`` a ``JITFunction`` or an ``Autotuner`` over one) the first time it sees ``key``,
     and returns the constexprs it ran with (``meta`` plus the autotuner's pick). It keeps the
-    compiled kernel it returns, the grid and the constexpr tail, and from then on calls the
-    compiled kernel's launcher itself. That skips the autotuner's per-call argument dicts and
+    compiled kernel it returns and the constexpr tail, and from then on calls the compiled
+    kernel's launcher itself, with the grid of each call (evaluated on the cached constexprs when
+    it is a function: the grid may depend on sizes that are not in the key, such as the batch). That skips the autotuner's per-call argument dicts and
     the JIT's argument specialisation (~35-50 µs per launch on an H200 host, against ~13 µs direct:
     ``benchmarks/probe_scan_host.py``).
 
@@ -82,9 +83,12 @@ class DirectLauncher:
                 break
         hit = self._cache.get(key) if (self.enabled and aligned) else None
         if hit is not None:
-            ck, g, tail, chosen = hit
+            ck, tail, chosen = hit
             rt = _knobs().runtime
             if _no_hooks(rt.launch_enter_hook) and _no_hooks(rt.launch_exit_hook):
+                # this call's grid, never a cached one: it may depend on sizes the key leaves out
+                # (the wrappers key on widths, lengths and strides, not on the batch)
+                g = _grid3(grid, chosen)
                 ck.run(g[0], g[1], g[2], _raw_stream(dev), ck.function, ck.packed_metadata, None,
                        None, None, *tensors, *ints, *tail)
                 self.hits += 1
@@ -97,12 +101,16 @@ class DirectLauncher:
         if not all(p.is_constexpr and (p.name in chosen or p.has_default) for p in params):
             return chosen  # a runtime argument passed by keyword, or an unknown constexpr
         tail = tuple(chosen[p.name] if p.name in chosen else p.default for p in params)
-        g = grid(chosen) if callable(grid) else grid
-        g = tuple(g) + (1,) * (3 - len(g))
         if len(self._cache) >= self._max:
             self._cache.clear()
-        self._cache[key] = (ck, g, tail, chosen)
+        self._cache[key] = (ck, tail, chosen)
         return chosen
+
+
+def _grid3(grid, chosen) -> tuple:
+    """The launch grid (a tuple, or a function of the constexprs) padded to three axes."""
+    g = grid(chosen) if callable(grid) else grid
+    return tuple(g) + (1,) * (3 - len(g))
 
 
 def _chosen(kernel, meta) -> dict:

@@ -100,3 +100,16 @@ def test_batch_beyond_the_grid_limit_takes_the_reference():
     w = torch.randn(2, 1, 4, device="cuda")
     got = causal_conv1d_silu(x, w, None)
     assert _rel(got, F.silu(causal_conv1d(x, w, None))) < 1e-6
+
+
+def test_direct_launch_follows_the_batch_size():
+    # direct launches (after the first per specialisation) use each call's own grid: another
+    # batch at the same (D, L) gets its own programs, forward and backward
+    for B in (3, 1, 5):
+        x = torch.randn(B, 32, 200, device="cuda", requires_grad=True)
+        w = torch.randn(32, 1, 4, device="cuda", requires_grad=True)
+        got = causal_conv1d_silu(x, w, None)
+        gx, gw = torch.autograd.grad(got.square().sum(), [x, w])
+        ref = F.silu(causal_conv1d(x, w, None))
+        rx, rw = torch.autograd.grad(ref.square().sum(), [x, w])
+        assert _rel(got, ref) < 1e-5 and _rel(gx, rx) < 1e-5 and _rel(gw, rw) < 1e-5, B

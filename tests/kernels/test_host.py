@@ -131,3 +131,20 @@ def test_params_of_real_triton_kernels():
     names = [p.name for p in _host._params_of(sst._fwd_kernel)]
     assert names == [p.name for p in _host._params_of(sst._fwd_kernel_tuned)]
     assert names[0] == "u_ptr" and names[-1] in ("TF", "BLOCK_D", "T", "NP")
+
+
+@pytest.mark.parametrize("tuned", [False, True])
+def test_direct_launch_uses_this_calls_grid(fake_cuda, tuned):
+    # the grid may depend on values outside the key (the batch: the wrappers key on L, widths
+    # and strides, not on the batch size); a cached launch must use the grid of its own call
+    jit = _Jit()
+    kernel = _Tuner(jit) if tuned else jit
+    dl = DirectLauncher()
+    x = _Ptr(4096)
+    for batch in (4, 2, 7):
+        grid = (lambda m, b=batch: (b, cdiv(100, m["BLOCK"]))) if tuned else (batch, 3)
+        dl.launch(kernel, grid, (x,), (100,), {} if tuned else {"BLOCK": 32}, ("k", 100))
+    grids = [e[1] for e in jit.log]
+    blocks = 2 if tuned else 3
+    assert [e[0] for e in jit.log] == ["dispatch", "direct", "direct"]
+    assert grids == [(4, blocks), (2, blocks, 1), (7, blocks, 1)]
