@@ -72,6 +72,17 @@ class DirectLauncher:
         return self.launch(kernel, grid, tensors, scalars, meta,
                            (id(kernel), scalars, dtypes, tuple(meta.values())))
 
+    def call(self, kernel, grid, args, meta):
+        """:meth:`run` for an argument list in the kernel's order: tensors first, then scalars."""
+        i = 0
+        while i < len(args) and hasattr(args[i], "data_ptr"):
+            i += 1
+        if any(hasattr(a, "data_ptr") or a is None for a in args[i:]):
+            # a tensor (or None) after the scalars: not a layout the direct path knows; dispatch
+            kernel[grid](*args, **meta)
+            return _chosen(kernel, meta)
+        return self.run(kernel, grid, tuple(args[:i]), tuple(args[i:]), meta)
+
     def launch(self, kernel, grid, tensors, ints, meta, key):
         """Launch on the current CUDA device and stream (as Triton does); ``key`` must be hashable."""
         dev = _current_device()

@@ -41,7 +41,7 @@ import weakref
 import torch
 import torch.nn.functional as F
 
-from strandwise.kernels._host import INTERPRETING, cdiv, next_pow2
+from strandwise.kernels._host import DIRECT, INTERPRETING, cdiv, next_pow2
 from strandwise.kernels.conv_norm import CONV_NORM_EPS, _cheri_conv_norm_cpu, triton_available
 
 __all__ = [
@@ -215,13 +215,14 @@ def launch_block_kernel(args: tuple, dot: int, prec: str, save: int = 0) -> None
         return (cdiv(NL, meta["BLOCK_M"]),)
 
     def launch(fast):
+        consts = dict(BLOCK_C=bc, DOT=dot, PRECISION=prec, FAST_GELU=fast, SAVE=save)
         if k.cnt.autotune_enabled():
-            k.mlp_kernel_tuned[grid](*args, BLOCK_C=bc, DOT=dot, PRECISION=prec, FAST_GELU=fast, SAVE=save)
+            DIRECT.call(k.mlp_kernel_tuned, grid, args, consts)
         else:
             meta, nw = _heuristic(bc, H)
             # 3 stages: the sweep's best at C=128 (0.320 vs 0.334 ms with 2, bf16, H200)
-            k.mlp_kernel[grid](*args, BLOCK_C=bc, DOT=dot, PRECISION=prec, FAST_GELU=fast, SAVE=save,
-                               num_warps=nw, num_stages=3 if H // meta["BLOCK_H"] >= 2 else 2, **meta)
+            DIRECT.call(k.mlp_kernel, grid, args,
+                        dict(consts, num_warps=nw, num_stages=3 if H // meta["BLOCK_H"] >= 2 else 2, **meta))
 
     run_with_fast_gelu(launch, dot == 0 and fast_gelu_ok())
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from strandwise.kernels._host import cdiv, next_pow2
+from strandwise.kernels._host import DIRECT, cdiv, next_pow2
 from strandwise.kernels.cheri_infer import (
     _derived_weights, block_shapes_ok, fast_gelu_ok, launch_block_kernel, run_with_fast_gelu,
 )
@@ -99,12 +99,13 @@ def _mlp_backward(dout, z, w1b, w2sb, xn):
 
     def launch(fast):
         if k.cnt.autotune_enabled():
-            k.mlp_bwd_kernel_tuned[grid](*args, BLOCK_C=bc, FAST_GELU=fast)
+            DIRECT.call(k.mlp_bwd_kernel_tuned, grid, args, dict(BLOCK_C=bc, FAST_GELU=fast))
         else:
             bh = k.cit._widest_chunk(H)
             bm = 64 if bc <= 128 else 32
-            k.mlp_bwd_kernel[grid](*args, BLOCK_C=bc, BLOCK_H=bh, BLOCK_M=bm, FAST_GELU=fast,
-                                   num_warps=4, num_stages=3 if H // bh >= 2 else 2)
+            DIRECT.call(k.mlp_bwd_kernel, grid, args,
+                        dict(BLOCK_C=bc, BLOCK_H=bh, BLOCK_M=bm, FAST_GELU=fast, num_warps=4,
+                             num_stages=3 if H // bh >= 2 else 2))
 
     run_with_fast_gelu(launch, fast_gelu_ok())
     return dz, dxn, rs.view(2, N, L).sum(dim=2)

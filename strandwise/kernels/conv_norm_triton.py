@@ -57,7 +57,7 @@ import torch
 import triton
 import triton.language as tl
 
-from strandwise.kernels._host import cdiv, next_pow2
+from strandwise.kernels._host import DIRECT, cdiv, next_pow2
 
 __all__ = [
     "conv_norm_fwd",
@@ -267,10 +267,9 @@ def _launch(tuned, plain, grid_fn, args, L, block_c, **extra):
     """Launch autotuned or with the heuristic config; returns the BLOCK_L used. ``extra``:
     further constexprs of the kernel."""
     if _STATE["autotune"]:
-        tuned[grid_fn](*args, BLOCK_C=block_c, **extra)
-        return tuned.best_config.kwargs["BLOCK_L"]
+        return DIRECT.call(tuned, grid_fn, args, dict(BLOCK_C=block_c, **extra))["BLOCK_L"]
     meta, nw = _heuristic(L, block_c)
-    plain[grid_fn](*args, BLOCK_C=block_c, num_warps=nw, num_stages=1, **meta, **extra)
+    DIRECT.call(plain, grid_fn, args, dict(BLOCK_C=block_c, num_warps=nw, num_stages=1, **meta, **extra))
     return meta["BLOCK_L"]
 
 
@@ -307,9 +306,9 @@ def conv_norm_stats(x: torch.Tensor, w: torch.Tensor, dilation: int, eps: float)
         (x, w, part, L, C, int(dilation), tmax, nct), L, bc,
     )
     t_used = cdiv(L, bl) * nct
-    _fwd_finalize_kernel[(N,)](
-        part, mean, rstd, N * tmax, tmax, t_used, float(L * C), float(eps), CHUNK=128, num_warps=4
-    )
+    DIRECT.call(_fwd_finalize_kernel, (N,),
+                (part, mean, rstd, N * tmax, tmax, t_used, float(L * C), float(eps)),
+                dict(CHUNK=128, num_warps=4))
     return mean, rstd
 
 
@@ -639,11 +638,10 @@ def _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation, residual=None, plan="comb
         args = (g[n0:n1], x[n0:n1], w, mean[n0:], rstd[n0:], sflat[n0:], dx[n0:n1], dwp[n0:n1],
                 res[n0:n1], L, C, d, pmax, N)
         if _STATE["autotune"]:
-            _bwd_comb_tuned[comb_grid](*args, BLOCK_C=bc, HAS_RES=has_res)
-            meta = _bwd_comb_tuned.best_config.kwargs
+            meta = DIRECT.call(_bwd_comb_tuned, comb_grid, args, dict(BLOCK_C=bc, HAS_RES=has_res))
         else:
-            _bwd_comb_kernel[comb_grid](*args, BLOCK_C=bc, HAS_RES=has_res, num_warps=heur_nw,
-                                        num_stages=1, **meta)
+            DIRECT.call(_bwd_comb_kernel, comb_grid, args,
+                        dict(BLOCK_C=bc, HAS_RES=has_res, num_warps=heur_nw, num_stages=1, **meta))
     used = _comb_programs(L, d, meta["BLOCK_L"], meta["K"])
     return dx, dwp[:, :used].sum(dim=(0, 1)).to(w.dtype)
 

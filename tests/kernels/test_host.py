@@ -59,6 +59,8 @@ class _Tuner:
 
 
 class _Ptr:
+    dtype = "fp32"
+
     def __init__(self, p):
         self.p = p
 
@@ -148,3 +150,17 @@ def test_direct_launch_uses_this_calls_grid(fake_cuda, tuned):
     blocks = 2 if tuned else 3
     assert [e[0] for e in jit.log] == ["dispatch", "direct", "direct"]
     assert grids == [(4, blocks), (2, blocks, 1), (7, blocks, 1)]
+
+
+def test_call_splits_tensors_from_scalars(fake_cuda):
+    # call(): tensors first, then scalars, as the Cheri kernels take them; a tensor after a
+    # scalar is not a known layout and always takes the dispatch
+    jit = _Jit()
+    dl = DirectLauncher()
+    x = _Ptr(4096)
+    for _ in range(2):
+        dl.call(jit, (1,), (x, 100), {"BLOCK": 16})
+    assert [e[0] for e in jit.log] == ["dispatch", "direct"] and jit.log[1][3] == (x, 100, 16, 7)
+    for _ in range(2):
+        dl.call(jit, (1,), (100, x), {"BLOCK": 16})
+    assert [e[0] for e in jit.log[2:]] == ["dispatch", "dispatch"]
