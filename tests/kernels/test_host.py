@@ -164,3 +164,23 @@ def test_call_splits_tensors_from_scalars(fake_cuda):
     for _ in range(2):
         dl.call(jit, (1,), (100, x), {"BLOCK": 16})
     assert [e[0] for e in jit.log[2:]] == ["dispatch", "dispatch"]
+
+
+def test_cheri_kernels_take_the_direct_path_layout():
+    # DIRECT.call caches a kernel only if every parameter after its tensors and scalars is a
+    # constexpr (otherwise it silently keeps dispatching): check the Cheri kernels' signatures
+    pytest.importorskip("triton")
+    from strandwise.kernels import cheri_infer_triton as cit
+    from strandwise.kernels import cheri_train_triton as ctt
+    from strandwise.kernels import conv_norm_triton as cnt
+
+    kernels = {  # kernel: (pointer arguments, scalar arguments) as the wrappers pass them
+        cnt._fwd_stats_tuned: (3, 5), cnt._fwd_finalize_kernel: (3, 5), cnt._fwd_norm_tuned: (5, 3),
+        cnt._bwd_stats_tuned: (6, 5), cnt._bwd_comb_tuned: (9, 5), cnt._bwd_main_tuned: (9, 5),
+        cit.mlp_kernel_tuned: (10, 5), ctt.mlp_bwd_kernel_tuned: (8, 3),
+    }
+    for k, (nt, ns) in kernels.items():
+        ps = _host._params_of(k)
+        assert all(p.name.endswith("_ptr") for p in ps[:nt]), ps[:nt]
+        assert not any(p.is_constexpr or p.name.endswith("_ptr") for p in ps[nt:nt + ns])
+        assert ps[nt + ns:] and all(p.is_constexpr for p in ps[nt + ns:])
