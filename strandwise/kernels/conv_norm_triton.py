@@ -51,6 +51,7 @@ many shapes, where compiling every config would dominate the run time).
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
@@ -526,6 +527,16 @@ def _comb_programs(L: int, D: int, bl: int, k: int) -> int:
     return cdiv(L, (bl // t) * k * D) * cdiv(D, t)
 
 
+@functools.lru_cache(maxsize=1024)
+def _comb_pmax(L: int, D: int, block_c: int) -> int:
+    """The most programs along L any comb config (or the heuristic's) can use: the dw partial
+    buffer's size. Cached: building the config list costs tens of µs per backward call."""
+    heur, _ = _comb_heuristic(L, D, block_c)
+    shapes = {(c.kwargs["BLOCK_L"], c.kwargs["K"]) for c in comb_configs()}
+    shapes.add((heur["BLOCK_L"], heur["K"]))
+    return max(_comb_programs(L, D, bl, k) for bl, k in shapes)
+
+
 def _comb_prune(configs, named_args, **kwargs):
     block_c = kwargs.get("BLOCK_C", named_args.get("BLOCK_C"))
     L, D = named_args["L"], named_args["D"]
@@ -622,8 +633,7 @@ def _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation, residual=None, plan="comb
     if plan != "comb":
         raise ValueError(f"plan must be 'comb' or 'tile'; got {plan!r}")
     heur, heur_nw = _comb_heuristic(L, d, bc)
-    pmax = max(_comb_programs(L, d, cfg.kwargs["BLOCK_L"], cfg.kwargs["K"])
-               for cfg in comb_configs() + [triton.Config(heur)])
+    pmax = _comb_pmax(L, d, bc)
     dwp = torch.empty((N, pmax, 3, C), device=x.device, dtype=torch.float32)
 
     meta = heur
