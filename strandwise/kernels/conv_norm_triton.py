@@ -632,6 +632,9 @@ def _conv_norm_bwd_impl(g, x, w, mean, rstd, dilation, residual=None, plan="comb
         return dx, dwp[:, : cdiv(L, bl)].sum(dim=(0, 1)).to(w.dtype)
     if plan != "comb":
         raise ValueError(f"plan must be 'comb' or 'tile'; got {plan!r}")
+    # a dilation of L or more reaches only the zero padding, exactly as one of L does: clamping
+    # keeps the number of programs (and the dw partial buffer) bounded by L
+    d = min(d, L)
     heur, heur_nw = _comb_heuristic(L, d, bc)
     pmax = _comb_pmax(L, d, bc)
     dwp = torch.empty((N, pmax, 3, C), device=x.device, dtype=torch.float32)
