@@ -36,6 +36,7 @@ Eligibility (:func:`cheri_infer_eligible`): CUDA tensors, Triton importable, gra
 
 from __future__ import annotations
 
+import os
 import weakref
 
 import torch
@@ -177,9 +178,70 @@ def _infer_impl(x, conv_weight, w1, w2, dilation: int, residual_scale: float, ep
     else:
         dot, prec, wdtype = 0, "ieee", x.dtype
     w1t, w2t = _derived_weights(w1, w2, residual_scale, wdtype)
+    if dot == 0 and gluon_mlp_ok(x, C, H):
+        launch_gluon_kernel(x, cw, w1t, w2t, mean, rstd, out, int(dilation))
+        return out
     launch_block_kernel((x, cw, w1t, w2t, mean, rstd, out, out, out, out, N * L, L, C, H, int(dilation)),
                         dot, prec)
     return out
+
+
+# Hopper Gluon variant of the MLP pass (strandwise.kernels.cheri_infer_gluon): opt-in until its
+# GPU figures are in (set_gluon_inference(True) or STRANDWISE_GLUON_INFER=1 before import).
+_GLUON = {"on": os.environ.get("STRANDWISE_GLUON_INFER", "0") == "1"}
+GLUON_SMEM_BUDGET = 160 * 1024  # both weights resident in shared memory (bytes)
+GLUON_BLOCK_H = 64
+
+
+def set_gluon_inference(on: bool) -> None:
+    """Use (``True``) or not the Hopper Gluon kernel for the inference MLP pass where eligible."""
+    _GLUON["on"] = bool(on)
+
+
+def _gluon_geometry(C: int, H: int):
+    bc = max(16, next_pow2(C))
+    bh = GLUON_BLOCK_H if H >= GLUON_BLOCK_H else max(16, next_pow2(H))
+    nh = cdiv(H, bh)
+    return bc, bh, nh
+
+
+def gluon_mlp_ok(x, C: int, H: int) -> bool:
+    """Whether the Gluon MLP kernel can run: switched on, compute capability 9.0 (wgmma), not
+    under the interpreter, Gluon importable, bf16/fp16 operands, and both weights (zero-padded)
+    fit :data:`GLUON_SMEM_BUDGET` of shared memory."""
+    if not _GLUON["on"] or INTERPRETING or not x.is_cuda:
+        return False
+    if torch.cuda.get_device_capability(x.device) != (9, 0):
+        return False
+    bc, bh, nh = _gluon_geometry(C, H)
+    if 2 * bc * bh * nh * 2 > GLUON_SMEM_BUDGET:
+        return False
+    try:
+        import strandwise.kernels.cheri_infer_gluon  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def launch_gluon_kernel(x, cw, w1t, w2t, mean, rstd, out, dilation: int, num_warps: int = 8) -> None:
+    """One persistent program per SM (:mod:`strandwise.kernels.cheri_infer_gluon`)."""
+    from strandwise.kernels.cheri_infer_gluon import mlp_kernel_gluon
+
+    N, L, C = x.shape
+    H = w1t.shape[1]
+    bc, bh, nh = _gluon_geometry(C, H)
+    bm = 16 * num_warps
+    NL = N * L
+    tiles = cdiv(NL, bm)
+    sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+    grid = (min(tiles, sms),)
+
+    def launch(fast):
+        mlp_kernel_gluon[grid](x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, dilation, tiles,
+                               BLOCK_M=bm, BLOCK_C=bc, BLOCK_H=bh, NUM_H=nh, FAST_GELU=fast,
+                               num_warps=num_warps)
+
+    run_with_fast_gelu(launch, fast_gelu_ok())
 
 
 _FAST_GELU = {"ok": True}

@@ -1,0 +1,66 @@
+"""Inference megakernel: Triton MLP pass vs the Hopper Gluon one, same stats prepass, one GPU.
+
+    python benchmarks/bench_cheri_infer_gluon.py [--N 512 --L 1024 --C 128 --d 4] [--out x.json]
+
+Times ``cheri_block_inference`` (whole call: stats prepass + MLP pass) with each backend, bf16 and
+fp32 input (bf16 operands), ``triton.testing.do_bench`` medians, after a warm-up call (autotuning).
+"""
+
+import argparse
+import json
+
+import torch
+import triton
+
+from strandwise.io.atomic import atomic_write_text
+from strandwise.kernels import cheri_infer as ci
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--N", type=int, default=512)
+    ap.add_argument("--L", type=int, default=1024)
+    ap.add_argument("--C", type=int, default=128)
+    ap.add_argument("--expansion", type=int, default=2)
+    ap.add_argument("--d", type=int, default=4)
+    ap.add_argument("--warps", default="8")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+    C, H = a.C, a.expansion * a.C
+    g = torch.Generator().manual_seed(0)
+    cw = torch.randn(3, C, generator=g).cuda()
+    w1 = (torch.randn(H, C, generator=g) * 0.02).cuda()
+    w2 = (torch.randn(C, H, generator=g) * 0.02).cuda()
+    rows = []
+    gpu = torch.cuda.get_device_name()
+    print(gpu)
+    for dt in (torch.bfloat16, torch.float32):
+        x = torch.randn(a.N, a.L, C, device="cuda").to(dt)
+        with torch.no_grad():
+            for backend in ["triton"] + [f"gluon{w}" for w in a.warps.split(",")]:
+                ci.set_gluon_inference(backend != "triton")
+                if backend != "triton":
+                    nw = int(backend[5:])
+                    orig = ci.launch_gluon_kernel
+                    ci.launch_gluon_kernel = lambda *args, _nw=nw, _o=orig, **kw: _o(*args, num_warps=_nw)
+                try:
+                    f = lambda: ci.cheri_block_inference(x, cw, w1, w2, a.d)  # noqa: E731
+                    f()
+                    torch.cuda.synchronize()
+                    ms = triton.testing.do_bench(f, warmup=50, rep=300)
+                except Exception as e:  # report, keep going
+                    ms = None
+                    print(backend, "failed:", repr(e)[:300])
+                finally:
+                    if backend != "triton":
+                        ci.launch_gluon_kernel = orig
+                    ci.set_gluon_inference(False)
+                rows.append({"dtype": str(dt).split(".")[-1], "backend": backend, "ms": ms})
+                print(f"{rows[-1]['dtype']:9s} {backend:8s} {ms if ms is None else round(ms, 4)}")
+    if a.out:
+        atomic_write_text(a.out, json.dumps({"gpu": gpu, "N": a.N, "L": a.L, "C": C, "H": H, "d": a.d,
+                                             "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

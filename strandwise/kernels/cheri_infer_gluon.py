@@ -1,0 +1,152 @@
+"""Hopper (sm_90) Gluon kernel of the Cheri Block inference MLP pass (see
+:mod:`strandwise.kernels.cheri_infer`).
+
+Same arithmetic as :func:`strandwise.kernels.cheri_infer_triton.mlp_kernel` with half-precision
+operands (``DOT = 0``): recompute the 3-tap conv from ``x``, normalise with the prepass's
+statistics, ``z = x̂·W1ᵀ`` → GELU(tanh) → ``acc += g·(s·W2)ᵀ`` over hidden chunks, ``out = x + acc``.
+What the Triton kernel cannot express and this one does (Triton 3.6 waits for every product before
+the GELU, so within a warpgroup the products and the GELU never overlap — BENCHMARKS.md rounds 2
+and 4):
+
+* the weights ``W1ᵀ`` and ``(s·W2)ᵀ`` are copied into shared memory once per program, which then
+  walks row tiles (persistent); the tile loop has no shared-memory writes and therefore no
+  CTA-wide barrier, so the warpgroups of a program run their tiles independently and one's GELU
+  overlaps another's products;
+* both products take their left operand from registers (``x̂`` is computed directly in the
+  operand layout; the GELU output is converted in registers), so no tile goes through shared
+  memory;
+* within a warpgroup the products are software-pipelined by hand: the first product of chunk
+  ``j+1`` is issued before the GELU of chunk ``j`` runs, and the wait keeps the later products in
+  flight (``warpgroup_mma_wait(num_outstanding=…)``).
+
+Eligible (:func:`gluon_mlp_ok`): compute capability 9.0, Gluon importable, not under the
+interpreter, and both weights in shared memory within :data:`SMEM_BUDGET`. Kept apart so that
+importing :mod:`strandwise.kernels` never imports Triton.
+"""
+
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import (
+    fence_async_shared, warpgroup_mma, warpgroup_mma_wait,
+)
+
+__all__ = ["mlp_kernel_gluon"]
+
+
+@gluon.jit
+def _gelu_fast(z):
+    # GELU(tanh) with the hardware tanh.approx.f32 (as _triton_ops.gelu_tanh with FAST=1)
+    u = 0.7978845608028654 * z * (1.0 + 0.044715 * z * z)
+    th = gl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f", [u], dtype=gl.float32,
+                                   is_pure=True, pack=1)
+    return 0.5 * z * (1.0 + th)
+
+
+@gluon.jit
+def _gelu_exact(z):
+    t = 1.5957691216057308 * z * (1.0 + 0.044715 * z * z)
+    return z / (1.0 + gl.exp(-t))
+
+
+@gluon.jit
+def mlp_kernel_gluon(
+    x_ptr, cw_ptr, w1t_ptr, w2t_ptr, mean_ptr, rstd_ptr, out_ptr, NL, L, C, H, D, num_tiles,
+    BLOCK_M: gl.constexpr, BLOCK_C: gl.constexpr, BLOCK_H: gl.constexpr, NUM_H: gl.constexpr,
+    FAST_GELU: gl.constexpr, num_warps: gl.constexpr,
+):
+    # w1t: W1ᵀ (C, H) and w2t: (s·W2)ᵀ (H, C), contiguous, in the operand dtype (bf16/fp16).
+    # Layouts: one warpgroup per 64 rows; z (BLOCK_M, BLOCK_H) and acc (BLOCK_M, BLOCK_C) in the
+    # wgmma accumulator layouts; x̂ and g in the register-operand layouts of the two products.
+    wdt: gl.constexpr = w1t_ptr.dtype.element_ty
+    mma_z: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
+                                                   instr_shape=[16, BLOCK_H, 16])
+    mma_o: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
+                                                   instr_shape=[16, BLOCK_C, 16])
+    a_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma_z, k_width=2)
+    g_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma_o, k_width=2)
+    ld_l: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [num_warps, 1], [1, 0])
+
+    # ---- weights -> shared memory, once per program (zero-padded to BLOCK_C × NUM_H·BLOCK_H)
+    w1_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_C, BLOCK_H], wdt)
+    w2_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_H, BLOCK_C], wdt)
+    w1s = gl.allocate_shared_memory(wdt, [NUM_H, BLOCK_C, BLOCK_H], w1_sl)
+    w2s = gl.allocate_shared_memory(wdt, [NUM_H, BLOCK_H, BLOCK_C], w2_sl)
+    kc = gl.arange(0, BLOCK_C, layout=gl.SliceLayout(1, ld_l))
+    kh = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, ld_l))
+    rh = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(1, ld_l))
+    rc = gl.arange(0, BLOCK_C, layout=gl.SliceLayout(0, ld_l))
+    for j in gl.static_range(NUM_H):
+        hc = j * BLOCK_H + kh
+        t1 = gl.load(w1t_ptr + kc[:, None] * H + hc[None, :],
+                     mask=(kc[:, None] < C) & (hc[None, :] < H), other=0.0)
+        w1s.index(j).store(t1)
+        hr = j * BLOCK_H + rh
+        t2 = gl.load(w2t_ptr + hr[:, None] * C + rc[None, :],
+                     mask=(hr[:, None] < H) & (rc[None, :] < C), other=0.0)
+        w2s.index(j).store(t2)
+    fence_async_shared()
+    gl.thread_barrier()
+
+    cols = gl.arange(0, BLOCK_C, layout=gl.SliceLayout(0, a_l))
+    cmask = cols < C
+    cols_o = gl.arange(0, BLOCK_C, layout=gl.SliceLayout(0, mma_o))
+    cmask_o = cols_o < C
+
+    pid = gl.program_id(0)
+    nprog = gl.num_programs(0)
+    for tile in range(pid, num_tiles, nprog):
+        # ---- conv + norm, straight into the first product's register operand
+        rows = tile.to(gl.int64) * BLOCK_M + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, a_l))
+        rmask = rows < NL
+        n = rows // L
+        pos = rows - n * L
+        offs = rows[:, None] * C + cols[None, :]
+        m_c = rmask[:, None] & cmask[None, :]
+        m_m = (rmask & (pos >= D))[:, None] & cmask[None, :]
+        m_p = (rmask & (pos + D < L))[:, None] & cmask[None, :]
+        # conv taps re-read per tile (L1 hits): held through the loop they would cost a register
+        # per channel this thread touches and tap
+        cw0 = gl.load(cw_ptr + cols, mask=cmask, other=0.0).to(gl.float32)
+        y = cw0[None, :] * gl.load(x_ptr + offs - D * C, mask=m_m, other=0.0).to(gl.float32)
+        cw1 = gl.load(cw_ptr + C + cols, mask=cmask, other=0.0).to(gl.float32)
+        y += cw1[None, :] * gl.load(x_ptr + offs, mask=m_c, other=0.0).to(gl.float32)
+        cw2 = gl.load(cw_ptr + 2 * C + cols, mask=cmask, other=0.0).to(gl.float32)
+        y += cw2[None, :] * gl.load(x_ptr + offs + D * C, mask=m_p, other=0.0).to(gl.float32)
+        mu = gl.load(mean_ptr + n, mask=rmask, other=0.0)
+        r = gl.load(rstd_ptr + n, mask=rmask, other=0.0)
+        a = gl.where(m_c, (y - mu[:, None]) * r[:, None], 0.0).to(wdt)
+
+        # ---- products and GELU, software-pipelined over hidden chunks (all unrolled).
+        # Issue order: Z0 Z1 | G0 A0 Z2 | G1 A1 Z3 | … ; wgmma groups retire in order, so the wait
+        # for Z_j leaves the products issued after it in flight.
+        acc = gl.zeros([BLOCK_M, BLOCK_C], gl.float32, layout=mma_o)
+        zero_z = gl.zeros([BLOCK_M, BLOCK_H], gl.float32, layout=mma_z)
+        zt = warpgroup_mma(a, w1s.index(0), zero_z, use_acc=False, is_async=True)
+        for j in gl.static_range(NUM_H):
+            if j + 1 < NUM_H:
+                zn = warpgroup_mma(a, w1s.index(j + 1), zero_z, use_acc=False, is_async=True)
+                if j == 0:
+                    z = warpgroup_mma_wait(num_outstanding=1, deps=(zt,))
+                else:
+                    z = warpgroup_mma_wait(num_outstanding=2, deps=(zt,))
+            else:
+                if j == 0:
+                    z = warpgroup_mma_wait(num_outstanding=0, deps=(zt,))
+                else:
+                    z = warpgroup_mma_wait(num_outstanding=1, deps=(zt,))
+            if FAST_GELU:
+                g = _gelu_fast(z)
+            else:
+                g = _gelu_exact(z)
+            g = gl.convert_layout(g.to(wdt), g_l)
+            acc = warpgroup_mma(g, w2s.index(j), acc, is_async=True)
+            if j + 1 < NUM_H:
+                zt = zn
+        acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+
+        # ---- residual (re-read: an L2 hit) and store, in the accumulator layout
+        rows_o = tile.to(gl.int64) * BLOCK_M + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, mma_o))
+        offs_o = rows_o[:, None] * C + cols_o[None, :]
+        m_o = (rows_o < NL)[:, None] & cmask_o[None, :]
+        xr = gl.load(x_ptr + offs_o, mask=m_o, other=0.0).to(gl.float32)
+        gl.store(out_ptr + offs_o, (xr + acc).to(out_ptr.dtype.element_ty), mask=m_o)

@@ -1,0 +1,68 @@
+"""Hopper Gluon MLP pass of the inference megakernel vs the Triton megakernel and the float64 block.
+
+GPU tests (compute capability 9.0); the CPU part checks only that the switch stays off by default
+and that ineligible devices fall back."""
+
+import pytest
+import torch
+
+from strandwise.kernels import cheri_infer as ci
+
+DT = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def test_gluon_path_off_by_default_and_never_on_cpu():
+    assert ci._GLUON["on"] is False or __import__("os").environ.get("STRANDWISE_GLUON_INFER") == "1"
+    ci.set_gluon_inference(True)
+    try:
+        assert ci.gluon_mlp_ok(torch.zeros(2, 8, 32), 32, 64) is False  # CPU tensor
+    finally:
+        ci.set_gluon_inference(False)
+
+
+def _hopper():
+    return torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
+
+
+def _weights(C, H, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    cw = torch.randn(3, C, generator=g)
+    w1 = torch.randn(H, C, generator=g) * 0.02 * 4
+    w2 = torch.randn(C, H, generator=g) * 0.02 * 4
+    return cw, w1, w2
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dt", ["bf16", "fp16", "fp32"])
+@pytest.mark.parametrize("N,L,C,H,d", [
+    (2, 1024, 128, 256, 4),      # the spec shape's channels
+    (3, 2114, 96, 192, 1),       # the description preset, three hidden chunks
+    (2, 37, 32, 64, 256),        # dilation beyond L, one chunk, rows not a tile multiple
+    (1, 1, 48, 96, 2),           # one row; C not a power of two
+    (5, 300, 64, 80, 8),         # H not a multiple of the chunk (zero-padded)
+])
+def test_gluon_matches_triton_and_float64(N, L, C, H, d, dt):
+    if not _hopper():
+        pytest.skip("needs an sm_90 GPU")
+    cw, w1, w2 = _weights(C, H)
+    x = torch.randn(N, L, C, generator=torch.Generator().manual_seed(1))
+    xd = x.cuda().to(DT[dt])
+    args = (cw.cuda(), w1.cuda(), w2.cuda(), d, 0.15)
+    with torch.no_grad():
+        ci.set_gluon_inference(False)
+        tri = ci.cheri_block_inference(xd, *args)
+        ci.set_gluon_inference(True)
+        try:
+            assert ci.gluon_mlp_ok(xd, C, H)
+            glu = ci.cheri_block_inference(xd, *args)
+        finally:
+            ci.set_gluon_inference(False)
+    ref = ci.cheri_block_reference(xd.double().cpu(), cw.double(), w1.double(), w2.double(), d, 0.15)
+    assert glu.dtype == xd.dtype and glu.shape == xd.shape
+    # half-precision operands (both kernels): same bound as the Triton kernel's own tests
+    ulp = {"fp32": 0.0, "bf16": 2.0**-7, "fp16": 2.0**-10}[dt]
+    err = (glu.double().cpu() - ref).abs()
+    assert bool((err <= 1e-2 + ulp * ref.abs()).all()), err.max().item()
+    # against the Triton kernel: the same operands and products, other summation order
+    diff = (glu.float() - tri.float()).abs()
+    assert bool((diff <= 2e-3 + 2 * ulp * tri.float().abs()).all()), diff.max().item()
