@@ -23,7 +23,8 @@ def main(argv=None):
     ap.add_argument("--C", type=int, default=128)
     ap.add_argument("--expansion", type=int, default=2)
     ap.add_argument("--d", type=int, default=4)
-    ap.add_argument("--warps", default="8")
+    ap.add_argument("--warps", default="8", help="Gluon variants: WARPS or WARPShBLOCK_H, comma-separated "
+                    "(e.g. 8,4,8h128)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     C, H = a.C, a.expansion * a.C
@@ -39,24 +40,29 @@ def main(argv=None):
         with torch.no_grad():
             for backend in ["triton"] + [f"gluon{w}" for w in a.warps.split(",")]:
                 ci.set_gluon_inference(backend != "triton")
+                orig, orig_bh = ci.launch_gluon_kernel, ci.GLUON_BLOCK_H
                 if backend != "triton":
-                    nw = int(backend[5:])
-                    orig = ci.launch_gluon_kernel
-                    ci.launch_gluon_kernel = lambda *args, _nw=nw, _o=orig, **kw: _o(*args, num_warps=_nw)
+                    nw, _, bh = backend[5:].partition("h")
+                    ci.GLUON_BLOCK_H = int(bh) if bh else orig_bh
+                    ci.launch_gluon_kernel = lambda *args, _nw=int(nw), _o=orig, **kw: _o(*args, num_warps=_nw)
                 try:
                     f = lambda: ci.cheri_block_inference(x, cw, w1, w2, a.d)  # noqa: E731
-                    f()
+                    y = f()
                     torch.cuda.synchronize()
+                    if backend == "triton":
+                        ref = y
+                    err = (y.float() - ref.float()).abs().max().item()
                     ms = triton.testing.do_bench(f, warmup=50, rep=300)
                 except Exception as e:  # report, keep going
-                    ms = None
+                    ms = err = None
                     print(backend, "failed:", repr(e)[:300])
                 finally:
-                    if backend != "triton":
-                        ci.launch_gluon_kernel = orig
+                    ci.launch_gluon_kernel, ci.GLUON_BLOCK_H = orig, orig_bh
                     ci.set_gluon_inference(False)
-                rows.append({"dtype": str(dt).split(".")[-1], "backend": backend, "ms": ms})
-                print(f"{rows[-1]['dtype']:9s} {backend:8s} {ms if ms is None else round(ms, 4)}")
+                rows.append({"dtype": str(dt).split(".")[-1], "backend": backend, "ms": ms,
+                             "max_abs_diff_vs_triton": err})
+                print(f"{rows[-1]['dtype']:9s} {backend:10s} {ms if ms is None else round(ms, 4)}  "
+                      f"max|Δ| vs triton {err}")
     if a.out:
         atomic_write_text(a.out, json.dumps({"gpu": gpu, "N": a.N, "L": a.L, "C": C, "H": H, "d": a.d,
                                              "rows": rows}, indent=1))

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# One device call: the two fused-block GPU tests a timed-out round left unrun, the Gluon inference
-# kernel's parity tests, then its timings against the Triton megakernel (block and whole model).
+# One device call (timeouts sum to 500 s): the Gluon inference kernel's parity tests and its
+# timings against the Triton megakernel, then the CUDA-graph training step of `fit`
+# (TrainConfig.cuda_graph) — its GPU tests and its throughput against the eager step.
+# The rest of the round (model-level figures, the fused-block tests a timed-out round left
+# unrun) is benchmarks/gpu_round_gluon_model.sh.
+#
+#   bash benchmarks/gpu_round_gluon.sh [OUTDIR]
 set -u
 OUTDIR=${1:-${OUT:-gpu_round_out}}
 mkdir -p "$OUTDIR"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 timeout 100 python -m pytest -q -m gpu tests/kernels/test_cheri_infer_gluon.py 2>&1 | tee "$OUTDIR/tests_gluon.log" | tail -15
-timeout 60 python benchmarks/bench_cheri_infer_gluon.py --warps 8,4 --out "$OUTDIR/cheri_infer_gluon.json" 2>&1 | tail -8
-timeout 120 python -m pytest -q -m gpu tests/kernels/test_cheri_train.py -k "direct_launches or fused_vs_unfused" 2>&1 | tee "$OUTDIR/tests_cheri_train_rest.log" | tail -4
-for g in 0 1; do STRANDWISE_GLUON_INFER=$g timeout 70 python benchmarks/bench_cherimoya_model.py --modes eager --dtypes bf16,fp32 --infer-only --no-plain --iters 10 --out "$OUTDIR/model_infer_gluon$g.json" 2>&1 | grep -E "infer|seq" | tail -6; done
+timeout 90 python benchmarks/bench_cheri_infer_gluon.py --warps 8,4,8h128 --out "$OUTDIR/cheri_infer_gluon.json" 2>&1 | tail -10
+timeout 160 python -m pytest -q -m gpu tests/train/test_cuda_graph_fit.py 2>&1 | tee "$OUTDIR/tests_fit_graph.log" | tail -15
+timeout 150 python benchmarks/bench_fit_step.py --out "$OUTDIR/fit_step.json" 2>&1 | tail -6

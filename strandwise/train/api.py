@@ -198,12 +198,15 @@ class _EvalBatchSampler(EpochBatchSampler):
             yield [(self.epoch, i) for i in range(b * self.batch_size, min(self.n, (b + 1) * self.batch_size))]
 
 
-def _loader(ds, batch_size, num_workers, train: bool, rank: int = 0, world_size: int = 1):
+def _loader(ds, batch_size, num_workers, train: bool, rank: int = 0, world_size: int = 1,
+            pin_memory: bool = False):
     """Batches of ``(epoch, idx)`` keys, so each item is a pure function of (seed, epoch, idx).
 
     Training under data parallelism: ``batch_size`` is the global batch and rank ``r`` takes the
     ``r``-th contiguous slice of every global batch, so a step sees the same examples whatever
     the number of devices. Validation is not sharded: every rank scores the whole set.
+    ``pin_memory`` (set when training on CUDA) makes the host-to-device copy of a batch
+    asynchronous, so the next batch is assembled while the GPU still runs the last step.
     """
     n = len(ds)
     if train:
@@ -216,7 +219,8 @@ def _loader(ds, batch_size, num_workers, train: bool, rank: int = 0, world_size:
         sampler = EpochBatchSampler(n, global_batch, rank=rank, world_size=world_size)
     else:
         sampler = _EvalBatchSampler(n, batch_size)
-    return DataLoader(ds, batch_sampler=sampler, num_workers=num_workers, persistent_workers=False)
+    return DataLoader(ds, batch_sampler=sampler, num_workers=num_workers, persistent_workers=False,
+                      pin_memory=pin_memory)
 
 
 @torch.no_grad()

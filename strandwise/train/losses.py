@@ -143,7 +143,21 @@ class KendallGalWeights(nn.Module):
         self.fixed = None if loss_weights is None else (float(loss_weights[0]), float(loss_weights[1]))
         self.freeze_threshold = float(freeze_threshold)
         self.frozen = self.fixed is not None
-        self.last_lw0_grad: float | None = None
+        # kept as a device tensor between steps (no host sync per step); read as a float
+        self._last_lw0_grad: torch.Tensor | float | None = None
+
+    @property
+    def last_lw0_grad(self) -> float | None:
+        """``mean |∂loss/∂lw0|`` of the last recorded step (a float; None before any step)."""
+        v = self._last_lw0_grad
+        if isinstance(v, torch.Tensor):
+            v = float(v)  # one device sync, at epoch end or checkpoint time only
+            self._last_lw0_grad = v
+        return v
+
+    @last_lw0_grad.setter
+    def last_lw0_grad(self, value) -> None:
+        self._last_lw0_grad = None if value is None else float(value)
 
     def forward(self, profile, count, lw0, lw1, depth=None):
         """Combined scalar loss.
@@ -171,7 +185,7 @@ class KendallGalWeights(nn.Module):
     def record_gradient(self, lw0: torch.Tensor) -> None:
         """Remember ``mean |∂loss/∂lw0|`` of the current step (call after backward)."""
         if not self.frozen and lw0.grad is not None:
-            self.last_lw0_grad = float(lw0.grad.abs().mean())
+            self._last_lw0_grad = lw0.grad.detach().abs().mean()
 
     def maybe_freeze(self, lw0: torch.Tensor, lw1: torch.Tensor) -> bool:
         """End-of-epoch freeze rule; returns True if it froze the weights now."""

@@ -9,6 +9,7 @@ kept, and early stopping counts epochs without improvement.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -23,6 +24,8 @@ from strandwise.train.optim import OptimizerConfig, build_optimizers, build_sche
 from strandwise.train.stats import pearson_corr
 
 __all__ = ["TrainConfig", "CherimoyaModule", "unpack_batch"]
+
+PROGRESS_EVERY = 20  # steps between the progress bar's train_loss updates
 
 
 @dataclasses.dataclass
@@ -58,6 +61,12 @@ class TrainConfig:
         DataLoader workers (batches do not depend on it).
     accelerator, devices, strategy :
         Passed to ``lightning.Trainer``.
+    cuda_graph : bool
+        On one CUDA device, capture the model's forward and backward for the training batch
+        shape in a CUDA graph once and replay it every step (loss, optimizers, schedules and
+        EMA stay eager, so the learning-rate schedule and the loss-weight freeze work as
+        usual). Removes the per-kernel launch cost that bounds the step of a small model on a
+        fast GPU. Ignored on the CPU and under data parallelism.
     optimizer : OptimizerConfig
     """
 
@@ -75,6 +84,7 @@ class TrainConfig:
     accelerator: str = "auto"
     devices: int | str = 1
     strategy: str = "auto"
+    cuda_graph: bool = False
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
 
     def validate(self) -> None:
@@ -84,6 +94,8 @@ class TrainConfig:
             raise ValueError("early_stopping must be None or >= 1")
         if self.loss_weights is not None and len(self.loss_weights) != 2:
             raise ValueError("loss_weights must be two numbers (profile, count) or null")
+        if not isinstance(self.cuda_graph, bool):
+            raise ValueError(f"cuda_graph must be true or false; got {self.cuda_graph!r}")
         if self.precision not in ("32-true", "32", "bf16-mixed", "16-mixed", "64-true"):
             raise ValueError(f"precision must be 32-true, bf16-mixed or 16-mixed; got {self.precision!r}")
         self.optimizer.validate()
@@ -133,6 +145,7 @@ class CherimoyaModule(L.LightningModule):
         self.epochs_without_improvement = 0
         self.history: list[dict] = []
         self._opt_names: list[str] = []
+        self._graphs: dict = {}  # (input shapes, dtype, autocast, trainable set) -> graphed forward
         self._reset_epoch_sums()
 
     # ------------------------------------------------------------- set-up
@@ -143,7 +156,8 @@ class CherimoyaModule(L.LightningModule):
     def train_dataloader(self):
         t = self.trainer
         self._train_loader = self._make_loader(self._train_ds, self.config.batch_size, self.config.num_workers,
-                                               True, rank=t.global_rank, world_size=t.world_size)
+                                               True, rank=t.global_rank, world_size=t.world_size,
+                                               pin_memory=self.device.type == "cuda")
         return self._train_loader
 
     def val_dataloader(self):
@@ -161,8 +175,10 @@ class CherimoyaModule(L.LightningModule):
         return self.model(X, X_ctl)
 
     def _reset_epoch_sums(self):
-        self._sum_mnll = 0.0
-        self._sum_count = 0.0
+        # per-step loss sums stay on the device (a float() per step would sync the host with
+        # the GPU every step and serialise data loading with the kernels)
+        self._sum_mnll = torch.zeros(())
+        self._sum_count = torch.zeros(())
         self._n_steps = 0
         self._epoch_start = time.perf_counter()
 
@@ -182,7 +198,10 @@ class CherimoyaModule(L.LightningModule):
         opts = opts if isinstance(opts, list) else [opts]
         for opt in opts:
             opt.zero_grad(set_to_none=True)
-        y_profile, y_counts = model(X, X_ctl)
+        if self._use_cuda_graph(X):
+            y_profile, y_counts = self._graphed_forward(X, X_ctl)
+        else:
+            y_profile, y_counts = model(X, X_ctl)
         profile, count = mixture_loss(y, y_profile.float(), y_counts.float(), None, model.signal_groups)
         depth = None
         if self.weighting.fixed is not None:
@@ -199,11 +218,53 @@ class CherimoyaModule(L.LightningModule):
             sched.step()
         self.ema.update(model)
         self.step_count += 1
-        self._sum_mnll += float(profile.detach().mean())
-        self._sum_count += float(count.detach().mean())
+        if self._sum_mnll.device != profile.device:
+            self._sum_mnll = self._sum_mnll.to(profile.device)
+            self._sum_count = self._sum_count.to(profile.device)
+        self._sum_mnll += profile.detach().float().mean()
+        self._sum_count += count.detach().float().mean()
         self._n_steps += 1
-        self.log("train_loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=X.shape[0])
+        if self.step_count % PROGRESS_EVERY == 1 or PROGRESS_EVERY == 1:
+            # a progress-bar value is a host float: logged every PROGRESS_EVERY steps, not every
+            # step, so the host does not wait for the GPU after each step
+            self.log("train_loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False,
+                     batch_size=X.shape[0])
         return loss.detach()
+
+    # ---------------------------------------------------------- CUDA graph
+    def _use_cuda_graph(self, X) -> bool:
+        return bool(self.config.cuda_graph) and X.is_cuda and self.trainer.world_size == 1
+
+    def _graphed_forward(self, X, X_ctl):
+        """The model's forward (and, through autograd, its backward) replayed from a CUDA graph.
+
+        One graph per (input shapes, dtype, autocast dtype, set of trainable parameters): the
+        loss-weight freeze changes the trainable set and so re-captures once. The capture runs
+        :func:`torch.cuda.make_graphed_callables` (3 warm-up passes on a side stream, which also
+        autotune the Triton kernels, then one capture); autocast's weight-cast cache is off
+        inside it, as graph capture requires.
+        """
+        args = (X,) if X_ctl is None else (X, X_ctl)
+        ac = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None
+        trainable = tuple(p.requires_grad for p in self.model.parameters())
+        key = (tuple(tuple(a.shape) for a in args), X.dtype, ac, trainable)
+        fwd = self._graphs.get(key)
+        if fwd is None:
+            self._graphs.clear()  # at most one graph (and its memory pool) alive
+            samples = tuple(a.detach().clone() for a in args)
+            ctx = (torch.autocast("cuda", dtype=ac, cache_enabled=False) if ac is not None
+                   else contextlib.nullcontext())
+            with ctx:
+                torch.cuda.make_graphed_callables(self.model, samples, num_warmup_iters=3,
+                                                  allow_unused_input=True)
+            # make_graphed_callables replaces model.forward on the instance: keep the graphed
+            # forward here and give the model back its own (validation, prediction, callers)
+            fwd = self.model.__dict__.pop("forward")
+            self._graphs[key] = fwd
+        return fwd(*args)
+
+    def on_train_end(self):
+        self._graphs.clear()
 
     def on_train_epoch_end(self):
         if self.weighting.maybe_freeze(self.model.lw0, self.model.lw1):
@@ -242,7 +303,7 @@ class CherimoyaModule(L.LightningModule):
         self.ema.restore(self.model)
         if self.trainer.sanity_checking:
             return
-        train_sums = torch.tensor([self._sum_mnll, self._sum_count], device=self.device)
+        train_sums = torch.stack([self._sum_mnll, self._sum_count]).to(self.device, torch.float32)
         if self.trainer.world_size > 1:
             # each rank saw its slice of every global batch: average to the global epoch mean
             train_sums = self.trainer.strategy.reduce(train_sums, reduce_op="mean")

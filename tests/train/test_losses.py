@@ -115,3 +115,18 @@ def test_fixed_weights_divide_profile_by_depth():
     assert math.isclose(float(loss), 2.0 * 10 / 5 + 3.0, rel_tol=1e-6)
     loss = kg(torch.tensor([10.0]), torch.tensor([1.0]), torch.ones(1), torch.ones(1), depth=torch.tensor([0.2]))
     assert math.isclose(float(loss), 2.0 * 10 + 3.0, rel_tol=1e-6)  # depth clamped at 1
+
+
+def test_recorded_gradient_is_a_snapshot_read_as_a_float():
+    """record_gradient keeps a device value (no host sync per step); reading it gives a float
+    that later changes to ``lw0.grad`` do not touch."""
+    kg = KendallGalWeights()
+    lw0 = torch.nn.Parameter(torch.ones(1))
+    lw1 = torch.nn.Parameter(torch.ones(1))
+    kg(torch.tensor([0.4]), torch.tensor([0.1]), lw0, lw1).backward()
+    kg.record_gradient(lw0)
+    lw0.grad.mul_(100.0)
+    v = kg.last_lw0_grad
+    assert isinstance(v, float) and math.isclose(v, 0.4, rel_tol=1e-6)
+    kg.last_lw0_grad = None
+    assert kg.last_lw0_grad is None and kg.maybe_freeze(lw0, lw1) is False
