@@ -8,7 +8,12 @@ try:  # pragma: no cover - depends on the install
 except ImportError:  # pragma: no cover
     import pytorch_lightning as L
 
-__all__ = ["L", "resume_checkpoint", "quiet_lightning"]
+__all__ = ["L", "resume_checkpoint", "quiet_lightning", "PROGRESS_EVERY"]
+
+# Steps between progress-bar updates of train_loss. A progress-bar value is a host float, so
+# logging one makes the host wait for the GPU; every step that would keep a small model's GPU
+# idle while Python launches the next step.
+PROGRESS_EVERY = 20
 
 
 def resume_checkpoint(output_dir, resume: bool, quiet: bool):

@@ -17,15 +17,13 @@ import time
 
 import torch
 
-from strandwise.train._lightning import L
+from strandwise.train._lightning import PROGRESS_EVERY, L
 from strandwise.train.ema import EMA
 from strandwise.train.losses import KendallGalWeights, mixture_loss
 from strandwise.train.optim import OptimizerConfig, build_optimizers, build_schedulers, schedule_steps
 from strandwise.train.stats import pearson_corr
 
 __all__ = ["TrainConfig", "CherimoyaModule", "unpack_batch"]
-
-PROGRESS_EVERY = 20  # steps between the progress bar's train_loss updates
 
 
 @dataclasses.dataclass
@@ -224,9 +222,7 @@ class CherimoyaModule(L.LightningModule):
         self._sum_mnll += profile.detach().float().mean()
         self._sum_count += count.detach().float().mean()
         self._n_steps += 1
-        if self.step_count % PROGRESS_EVERY == 1 or PROGRESS_EVERY == 1:
-            # a progress-bar value is a host float: logged every PROGRESS_EVERY steps, not every
-            # step, so the host does not wait for the GPU after each step
+        if (self.step_count - 1) % PROGRESS_EVERY == 0:  # not every step: see PROGRESS_EVERY
             self.log("train_loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False,
                      batch_size=X.shape[0])
         return loss.detach()
