@@ -23,8 +23,8 @@ def main(argv=None):
     ap.add_argument("--C", type=int, default=128)
     ap.add_argument("--expansion", type=int, default=2)
     ap.add_argument("--d", type=int, default=4)
-    ap.add_argument("--warps", default="8", help="Gluon variants: WARPS or WARPShBLOCK_H, comma-separated "
-                    "(e.g. 8,4,8h128)")
+    ap.add_argument("--warps", default="8", help="Gluon variants: WARPS[hBLOCK_H][c], comma-separated, "
+                    "c = coalesced x/out through shared memory (e.g. 8,4,8h128,8c)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     C, H = a.C, a.expansion * a.C
@@ -40,9 +40,11 @@ def main(argv=None):
         with torch.no_grad():
             for backend in ["triton"] + [f"gluon{w}" for w in a.warps.split(",")]:
                 ci.set_gluon_inference(backend != "triton")
-                orig, orig_bh = ci.launch_gluon_kernel, ci.GLUON_BLOCK_H
+                orig, orig_bh, orig_co = ci.launch_gluon_kernel, ci.GLUON_BLOCK_H, ci.GLUON_COALESCED
                 if backend != "triton":
-                    nw, _, bh = backend[5:].partition("h")
+                    spec = backend[5:]
+                    ci.GLUON_COALESCED = spec.endswith("c")
+                    nw, _, bh = spec.rstrip("c").partition("h")
                     ci.GLUON_BLOCK_H = int(bh) if bh else orig_bh
                     ci.launch_gluon_kernel = lambda *args, _nw=int(nw), _o=orig, **kw: _o(*args, num_warps=_nw)
                 try:
@@ -57,7 +59,7 @@ def main(argv=None):
                     ms = err = None
                     print(backend, "failed:", repr(e)[:300])
                 finally:
-                    ci.launch_gluon_kernel, ci.GLUON_BLOCK_H = orig, orig_bh
+                    ci.launch_gluon_kernel, ci.GLUON_BLOCK_H, ci.GLUON_COALESCED = orig, orig_bh, orig_co
                     ci.set_gluon_inference(False)
                 rows.append({"dtype": str(dt).split(".")[-1], "backend": backend, "ms": ms,
                              "max_abs_diff_vs_triton": err})

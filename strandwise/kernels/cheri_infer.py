@@ -191,6 +191,7 @@ def _infer_impl(x, conv_weight, w1, w2, dilation: int, residual_scale: float, ep
 _GLUON = {"on": os.environ.get("STRANDWISE_GLUON_INFER", "0") == "1"}
 GLUON_SMEM_BUDGET = 160 * 1024  # both weights resident in shared memory (bytes)
 GLUON_BLOCK_H = 64
+GLUON_COALESCED = False  # x read / out written in 16-byte row pieces (via shared memory, 2 barriers a tile)
 
 
 def set_gluon_inference(on: bool) -> None:
@@ -216,6 +217,8 @@ def gluon_mlp_ok(x, C: int, H: int) -> bool:
     bc, bh, nh = _gluon_geometry(C, H)
     if 2 * bc * bh * nh * 2 > GLUON_SMEM_BUDGET:
         return False
+    if GLUON_COALESCED and 2 * bc * bh * nh * 2 + 128 * bc * 4 > 220 * 1024:
+        return False  # plus the layout-conversion scratch (an fp32 tile at 8 warps)
     try:
         import strandwise.kernels.cheri_infer_gluon  # noqa: F401
     except Exception:
@@ -239,6 +242,7 @@ def launch_gluon_kernel(x, cw, w1t, w2t, mean, rstd, out, dilation: int, num_war
     def launch(fast):
         mlp_kernel_gluon[grid](x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, dilation, tiles,
                                BLOCK_M=bm, BLOCK_C=bc, BLOCK_H=bh, NUM_H=nh, FAST_GELU=fast,
+                               COALESCED=GLUON_COALESCED, TPW_C=min(32, bc // 8),
                                num_warps=num_warps)
 
     run_with_fast_gelu(launch, fast_gelu_ok())

@@ -52,7 +52,7 @@ def _gelu_exact(z):
 def mlp_kernel_gluon(
     x_ptr, cw_ptr, w1t_ptr, w2t_ptr, mean_ptr, rstd_ptr, out_ptr, NL, L, C, H, D, num_tiles,
     BLOCK_M: gl.constexpr, BLOCK_C: gl.constexpr, BLOCK_H: gl.constexpr, NUM_H: gl.constexpr,
-    FAST_GELU: gl.constexpr, num_warps: gl.constexpr,
+    FAST_GELU: gl.constexpr, COALESCED: gl.constexpr, TPW_C: gl.constexpr, num_warps: gl.constexpr,
 ):
     # w1t: W1ᵀ (C, H) and w2t: (s·W2)ᵀ (H, C), contiguous, in the operand dtype (bf16/fp16).
     # Layouts: one warpgroup per 64 rows; z (BLOCK_M, BLOCK_H) and acc (BLOCK_M, BLOCK_C) in the
@@ -87,16 +87,24 @@ def mlp_kernel_gluon(
     fence_async_shared()
     gl.thread_barrier()
 
-    cols = gl.arange(0, BLOCK_C, layout=gl.SliceLayout(0, a_l))
+    # COALESCED: x is read and out written in a layout where each thread holds 16-byte row
+    # pieces (a warp instruction covers whole 128-byte lines) and whose warps own the same 16 rows
+    # as in the wgmma layouts, so the conversions stay inside a warp (no shared memory, no
+    # barrier). Otherwise x is read straight in the operand layout: 4-byte pieces of 8 rows per
+    # warp instruction, 8 cache lines per instruction.
+    io_l: gl.constexpr = gl.BlockedLayout([16 // (32 // TPW_C), 8], [32 // TPW_C, TPW_C], [num_warps, 1], [1, 0])
+    x_l: gl.constexpr = io_l if COALESCED else a_l
+    o_l: gl.constexpr = io_l if COALESCED else mma_o
+    cols = gl.arange(0, BLOCK_C, layout=gl.SliceLayout(0, x_l))
     cmask = cols < C
-    cols_o = gl.arange(0, BLOCK_C, layout=gl.SliceLayout(0, mma_o))
+    cols_o = gl.arange(0, BLOCK_C, layout=gl.SliceLayout(0, o_l))
     cmask_o = cols_o < C
 
     pid = gl.program_id(0)
     nprog = gl.num_programs(0)
     for tile in range(pid, num_tiles, nprog):
         # ---- conv + norm, straight into the first product's register operand
-        rows = tile.to(gl.int64) * BLOCK_M + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, a_l))
+        rows = tile.to(gl.int64) * BLOCK_M + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, x_l))
         rmask = rows < NL
         n = rows // L
         pos = rows - n * L
@@ -115,6 +123,8 @@ def mlp_kernel_gluon(
         mu = gl.load(mean_ptr + n, mask=rmask, other=0.0)
         r = gl.load(rstd_ptr + n, mask=rmask, other=0.0)
         a = gl.where(m_c, (y - mu[:, None]) * r[:, None], 0.0).to(wdt)
+        if COALESCED:
+            a = gl.convert_layout(a, a_l)
 
         # ---- products and GELU, software-pipelined over hidden chunks (all unrolled).
         # Issue order: Z0 Z1 | G0 A0 Z2 | G1 A1 Z3 | … ; wgmma groups retire in order, so the wait
@@ -145,8 +155,10 @@ def mlp_kernel_gluon(
         acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
 
         # ---- residual (re-read: an L2 hit) and store, in the accumulator layout
-        rows_o = tile.to(gl.int64) * BLOCK_M + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, mma_o))
+        rows_o = tile.to(gl.int64) * BLOCK_M + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, o_l))
         offs_o = rows_o[:, None] * C + cols_o[None, :]
         m_o = (rows_o < NL)[:, None] & cmask_o[None, :]
         xr = gl.load(x_ptr + offs_o, mask=m_o, other=0.0).to(gl.float32)
+        if COALESCED:
+            acc = gl.convert_layout(acc, o_l)
         gl.store(out_ptr + offs_o, (xr + acc).to(out_ptr.dtype.element_ty), mask=m_o)

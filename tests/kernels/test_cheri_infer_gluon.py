@@ -42,6 +42,22 @@ def _weights(C, H, seed=0):
     (5, 300, 64, 80, 8),         # H not a multiple of the chunk (zero-padded)
 ])
 def test_gluon_matches_triton_and_float64(N, L, C, H, d, dt):
+    _check(N, L, C, H, d, dt)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dt", ["bf16", "fp32"])
+@pytest.mark.parametrize("N,L,C,H,d", [
+    (2, 1024, 128, 256, 4),
+    (2, 37, 32, 64, 256),
+    (1, 1, 48, 96, 2),
+])
+def test_gluon_coalesced_io_matches_triton_and_float64(N, L, C, H, d, dt, monkeypatch):
+    monkeypatch.setattr(ci, "GLUON_COALESCED", True)
+    _check(N, L, C, H, d, dt)
+
+
+def _check(N, L, C, H, d, dt):
     if not _hopper():
         pytest.skip("needs an sm_90 GPU")
     cw, w1, w2 = _weights(C, H)
