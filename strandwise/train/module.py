@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import math
 import time
+import warnings
 
 import torch
 
@@ -144,6 +145,7 @@ class CherimoyaModule(L.LightningModule):
         self.history: list[dict] = []
         self._opt_names: list[str] = []
         self._graphs: dict = {}  # (input shapes, dtype, autocast, trainable set) -> graphed forward
+        self._graph_failed = False
         self._reset_epoch_sums()
 
     # ------------------------------------------------------------- set-up
@@ -229,7 +231,8 @@ class CherimoyaModule(L.LightningModule):
 
     # ---------------------------------------------------------- CUDA graph
     def _use_cuda_graph(self, X) -> bool:
-        return bool(self.config.cuda_graph) and X.is_cuda and self.trainer.world_size == 1
+        return (bool(self.config.cuda_graph) and not self._graph_failed and X.is_cuda
+                and self.trainer.world_size == 1)
 
     def _graphed_forward(self, X, X_ctl):
         """The model's forward (and, through autograd, its backward) replayed from a CUDA graph.
@@ -250,9 +253,16 @@ class CherimoyaModule(L.LightningModule):
             samples = tuple(a.detach().clone() for a in args)
             ctx = (torch.autocast("cuda", dtype=ac, cache_enabled=False) if ac is not None
                    else contextlib.nullcontext())
-            with ctx:
-                torch.cuda.make_graphed_callables(self.model, samples, num_warmup_iters=3,
-                                                  allow_unused_input=True)
+            try:
+                with ctx:
+                    torch.cuda.make_graphed_callables(self.model, samples, num_warmup_iters=3,
+                                                      allow_unused_input=True)
+            except Exception as exc:  # a capture that fails must not end the run: train eagerly
+                self.model.__dict__.pop("forward", None)
+                self._graph_failed = True
+                warnings.warn(f"cuda_graph: capturing the training step failed ({type(exc).__name__}: "
+                              f"{str(exc)[:300]}); training continues without the graph", RuntimeWarning)
+                return self.model(*args)
             # make_graphed_callables replaces model.forward on the instance: keep the graphed
             # forward here and give the model back its own (validation, prediction, callers)
             fwd = self.model.__dict__.pop("forward")

@@ -45,22 +45,45 @@ def _run(graph, precision, data, valid, epochs):
     return r
 
 
+def _max_diffs(a, b):
+    return {k: (p.float() - q.float()).abs().max().item()
+            for (k, p), (_, q) in zip(a.model.state_dict().items(), b.model.state_dict().items())}
+
+
 @pytest.mark.gpu
-@pytest.mark.parametrize("precision,tol", [("32-true", 2e-3), ("bf16-mixed", 3e-2)])
-def test_graphed_fit_matches_eager_fit(precision, tol):
+def test_graphed_fit_matches_eager_fit_fp32():
     data = planted_dataset(256, seed=1)
     valid = planted_dataset(64, seed=2)
-    eager = _run(False, precision, data, valid, 3)
-    graphed = _run(True, precision, data, valid, 3)
+    eager = _run(False, "32-true", data, valid, 3)
+    graphed = _run(True, "32-true", data, valid, 3)
     for he, hg in zip(eager.history, graphed.history):
         for k in ("train_mnll", "train_count_mse", "val_mnll", "val_count_pearson"):
-            assert hg[k] == pytest.approx(he[k], rel=tol, abs=tol), (he["epoch"], k, he[k], hg[k])
+            assert hg[k] == pytest.approx(he[k], rel=2e-3, abs=2e-3), (he["epoch"], k, he[k], hg[k])
     n = 0
     for (k, a), (_, b) in zip(eager.model.state_dict().items(), graphed.model.state_dict().items()):
         scale = a.float().abs().max().item() + 1e-6
-        assert (a.float() - b.float()).abs().max().item() <= tol * scale + 1e-5, k
+        assert (a.float() - b.float()).abs().max().item() <= 2e-3 * scale + 1e-5, k
         n += 1
     assert n > 10
+
+
+@pytest.mark.gpu
+def test_graphed_fit_bf16_within_the_eager_run_to_run_spread():
+    """bf16: the fused block's backward sums with atomics, so two eager runs already differ in
+    the last bits, and 24 Muon steps grow that. The graphed run must stay within the spread of
+    eager runs (and agree on the epoch losses)."""
+    data = planted_dataset(256, seed=1)
+    valid = planted_dataset(64, seed=2)
+    eager = _run(False, "bf16-mixed", data, valid, 3)
+    eager2 = _run(False, "bf16-mixed", data, valid, 3)
+    graphed = _run(True, "bf16-mixed", data, valid, 3)
+    for he, hg in zip(eager.history, graphed.history):
+        for k in ("train_mnll", "val_mnll"):
+            assert hg[k] == pytest.approx(he[k], rel=3e-2), (he["epoch"], k, he[k], hg[k])
+    noise, dg = _max_diffs(eager, eager2), _max_diffs(eager, graphed)
+    spread = max(noise.values())
+    for k, d in dg.items():
+        assert d <= 4 * max(noise[k], 0.25 * spread) + 1e-6, (k, d, noise[k], spread)
 
 
 @pytest.mark.gpu
@@ -80,3 +103,14 @@ def test_graphed_fit_recaptures_after_the_loss_weights_freeze(monkeypatch):
     assert not graphed.model.lw0.requires_grad  # frozen
     for (k, a), (_, b) in zip(eager.model.state_dict().items(), graphed.model.state_dict().items()):
         torch.testing.assert_close(a, b, atol=2e-3, rtol=2e-3, msg=k)
+
+
+@pytest.mark.gpu
+def test_failed_capture_warns_and_trains_eagerly(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", broken)
+    with pytest.warns(RuntimeWarning, match="cuda_graph"):
+        r = _run(True, "32-true", planted_dataset(64, seed=4), None, 1)
+    assert all(torch.isfinite(v).all() for v in r.model.state_dict().values())
