@@ -119,9 +119,17 @@ def cached_derived(weights: tuple, tag: tuple, build):
     """``build()`` (under ``no_grad``), cached per ``(tag, weights)`` and re-derived when any
     weight's version counter, storage pointer, shape, dtype or device changes (spec §7.4 #11).
 
-    The one cache behind every derived-weight copy of the inference kernels (the megakernel's
-    ``W1ᵀ``/``(s·W2)ᵀ``, the stem's stacked weights); :func:`clear_derived_weight_cache` empties it.
+    The one cache behind every derived-weight copy of the kernels (the megakernel's and the fused
+    training block's ``W1ᵀ``/``(s·W2)ᵀ``, the stem's stacked weights);
+    :func:`clear_derived_weight_cache` empties it. While the current CUDA stream is capturing a
+    graph, nothing is cached or reused: the copy is derived inside the graph, so every replay
+    derives it from the weights as they are then.
     """
+    if weights[0].is_cuda and torch.cuda.is_current_stream_capturing():
+        # Under CUDA-graph capture the derivation must be recorded into the graph: a cache hit
+        # would bake this tensor in, and replays after an optimizer step would read stale weights.
+        with torch.no_grad():
+            return build()
     key = (tag, *(id(w) for w in weights))
     stamp = tuple((w._version, w.data_ptr(), tuple(w.shape), w.dtype, w.device) for w in weights)
     hit = _CACHE.get(key)

@@ -390,3 +390,27 @@ def test_direct_launches_match_dispatch_across_batch_sizes():
                 assert rel_err(a, b.double().cpu()) < 1e-6, (N, i)
             else:
                 assert torch.equal(a, b), (N, i)
+
+
+@pytest.mark.gpu
+def test_graph_replay_follows_weight_updates():
+    """The fused block's derived bf16 weights are cached between eager calls; under CUDA-graph
+    capture they must be derived inside the graph, or a replay after an optimizer step would use
+    the weights of capture time."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from strandwise import Cherimoya
+
+    torch.manual_seed(0)
+    model = Cherimoya(n_filters=32, n_layers=2, trimming=40, random_state=0).cuda().train()
+    X = torch.nn.functional.one_hot(torch.randint(0, 4, (8, 240)), 4).permute(0, 2, 1).float().cuda()
+    with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+        torch.cuda.make_graphed_callables(model, (X.clone(),), num_warmup_iters=2)
+    graphed = model.__dict__.pop("forward")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.5)
+    with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+        eager = model(X)[0].float()
+        replay = graphed(X)[0].float()
+    torch.testing.assert_close(replay, eager, atol=0, rtol=0)
