@@ -60,12 +60,16 @@ class TrainConfig:
         DataLoader workers (batches do not depend on it).
     accelerator, devices, strategy :
         Passed to ``lightning.Trainer``.
-    cuda_graph : bool
+    cuda_graph : bool or None
         On one CUDA device, capture the model's forward and backward for the training batch
-        shape in a CUDA graph once and replay it every step (loss, optimizers, schedules and
-        EMA stay eager, so the learning-rate schedule and the loss-weight freeze work as
-        usual). Removes the per-kernel launch cost that bounds the step of a small model on a
-        fast GPU. Ignored on the CPU and under data parallelism.
+        shape in a CUDA graph once and replay it every step. Loss, optimizers, schedules and EMA
+        stay eager, so the learning-rate schedule and the loss-weight freeze work as usual. This
+        removes the per-kernel launch cost that bounds the step of a small model on a fast GPU
+        (bf16 ``fit`` 2.3x faster on an H100 and an H200). ``None`` (default) turns it on for
+        ``32-true`` and ``bf16-mixed``, the precisions whose graphed runs were checked against
+        eager ones on a GPU. ``True`` turns it on for any precision, ``False`` turns it off. It
+        is ignored on the CPU and under data parallelism. A capture that fails warns, and the
+        run goes on eagerly.
     optimizer : OptimizerConfig
     """
 
@@ -83,7 +87,7 @@ class TrainConfig:
     accelerator: str = "auto"
     devices: int | str = 1
     strategy: str = "auto"
-    cuda_graph: bool = False
+    cuda_graph: bool | None = None
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
 
     def validate(self) -> None:
@@ -93,8 +97,8 @@ class TrainConfig:
             raise ValueError("early_stopping must be None or >= 1")
         if self.loss_weights is not None and len(self.loss_weights) != 2:
             raise ValueError("loss_weights must be two numbers (profile, count) or null")
-        if not isinstance(self.cuda_graph, bool):
-            raise ValueError(f"cuda_graph must be true or false; got {self.cuda_graph!r}")
+        if self.cuda_graph is not None and not isinstance(self.cuda_graph, bool):
+            raise ValueError(f"cuda_graph must be true, false or null (auto); got {self.cuda_graph!r}")
         if self.precision not in ("32-true", "32", "bf16-mixed", "16-mixed", "64-true"):
             raise ValueError(f"precision must be 32-true, bf16-mixed or 16-mixed; got {self.precision!r}")
         self.optimizer.validate()
@@ -231,8 +235,7 @@ class CherimoyaModule(L.LightningModule):
 
     # ---------------------------------------------------------- CUDA graph
     def _use_cuda_graph(self, X) -> bool:
-        return (bool(self.config.cuda_graph) and not self._graph_failed and X.is_cuda
-                and self.trainer.world_size == 1)
+        return graph_step_enabled(self.config, X.is_cuda, self.trainer.world_size) and not self._graph_failed
 
     def _graphed_forward(self, X, X_ctl):
         """The model's forward (and, through autograd, its backward) replayed from a CUDA graph.
@@ -366,6 +369,17 @@ class CherimoyaModule(L.LightningModule):
         self.epochs_without_improvement = state["epochs_without_improvement"]
         self.history = list(state["history"])
         self.step_count = int(state.get("step_count", 0))
+
+
+GRAPH_CHECKED_PRECISIONS = ("32-true", "32", "bf16-mixed")
+
+
+def graph_step_enabled(config: TrainConfig, on_cuda: bool, world_size: int) -> bool:
+    """Whether ``fit`` replays the forward and backward from a CUDA graph
+    (:attr:`TrainConfig.cuda_graph`)."""
+    if config.cuda_graph is False or not on_cuda or world_size != 1:
+        return False
+    return config.cuda_graph is True or config.precision in GRAPH_CHECKED_PRECISIONS
 
 
 def _group_depth(y, signal_groups) -> torch.Tensor:

@@ -24,9 +24,24 @@ def _cfg(graph, precision="32-true", epochs=3, accelerator="auto"):
                        optimizer=OptimizerConfig(n_warmup_epochs=1, adam_lr=1e-2))
 
 
-def test_cuda_graph_must_be_a_bool():
+def test_cuda_graph_must_be_a_bool_or_null():
     with pytest.raises(ValueError, match="cuda_graph"):
         _cfg("yes").validate()
+    _cfg(None).validate()
+
+
+def test_cuda_graph_auto_covers_the_gpu_checked_precisions_on_one_cuda_device():
+    from strandwise.train.module import graph_step_enabled
+
+    auto = TrainConfig()
+    assert auto.cuda_graph is None
+    assert graph_step_enabled(auto, True, 1)
+    assert graph_step_enabled(TrainConfig(precision="bf16-mixed"), True, 1)
+    assert not graph_step_enabled(TrainConfig(precision="16-mixed"), True, 1)  # not checked on a GPU
+    assert graph_step_enabled(TrainConfig(precision="16-mixed", cuda_graph=True), True, 1)
+    assert not graph_step_enabled(auto, False, 1)  # CPU
+    assert not graph_step_enabled(auto, True, 2)  # data parallel
+    assert not graph_step_enabled(TrainConfig(cuda_graph=False), True, 1)
 
 
 def test_cuda_graph_is_ignored_on_the_cpu():
