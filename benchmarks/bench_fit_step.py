@@ -41,6 +41,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--precisions", default="bf16-mixed,32-true")
+    ap.add_argument("--graph", default="0,1", help="cuda_graph settings to run, comma-separated (0, 1)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     g = torch.Generator().manual_seed(0)
@@ -51,7 +52,7 @@ def main(argv=None):
     gpu = torch.cuda.get_device_name()
     print(gpu, flush=True)
     for precision in a.precisions.split(","):
-        for graph in (False, True):
+        for graph in [g == "1" for g in a.graph.split(",")]:
             cb = _EpochTimes()
             cfg = TrainConfig(batch_size=a.batch, max_epochs=a.epochs, precision=precision, accelerator="gpu",
                               devices=1, cuda_graph=graph, init_count_bias=False,

@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["cdiv", "next_pow2", "DirectLauncher", "DIRECT", "INTERPRETING"]
+__all__ = ["cdiv", "next_pow2", "DirectLauncher", "DIRECT", "INTERPRETING", "AUTOTUNE_CACHE"]
 
 #: Triton's interpreter mode (``TRITON_INTERPRET=1``). Triton fixes it when kernels are decorated,
 #: i.e. at import, so it is read once here too (an environment lookup per call was a visible share
 #: of a small scan's host time).
 INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+#: ``STRANDWISE_AUTOTUNE_CACHE=1`` (read at import): the autotuned kernels keep their tuning
+#: results in Triton's disk cache (``TRITON_CACHE_DIR``, default ``~/.triton/cache``), keyed by
+#: Triton version, GPU architecture, kernel source, tuning key and candidate configs, so a later
+#: process skips the benchmarking of every shape it has seen. Off by default: opt-in until its
+#: GPU test (``tests/kernels/test_autotune_cache.py``) has run.
+AUTOTUNE_CACHE = os.environ.get("STRANDWISE_AUTOTUNE_CACHE", "0") == "1"
 
 
 def cdiv(a: int, b: int) -> int:

@@ -13,6 +13,7 @@ import triton
 import triton.language as tl
 
 from strandwise.kernels import conv_norm_triton as cnt
+from strandwise.kernels._host import AUTOTUNE_CACHE
 from strandwise.kernels._triton_ops import gelu_tanh
 
 __all__ = ["mlp_kernel", "mlp_kernel_tuned", "configs", "prune", "prune_full"]
@@ -149,5 +150,5 @@ def prune_full(cfgs, named_args, **kwargs):
 
 mlp_kernel_tuned = triton.autotune(
     configs=configs(), key=["C", "H", "DOT", "PRECISION", "FAST_GELU", "SAVE"],
-    prune_configs_by={"early_config_prune": prune}, do_bench=cnt._bench,
+    prune_configs_by={"early_config_prune": prune}, do_bench=cnt._bench, cache_results=AUTOTUNE_CACHE,
 )(mlp_kernel)

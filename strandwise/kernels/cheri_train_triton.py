@@ -27,6 +27,7 @@ import triton.language as tl
 
 from strandwise.kernels import cheri_infer_triton as cit
 from strandwise.kernels import conv_norm_triton as cnt
+from strandwise.kernels._host import AUTOTUNE_CACHE
 from strandwise.kernels._triton_ops import gelu_tanh_grad
 
 __all__ = ["mlp_bwd_kernel", "mlp_bwd_kernel_tuned", "bwd_configs"]
@@ -117,5 +118,5 @@ def _prune(cfgs, named_args, **kwargs):
 
 mlp_bwd_kernel_tuned = triton.autotune(
     configs=bwd_configs(), key=["C", "H", "FAST_GELU"],
-    prune_configs_by={"early_config_prune": _prune}, do_bench=cnt._bench,
+    prune_configs_by={"early_config_prune": _prune}, do_bench=cnt._bench, cache_results=AUTOTUNE_CACHE,
 )(mlp_bwd_kernel)

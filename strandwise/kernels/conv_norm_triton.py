@@ -58,7 +58,7 @@ import torch
 import triton
 import triton.language as tl
 
-from strandwise.kernels._host import DIRECT, cdiv, next_pow2
+from strandwise.kernels._host import AUTOTUNE_CACHE, DIRECT, cdiv, next_pow2
 
 __all__ = [
     "conv_norm_fwd",
@@ -144,6 +144,7 @@ def _tuned(fn, extra_key=()):
         key=["C", "L", *extra_key],
         prune_configs_by={"early_config_prune": _prune},
         do_bench=_bench,
+        cache_results=AUTOTUNE_CACHE,
     )(fn)
     return tuned, fn
 
@@ -571,6 +572,7 @@ _bwd_comb_tuned = triton.autotune(
     key=["C", "L", "D", "HAS_RES"],
     prune_configs_by={"early_config_prune": _comb_prune},
     do_bench=_bench,
+    cache_results=AUTOTUNE_CACHE,
 )(_bwd_comb_kernel)
 
 

@@ -50,7 +50,7 @@ import triton
 from torch.autograd.function import once_differentiable
 import triton.language as tl
 
-from strandwise.kernels._host import DIRECT, INTERPRETING, cdiv, next_pow2
+from strandwise.kernels._host import AUTOTUNE_CACHE, DIRECT, INTERPRETING, cdiv, next_pow2
 
 __all__ = ["selective_scan_triton", "SelectiveScanTritonFunc", "selective_scan_triton_fwd",
            "selective_scan_triton_bwd"]
@@ -647,11 +647,12 @@ _BWD_CONFIGS = [  # TF = 4 spills heavily in the backward (255 registers + 1.5 K
 ]
 _AUTOTUNE_KEY = ["L", "DI", "N", "n_seg", "HAS_Z", "HAS_D", "REVERSE"]
 
-_fwd_kernel_tuned = triton.autotune(configs=_FWD_CONFIGS, key=_AUTOTUNE_KEY)(_fwd_kernel)
+_fwd_kernel_tuned = triton.autotune(configs=_FWD_CONFIGS, key=_AUTOTUNE_KEY,
+                                    cache_results=AUTOTUNE_CACHE)(_fwd_kernel)
 # dBp_ptr is zeroed before every tuning trial and before the tuned run: with ATOMIC_BC the kernel
 # adds into it (without, it only writes, and the zeroing is a wasted memset during tuning only)
 _bwd_kernel_tuned = triton.autotune(configs=_BWD_CONFIGS, key=_AUTOTUNE_KEY + ["ATOMIC_BC"],
-                                    reset_to_zero=["dBp_ptr"])(_bwd_kernel)
+                                    reset_to_zero=["dBp_ptr"], cache_results=AUTOTUNE_CACHE)(_bwd_kernel)
 
 # The dB/dC partial buffers have one row per channel block; size them for the smallest BLOCK_D
 # any config can pick and sum only the rows the chosen config wrote.

@@ -18,6 +18,7 @@ import triton
 import triton.language as tl
 
 from strandwise.kernels import conv_norm_triton as cnt
+from strandwise.kernels._host import AUTOTUNE_CACHE
 from strandwise.kernels._triton_ops import gelu_tanh
 
 __all__ = ["stem_kernel", "stem_kernel_tuned"]
@@ -67,4 +68,5 @@ def configs():
 
 stem_kernel_tuned = triton.autotune(
     configs=configs(), key=["F", "KW", "SPLIT", "FAST_GELU", "BLOCK_F"], do_bench=cnt._bench,
+    cache_results=AUTOTUNE_CACHE,
 )(stem_kernel)

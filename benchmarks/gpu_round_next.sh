@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# One device call (timeouts sum to 520 s): the opt-in autotune disk cache (its GPU test, then
+# what it saves in a fit's first epoch: three fresh processes on one empty cache directory —
+# 1 compiles and tunes (cache on: writes the picks), 2 has the compiles but tunes again (cache
+# off), 3 has compiles and picks (cache on)), then the Gluon
+# parity tests the last round's time limit left unrun.
+#
+#   bash benchmarks/gpu_round_next.sh [OUTDIR]
+set -u
+OUTDIR=${1:-${OUT:-gpu_round_out}}
+mkdir -p "$OUTDIR"
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+timeout 120 python -m pytest -q -m gpu tests/kernels/test_autotune_cache.py 2>&1 | tee "$OUTDIR/tests_autotune_cache.log" | tail -3
+C=$(mktemp -d)
+for i in 1 2 3; do
+  c=1; [ "$i" = 2 ] && c=0
+  TRITON_CACHE_DIR=$C STRANDWISE_AUTOTUNE_CACHE=$c timeout 100 python benchmarks/bench_fit_step.py --n 1024 --epochs 2 \
+      --precisions bf16-mixed --graph 1 --out "$OUTDIR/fit_first_epoch_$i.json" 2>&1 | grep '^{' | tail -1
+done
+timeout 100 python -m pytest -q -m gpu tests/kernels/test_cheri_infer_gluon.py -k coalesced 2>&1 | tail -2
