@@ -78,6 +78,8 @@ def main(argv=None):
     ap.add_argument("--C", type=int, default=128)
     ap.add_argument("--dilation", type=int, default=4)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile baseline")
+    ap.add_argument("--dtypes", default="fp32,fp32+tf32,bf16",
+                    help="rows to run, comma-separated (fp32, fp32+tf32, bf16)")
     ap.add_argument("--out", default="bench_cheri_block.json")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
@@ -109,7 +111,10 @@ def main(argv=None):
     elems = N * L * C
     mm_flops = 2 * N * L * C * H * 2  # two projections, forward
 
+    wanted = set(args.dtypes.split(","))
     for label, dt, tf32 in (("fp32", torch.float32, False), ("fp32+tf32", torch.float32, True), ("bf16", torch.bfloat16, False)):
+        if label not in wanted:
+            continue
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=(dt == torch.bfloat16))
@@ -221,6 +226,7 @@ def main(argv=None):
         "gpu": gpu, "date": datetime.date.today().isoformat(), "torch": torch.__version__,
         "shape": dict(N=N, L=L, C=C, dilation=d), "ceilings": ceil, "rows": rows,
         "conv_norm_bwd_plans_fp32_ms": plan_ms, "errors": errors, "autotuned_configs": chosen,
+        "fused_fp32": os.environ.get("STRANDWISE_FUSED_FP32", "0"),
     }
     import triton
 

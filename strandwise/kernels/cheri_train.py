@@ -28,11 +28,22 @@ When it runs: by default (``Cherimoya.set_fused_training(False)`` or ``block.fus
 False`` switches it off), as :func:`cheri_train_eligible` says (checked by
 :class:`strandwise.models.CheriBlock`, which also skips it with module hooks and under
 ``torch.compile``): CUDA, Triton, grad enabled, bf16/fp16 activations (autocast's dtype, if autocast is on),
-``16 ≤ C ≤ 256``, ``H % 16 == 0``. fp32 activations keep the cuBLAS path (exact fp32 products
-with TF32 off: Triton's fp32 products are far slower).
+``16 ≤ C ≤ 256``, ``H % 16 == 0``. fp32 activations keep the cuBLAS path by default (exact fp32
+products with TF32 off).
+
+fp32, opt-in and experimental (:func:`set_fused_training_fp32`, or ``STRANDWISE_FUSED_FP32=1`` or
+a precision name in the environment before import; GPU speed not yet measured): fp32
+activations (autocast off) take the fused path too. Its two products in each kernel run on tensor
+cores through Triton's multi-term splits: ``"tf32x3"`` (default; three TF32 products,
+fp32-level accuracy), ``"bf16x6"``, ``"bf16x3"`` (about 2⁻¹⁶ relative) or ``"ieee"`` (exact,
+slow). With ``torch.backends.cuda.matmul.allow_tf32 = True`` they take plain ``"tf32"``, as cuBLAS
+would. The weight gradients stay cuBLAS fp32 products, which follow PyTorch's TF32 setting.
+Activations saved for the backward are fp32: twice the bytes of the bf16 path.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -43,9 +54,43 @@ from strandwise.kernels.cheri_infer import (
 )
 from strandwise.kernels.conv_norm import CONV_NORM_EPS, triton_available
 
-__all__ = ["CheriBlockTrainFunc", "cheri_block_train", "cheri_train_eligible"]
+__all__ = ["CheriBlockTrainFunc", "cheri_block_train", "cheri_train_eligible", "set_fused_training_fp32",
+           "fp32_train_precision", "FP32_TRAIN_PRECISIONS"]
 
 _MAX_C = 256
+
+#: Product precisions the fp32 fused path can use (Triton ``input_precision`` names).
+FP32_TRAIN_PRECISIONS = ("tf32x3", "bf16x6", "bf16x3", "ieee")
+
+
+def _fp32_from_env() -> dict:
+    """``STRANDWISE_FUSED_FP32``: ``0`` (default) or ``1`` (on, ``tf32x3``) or a precision name."""
+    v = os.environ.get("STRANDWISE_FUSED_FP32", "0").strip()
+    if v in ("0", ""):
+        return {"on": False, "precision": "tf32x3"}
+    if v == "1":
+        return {"on": True, "precision": "tf32x3"}
+    if v in FP32_TRAIN_PRECISIONS:
+        return {"on": True, "precision": v}
+    raise ValueError(f"STRANDWISE_FUSED_FP32 must be 0, 1 or one of {FP32_TRAIN_PRECISIONS}; got {v!r}")
+
+
+_FP32 = _fp32_from_env()
+
+
+def set_fused_training_fp32(enabled: bool, precision: str = "tf32x3") -> None:
+    """Let fp32 activations (autocast off) take the fused training path (module docstring), with
+    ``precision`` for its products while TF32 matmuls are off."""
+    if precision not in FP32_TRAIN_PRECISIONS:
+        raise ValueError(f"precision must be one of {FP32_TRAIN_PRECISIONS}; got {precision!r}")
+    _FP32["on"] = bool(enabled)
+    _FP32["precision"] = precision
+
+
+def fp32_train_precision() -> str:
+    """The fp32 fused path's product precision now: ``"tf32"`` when PyTorch allows TF32 matmuls,
+    else the one chosen with :func:`set_fused_training_fp32`."""
+    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else _FP32["precision"]
 
 
 def cheri_train_eligible(x, conv_weight, w1, w2) -> bool:
@@ -53,9 +98,12 @@ def cheri_train_eligible(x, conv_weight, w1, w2) -> bool:
     try:
         if not block_shapes_ok(x, conv_weight, w1, w2, _MAX_C):
             return False
-        if x.dtype not in (torch.bfloat16, torch.float16):
+        if x.dtype == torch.float32:
+            if not _FP32["on"] or torch.is_autocast_enabled("cuda"):
+                return False
+        elif x.dtype not in (torch.bfloat16, torch.float16):
             return False
-        if torch.is_autocast_enabled("cuda") and torch.get_autocast_dtype("cuda") != x.dtype:
+        elif torch.is_autocast_enabled("cuda") and torch.get_autocast_dtype("cuda") != x.dtype:
             return False
         if not all(t.is_floating_point() for t in (conv_weight, w1, w2)):
             return False
@@ -80,6 +128,11 @@ def _mm_f32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.mm(a, b).float()
 
 
+def _dot_mode(dt) -> tuple[int, str]:
+    """``(DOT, PRECISION)`` of the block kernels for activations of dtype ``dt``."""
+    return (1, fp32_train_precision()) if dt == torch.float32 else (0, "ieee")
+
+
 def _mlp_backward(dout, z, w1b, w2sb, xn):
     """``(dz (N·L, H), dx̂ (N, L, C), sums (2, N) fp32)`` from the fused backward kernel;
     ``sums`` are the conv-norm backward's ``S1 = Σ dx̂`` and ``S2 = Σ dx̂·x̂`` per example."""
@@ -96,18 +149,21 @@ def _mlp_backward(dout, z, w1b, w2sb, xn):
 
     rs = torch.empty((2, NL), device=dout.device, dtype=torch.float32)
     args = (dout, z, w1b, w2sb, dz, dxn, xn, rs, NL, C, H)
+    dot, prec = _dot_mode(dout.dtype)
 
     def launch(fast):
+        consts = dict(BLOCK_C=bc, FAST_GELU=fast, DOT=dot, PRECISION=prec)
         if k.cnt.autotune_enabled():
-            DIRECT.call(k.mlp_bwd_kernel_tuned, grid, args, dict(BLOCK_C=bc, FAST_GELU=fast))
+            DIRECT.call(k.mlp_bwd_kernel_tuned, grid, args, consts)
         else:
             bh = k.cit._widest_chunk(H)
             bm = 64 if bc <= 128 else 32
             DIRECT.call(k.mlp_bwd_kernel, grid, args,
-                        dict(BLOCK_C=bc, BLOCK_H=bh, BLOCK_M=bm, FAST_GELU=fast, num_warps=4,
+                        dict(consts, BLOCK_H=bh, BLOCK_M=bm, num_warps=4,
                              num_stages=3 if H // bh >= 2 else 2))
 
-    run_with_fast_gelu(launch, fast_gelu_ok())
+    # hardware tanh only under half-precision rounding (as the forward)
+    run_with_fast_gelu(launch, dot == 0 and fast_gelu_ok())
     return dz, dxn, rs.view(2, N, L).sum(dim=2)
 
 
@@ -135,8 +191,9 @@ class CheriBlockTrainFunc(torch.autograd.Function):
         if x.numel():
             mean, rstd = cnt.conv_norm_stats(x, cw, dilation, eps)
             w1t, w2st = _derived_weights(w1, w2, s, dt)  # W1ᵀ (C, H), (s·W2)ᵀ (H, C)
+            dot, prec = _dot_mode(dt)
             launch_block_kernel((x, cw, w1t, w2st, mean, rstd, out, xn, z, h, N * L, L, C, H, int(dilation)),
-                                dot=0, prec="ieee", save=1)
+                                dot=dot, prec=prec, save=1)
         else:
             mean = rstd = torch.zeros((N,), device=x.device, dtype=torch.float32)
         ctx.save_for_backward(x, cw, mean, rstd, xn, z, h, w1, w2)
@@ -178,7 +235,7 @@ def cheri_block_train(x, conv_weight, w1, w2, dilation: int, residual_scale: flo
 
     Parameters
     ----------
-    x : torch.Tensor, shape (N, L, C), CUDA, bf16/fp16
+    x : torch.Tensor, shape (N, L, C), CUDA, bf16/fp16 (fp32 with :func:`set_fused_training_fp32`)
     conv_weight : torch.Tensor, shape (3, C)
     w1 : torch.Tensor, shape (H, C) — ``linear1.weight``
     w2 : torch.Tensor, shape (C, H) — ``linear2.weight``
@@ -197,8 +254,9 @@ def cheri_block_train(x, conv_weight, w1, w2, dilation: int, residual_scale: flo
     """
     if not cheri_train_eligible(x, conv_weight, w1, w2):
         raise ValueError(
-            "cheri_block_train needs CUDA bf16/fp16 x (N, L, C) with 16 <= C <= 256, H % 16 == 0, "
-            "matching weight shapes on x's device, Triton, and autocast off or in x's dtype"
+            "cheri_block_train needs CUDA bf16/fp16 x (or fp32 with set_fused_training_fp32(True) and "
+            "autocast off), shape (N, L, C) with 16 <= C <= 256, H % 16 == 0, matching weight shapes "
+            "on x's device, Triton, and autocast off or in x's dtype"
         )
     if isinstance(dilation, bool) or int(dilation) < 1:
         raise ValueError(f"dilation must be a positive int; got {dilation!r}")

@@ -37,12 +37,14 @@ __all__ = ["mlp_bwd_kernel", "mlp_bwd_kernel_tuned", "bwd_configs"]
 def mlp_bwd_kernel(
     dout_ptr, z_ptr, w1_ptr, w2s_ptr, dz_ptr, dxn_ptr, xn_ptr, rs_ptr, NL, C, H,
     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr, FAST_GELU: tl.constexpr,
-    PREFETCH_XN: tl.constexpr = 0,
+    PREFETCH_XN: tl.constexpr = 0, DOT: tl.constexpr = 0, PRECISION: tl.constexpr = "ieee",
 ):
     # w1: W1 (H, C) and w2s: s·W2 (C, H), both contiguous in the activations' dtype.
     # PREFETCH_XN: load x̂ (for the S2 row sums) before the hidden loop, so its latency hides under
     # the products, at the cost of holding the tile in registers through the loop; 0 loads it
     # after the loop. Both are autotune candidates.
+    # DOT: 0 = half-precision operands (bf16/fp16 activations); 1 = fp32 activations, products
+    # with PRECISION ("tf32", "tf32x3", "bf16x3", "bf16x6" or "ieee"; see cheri_train).
     pid = tl.program_id(0).to(tl.int64)
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < NL
@@ -59,7 +61,10 @@ def mlp_bwd_kernel(
         hmask = hid < H
         w2c = tl.load(w2s_ptr + cols[:, None] * H + hid[None, :],
                       mask=cmask[:, None] & hmask[None, :], other=0.0)
-        dh = tl.dot(go, w2c)
+        if DOT == 0:
+            dh = tl.dot(go, w2c)
+        else:
+            dh = tl.dot(go, w2c, input_precision=PRECISION)
         hoffs = rows[:, None] * H + hid[None, :]
         hm = rmask[:, None] & hmask[None, :]
         z = tl.load(z_ptr + hoffs, mask=hm, other=0.0).to(tl.float32)
@@ -67,7 +72,10 @@ def mlp_bwd_kernel(
         tl.store(dz_ptr + hoffs, dz, mask=hm)
         w1c = tl.load(w1_ptr + hid[:, None] * C + cols[None, :],
                       mask=hmask[:, None] & cmask[None, :], other=0.0)
-        acc += tl.dot(dz, w1c)
+        if DOT == 0:
+            acc += tl.dot(dz, w1c)
+        else:
+            acc += tl.dot(dz, w1c, input_precision=PRECISION)
     gq = acc.to(dxn_ptr.dtype.element_ty)
     tl.store(dxn_ptr + offs, gq, mask=m_c)
     # the conv-norm backward's per-row sums Σ_c dx̂ and Σ_c dx̂·x̂ (x̂ as saved by the forward, dx̂
@@ -117,6 +125,6 @@ def _prune(cfgs, named_args, **kwargs):
 
 
 mlp_bwd_kernel_tuned = triton.autotune(
-    configs=bwd_configs(), key=["C", "H", "FAST_GELU"],
+    configs=bwd_configs(), key=["C", "H", "FAST_GELU", "DOT", "PRECISION"],
     prune_configs_by={"early_config_prune": _prune}, do_bench=cnt._bench, cache_results=AUTOTUNE_CACHE,
 )(mlp_bwd_kernel)

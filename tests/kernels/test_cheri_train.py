@@ -137,6 +137,60 @@ def test_every_mlp_bwd_config_gives_the_same_values():
             assert rel_err(a, b.double().cpu()) < 2 * EPS["bf16"], cfg
 
 
+_FP32_SCRIPT = r"""
+import sys
+sys.path.insert(0, {testdir!r})
+import torch
+from test_cheri_train import block_inputs, reference_grads, rel_err
+from strandwise.kernels import conv_norm_triton
+from strandwise.kernels.cheri_train import CheriBlockTrainFunc, fp32_train_precision, set_fused_training_fp32
+
+conv_norm_triton.set_autotune(False)
+set_fused_training_fp32(True)
+assert fp32_train_precision() == "tf32x3"
+for N, L, C, H, d in [(2, 70, 32, 64, 4), (1, 19, 48, 96, 16)]:
+    x, cw, w1, w2, g = block_inputs(N, L, C, H, seed=L)
+    ref, ref_grads = reference_grads(x, cw, w1, w2, g, d)
+    xf = x.clone().requires_grad_()
+    ps = [t.clone().requires_grad_() for t in (cw, w1, w2)]
+    out = CheriBlockTrainFunc.apply(xf, *ps, d, 0.15, 1e-3)
+    grads = torch.autograd.grad(out, [xf] + ps, g)
+    assert out.dtype == torch.float32 and all(t.dtype == torch.float32 for t in grads)
+    # fp32 end to end: only fp32 rounding (the interpreter's products are fp32 numpy products)
+    assert rel_err(out, ref) < 1e-5, (N, L, C, H, d, rel_err(out, ref))
+    for name, a, b in zip(("x", "cw", "w1", "w2"), grads, ref_grads):
+        assert rel_err(a, b) < 1e-4, (N, L, C, H, d, name, rel_err(a, b))
+print("INTERPRETER-OK")
+"""
+
+
+def test_fp32_fused_block_under_interpreter():
+    run_under_interpreter(_FP32_SCRIPT, __file__)
+
+
+def test_fp32_fused_path_is_opt_in():
+    from strandwise.kernels import cheri_train as ct
+
+    assert ct._FP32["on"] is False or __import__("os").environ.get("STRANDWISE_FUSED_FP32") == "1"
+    with pytest.raises(ValueError, match="precision"):
+        ct.set_fused_training_fp32(True, precision="fp8")
+    prev = dict(ct._FP32)
+    try:
+        ct.set_fused_training_fp32(True, precision="bf16x3")
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        try:
+            torch.backends.cuda.matmul.allow_tf32 = False
+            assert ct.fp32_train_precision() == "bf16x3"
+            torch.backends.cuda.matmul.allow_tf32 = True
+            assert ct.fp32_train_precision() == "tf32"  # PyTorch's TF32 switch wins
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+        x, cw, w1, w2, _ = block_inputs(1, 8, 16, 32)
+        assert not cheri_train_eligible(x, cw, w1, w2)  # still CPU
+    finally:
+        ct._FP32.update(prev)
+
+
 def test_not_eligible_on_cpu_or_fp32():
     x, cw, w1, w2, _ = block_inputs(1, 8, 16, 32)
     assert not cheri_train_eligible(x, cw, w1, w2)
@@ -171,6 +225,28 @@ def test_fused_block_vs_float64(cnt, N, L, C, H, d, dt):
     assert rel_err(out, ref) < 4 * EPS[dt], rel_err(out, ref)
     for name, a, b in zip(("x", "cw", "w1", "w2"), grads, ref_grads):
         assert rel_err(a, b) < 8 * EPS[dt], (name, rel_err(a, b))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("prec,tol", [("tf32x3", 3e-5), ("bf16x6", 3e-5), ("bf16x3", 3e-4)])
+@pytest.mark.parametrize("N,L,C,H,d", [(3, 37, 32, 64, 2), (4, 513, 128, 256, 16), (2, 300, 256, 512, 256)])
+def test_fp32_fused_block_vs_float64(cnt, N, L, C, H, d, prec, tol, monkeypatch):
+    from strandwise.kernels import cheri_train as ct
+
+    monkeypatch.setitem(ct._FP32, "on", True)
+    monkeypatch.setitem(ct._FP32, "precision", prec)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    x, cw, w1, w2, g = block_inputs(N, L, C, H, seed=C + L)
+    ref, ref_grads = reference_grads(x, cw, w1, w2, g, d)
+    xg = x.cuda().requires_grad_()
+    ps = [t.cuda().requires_grad_() for t in (cw, w1, w2)]
+    assert cheri_train_eligible(xg, *ps)
+    out = cheri_block_train(xg, *ps, d)
+    grads = torch.autograd.grad(out, [xg] + ps, g.cuda())
+    assert out.dtype == torch.float32
+    assert rel_err(out, ref) < tol, rel_err(out, ref)
+    for name, a, b in zip(("x", "cw", "w1", "w2"), grads, ref_grads):
+        assert rel_err(a, b) < 4 * tol, (name, rel_err(a, b))
 
 
 @pytest.mark.gpu

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# One device call (timeouts sum to 520 s): the opt-in autotune disk cache (its GPU test, then
-# what it saves in a fit's first epoch: three fresh processes on one empty cache directory —
-# 1 compiles and tunes (cache on: writes the picks), 2 has the compiles but tunes again (cache
-# off), 3 has compiles and picks (cache on)), then the Gluon
+# One device call (timeouts sum to 520 s): the opt-in autotune disk cache (STRANDWISE_AUTOTUNE_CACHE)
+# — its GPU test, then what it saves in the first epoch of a fit: three fresh processes on one
+# empty Triton cache directory: (1) compiles and tunes, writing the picks; (2) finds the compiled
+# kernels but tunes again (cache off); (3) finds kernels and picks (cache on). Then the two Gluon
 # parity tests the last round's time limit left unrun.
 #
-#   bash benchmarks/gpu_round_next.sh [OUTDIR]
+#   bash benchmarks/gpu_round_autotune_cache.sh [OUTDIR]
 set -u
 OUTDIR=${1:-${OUT:-gpu_round_out}}
 mkdir -p "$OUTDIR"
