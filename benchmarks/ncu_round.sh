@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# One device call (Firecracker machines only: ncu reads counters there; timeouts sum to 540 s):
+# Nsight Compute on one call (an NVTX range, after autotuning) of the kernels behind the open targets
+# (benchmarks/ncu_targets.py). Speed of light, memory workload, warp states (what stalls the
+# warps), scheduler and occupancy; CSV pages into OUTDIR. Clocks left alone (--clock-control none).
+#
+#   bash benchmarks/ncu_round.sh [OUTDIR]
+set -u
+OUTDIR=${1:-${OUT:-gpu_round_out}}
+mkdir -p "$OUTDIR"
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+SECTIONS="--section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats --section Occupancy --section LaunchStats --section ComputeWorkloadAnalysis"
+prof() {  # name, kernel regex
+  timeout 170 ncu --clock-control none --nvtx --nvtx-include "profile/" $SECTIONS -k "regex:$2" \
+      --csv --page details python benchmarks/ncu_targets.py "$1" > "$OUTDIR/ncu_$1.csv" 2> "$OUTDIR/ncu_$1.err"
+  echo "$1: rc=$? $(wc -l < "$OUTDIR/ncu_$1.csv") lines"
+  grep -E '"(Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Registers Per Thread|Achieved Occupancy|Issue Slots Busy|No Eligible)"' "$OUTDIR/ncu_$1.csv" | cut -d, -f5,13- | head -24
+}
+prof infer "mlp_kernel|_fwd_stats|finalize"
+prof infer_gluon_c "mlp_kernel_gluon|_fwd_stats|finalize"
+prof scan_fwd "_fwd|_summ"

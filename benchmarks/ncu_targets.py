@@ -1,0 +1,58 @@
+"""Driver for Nsight Compute: the kernels the open targets hinge on, each run once inside an NVTX
+range ``profile`` after its autotuning and two warm calls (``ncu --nvtx --nvtx-include profile/``
+profiles only that call; see ncu_round.sh).
+
+    python benchmarks/ncu_targets.py {infer,infer_gluon_c,scan_fwd}
+
+* ``infer``: the Cheri block inference megakernel, bf16, N=512, L=1024, C=128, d=4 (stats
+  prepass + MLP pass; target 0.20 ms, measured 0.385–0.387);
+* ``infer_gluon_c``: the same call through the Gluon MLP pass with coalesced I/O (0.373 on an H100);
+* ``scan_fwd``: the selective-scan forward at (8, 1024, 4096), the row 7 % behind upstream.
+"""
+
+import sys
+
+import torch
+
+
+def _profile(f):
+    with torch.no_grad():
+        for _ in range(3):  # autotuning, then warm calls
+            f()
+        torch.cuda.synchronize()
+        torch.cuda.nvtx.range_push("profile")
+        f()
+        torch.cuda.nvtx.range_pop()
+
+
+def main(which):
+    torch.manual_seed(0)
+    if which.startswith("infer"):
+        from strandwise.kernels import cheri_infer as ci
+
+        if which == "infer_gluon_c":
+            ci.set_gluon_inference(True)
+            ci.GLUON_COALESCED = True
+        C = 128
+        x = torch.randn(512, 1024, C, device="cuda").bfloat16()
+        cw = torch.randn(3, C, device="cuda")
+        w1 = torch.randn(2 * C, C, device="cuda") * 0.02
+        w2 = torch.randn(C, 2 * C, device="cuda") * 0.02
+        f = lambda: ci.cheri_block_inference(x, cw, w1, w2, 4)  # noqa: E731
+        _profile(f)
+    elif which == "scan_fwd":
+        sys.path.insert(0, "benchmarks")
+        from bench_selective_scan import make_inputs
+        from strandwise.kernels.selective_scan import selective_scan_fn
+
+        a = make_inputs(8, 1024, 4096, "cuda")
+        f = lambda: selective_scan_fn(a["u"], a["delta"], a["A"], a["B"], a["C"], a["D"], a["z"],  # noqa: E731
+                                      a["delta_bias"], delta_softplus=True)
+        _profile(f)
+    else:
+        raise SystemExit(f"unknown target {which!r}")
+    torch.cuda.synchronize()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
