@@ -22,6 +22,7 @@ from strandwise.kernels.cheri_train import cheri_block_train, cheri_train_eligib
 from strandwise.kernels.conv_norm import FusedDilatedConvNorm
 from strandwise.kernels.stem import stem_compute_dtype, stem_inference, stem_infer_eligible
 from strandwise.models.cpu_chunks import chunk_size, has_module_hooks, run_chunked
+from strandwise.models.cpu_gelu import gelu_tanh_cpu
 
 __all__ = [
     "PRESETS",
@@ -174,7 +175,11 @@ class CheriBlock(nn.Module):
             cw, w1, w2 = self.conv.conv_weight, self.linear1.weight, self.linear2.weight
             if cheri_train_eligible(x, cw, w1, w2) and not has_module_hooks(self):
                 return cheri_block_train(x, cw, w1, w2, self.dilation, self.residual_scale)
-        h = self.activation(self.linear1(self.conv(x)))
+        z = self.linear1(self.conv(x))
+        if _cpu_gelu_applies(self, z):
+            h = gelu_tanh_cpu(z, inplace=True)  # same function, cache-chunked (models/cpu_gelu.py)
+        else:
+            h = self.activation(z)
         if x.is_cuda:
             # residual scale folded into W2, as in the inference megakernel: x + h·(s·W2)ᵀ is one
             # product and one add forward, and the backward needs no full-size multiply by s
@@ -183,6 +188,13 @@ class CheriBlock(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dilation={self.dilation}, residual_scale={self.residual_scale}"
+
+
+def _cpu_gelu_applies(module: nn.Module, z: torch.Tensor) -> bool:
+    """Whether ``module``'s GELU(tanh) of ``z`` may be :func:`gelu_tanh_cpu`: a CPU tensor, not
+    under ``torch.compile``, and no module hooks (they must see the ``nn.GELU`` call)."""
+    return (z.device.type == "cpu" and not torch.compiler.is_compiling()
+            and not has_module_hooks(module))
 
 
 def _emit_legacy_conv_key(module, state_dict, prefix, local_metadata):
@@ -429,7 +441,8 @@ class Cherimoya(nn.Module):
 
     def _forward_cpu(self, X, X_ctl=None):
         start, end = self.trimming, X.shape[-1] - self.trimming
-        h = self.igelu(self.iconv(X))
+        h = self.iconv(X)
+        h = gelu_tanh_cpu(h, inplace=True) if _cpu_gelu_applies(self, h) else self.igelu(h)
         h = h.transpose(1, 2).contiguous()
         for block in self.blocks:
             h = block(h)
