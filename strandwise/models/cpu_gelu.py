@@ -7,9 +7,10 @@ cancellation in ``1 + tanh(u)`` for large negative ``z``.
 PyTorch's CPU kernel for ``F.gelu(approximate="tanh")`` took 3.7–5.9 ms on a (8, 2,114, 192)
 fp32 tensor on the project's 2-core machine. One ``tanh`` or ``sigmoid`` pass over the same tensor
 takes 0.6–0.75 ms. Computing the formula 1,024 rows at a time keeps every intermediate in cache,
-and the forward then takes ~2.5 ms (the gradient stays PyTorch's). The Cheri Blocks' CPU path uses it
+and the forward then takes ~2.5 ms. The Cheri Blocks' CPU inference uses it
 (:class:`strandwise.models.CheriBlock`), except when module hooks are registered: those must see
-the ``nn.GELU`` module's call (e.g. DeepLIFT's rules).
+the ``nn.GELU`` module's call (e.g. DeepLIFT's rules). Training keeps ``nn.GELU`` (see
+``cherimoya._cpu_gelu_applies``).
 """
 
 from __future__ import annotations
