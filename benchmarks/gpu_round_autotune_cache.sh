@@ -6,11 +6,7 @@
 # parity tests the last round's time limit left unrun, and the graphed fit with control tracks.
 #
 #   bash benchmarks/gpu_round_autotune_cache.sh [OUTDIR]
-set -u
-OUTDIR=${1:-${OUT:-gpu_round_out}}
-mkdir -p "$OUTDIR"
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+source "$(dirname "$0")/_gpu_round_prelude.sh"
 timeout 120 python -m pytest -q -m gpu tests/kernels/test_autotune_cache.py 2>&1 | tee "$OUTDIR/tests_autotune_cache.log" | tail -3
 C=$(mktemp -d)
 for i in 1 2 3; do

@@ -8,11 +8,7 @@
 # files into OUTDIR (default $OUT, the device tool's output folder).
 #
 #   bash benchmarks/gpu_round_cheri_train.sh [OUTDIR]
-set -u
-OUTDIR=${1:-${OUT:-gpu_round_out}}
-mkdir -p "$OUTDIR"
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+source "$(dirname "$0")/_gpu_round_prelude.sh"
 python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 timeout 200 python -m pytest -q -m gpu tests/kernels/test_cheri_train.py 2>&1 | tee "$OUTDIR/tests_cheri_train.log" | tail -6
 timeout 110 python -m pytest -q -m gpu tests/kernels/test_conv_norm_triton.py \

@@ -4,11 +4,7 @@
 # residual), the comb-vs-tile table over the model's dilations, then the fused block's figures.
 #
 #   bash benchmarks/gpu_round_conv_norm.sh [OUTDIR]
-set -u
-OUTDIR=${1:-${OUT:-gpu_round_out}}
-mkdir -p "$OUTDIR"
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+source "$(dirname "$0")/_gpu_round_prelude.sh"
 timeout 120 python -m pytest -q -m gpu tests/kernels/test_conv_norm_triton.py 2>&1 | tee "$OUTDIR/tests_conv_norm.log" | tail -6
 timeout 200 python benchmarks/bench_conv_norm_bwd.py --dtypes bf16 --json "$OUTDIR/conv_norm_bwd_bf16.json" 2>&1 | tail -22
 timeout 60 python benchmarks/bench_conv_norm_bwd.py --dtypes fp32 --residual no --dilations 1,4,32,256 \

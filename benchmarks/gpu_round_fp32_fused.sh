@@ -5,11 +5,7 @@
 # each precision, TF32 off and on.
 #
 #   bash benchmarks/gpu_round_fp32_fused.sh [OUTDIR]
-set -u
-OUTDIR=${1:-${OUT:-gpu_round_out}}
-mkdir -p "$OUTDIR"
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+source "$(dirname "$0")/_gpu_round_prelude.sh"
 timeout 150 python -m pytest -q -m gpu tests/kernels/test_cheri_train.py -k fp32 2>&1 | tee "$OUTDIR/tests_fp32_fused.log" | tail -3
 for p in 0 tf32x3 bf16x3 bf16x6; do
   STRANDWISE_FUSED_FP32=$p timeout 90 python benchmarks/bench_cheri_block.py --no-compile --dtypes fp32,fp32+tf32 \

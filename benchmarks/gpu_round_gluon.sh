@@ -6,11 +6,7 @@
 # unrun) is benchmarks/gpu_round_gluon_model.sh.
 #
 #   bash benchmarks/gpu_round_gluon.sh [OUTDIR]
-set -u
-OUTDIR=${1:-${OUT:-gpu_round_out}}
-mkdir -p "$OUTDIR"
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+source "$(dirname "$0")/_gpu_round_prelude.sh"
 timeout 140 python -m pytest -q -m gpu tests/kernels/test_cheri_infer_gluon.py 2>&1 | tee "$OUTDIR/tests_gluon.log" | tail -15
 timeout 90 python benchmarks/bench_cheri_infer_gluon.py --warps 8,4,8h128,8c --out "$OUTDIR/cheri_infer_gluon.json" 2>&1 | tail -12
 timeout 160 python -m pytest -q -m gpu tests/train/test_cuda_graph_fit.py 2>&1 | tee "$OUTDIR/tests_fit_graph.log" | tail -15

@@ -5,11 +5,7 @@
 # warps), scheduler and occupancy; CSV pages into OUTDIR. Clocks left alone (--clock-control none).
 #
 #   bash benchmarks/ncu_round.sh [OUTDIR]
-set -u
-OUTDIR=${1:-${OUT:-gpu_round_out}}
-mkdir -p "$OUTDIR"
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+source "$(dirname "$0")/_gpu_round_prelude.sh"
 SECTIONS="--section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats --section Occupancy --section LaunchStats --section ComputeWorkloadAnalysis"
 prof() {  # name, kernel regex
   timeout 170 ncu --clock-control none --nvtx --nvtx-include "profile/" $SECTIONS -k "regex:$2" \
