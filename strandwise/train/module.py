@@ -181,8 +181,8 @@ class CherimoyaModule(L.LightningModule):
     def _reset_epoch_sums(self):
         # per-step loss sums stay on the device (a float() per step would sync the host with
         # the GPU every step and serialise data loading with the kernels)
-        self._sum_mnll = torch.zeros(())
-        self._sum_count = torch.zeros(())
+        self._sum_mnll = torch.zeros((), device=self.device)
+        self._sum_count = torch.zeros((), device=self.device)
         self._n_steps = 0
         self._epoch_start = time.perf_counter()
 
@@ -222,9 +222,6 @@ class CherimoyaModule(L.LightningModule):
             sched.step()
         self.ema.update(model)
         self.step_count += 1
-        if self._sum_mnll.device != profile.device:
-            self._sum_mnll = self._sum_mnll.to(profile.device)
-            self._sum_count = self._sum_count.to(profile.device)
         self._sum_mnll += profile.detach().float().mean()
         self._sum_count += count.detach().float().mean()
         self._n_steps += 1
