@@ -10,7 +10,20 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["cdiv", "next_pow2", "DirectLauncher", "DIRECT", "INTERPRETING", "AUTOTUNE_CACHE"]
+__all__ = ["cdiv", "next_pow2", "DirectLauncher", "DIRECT", "INTERPRETING", "AUTOTUNE_CACHE", "env_flag"]
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """A 0/1 switch from the environment (``default`` when unset). Other values raise, so a typo
+    does not silently keep the default."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    value = value.strip()
+    if value not in ("0", "1"):
+        raise ValueError(f"{name} must be 0 or 1; got {value!r}")
+    return value == "1"
+
 
 #: Triton's interpreter mode (``TRITON_INTERPRET=1``). Triton fixes it when kernels are decorated,
 #: i.e. at import, so it is read once here too (an environment lookup per call was a visible share
@@ -22,7 +35,7 @@ INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
 #: Triton version, GPU architecture, kernel source, tuning key and candidate configs, so a later
 #: process skips the benchmarking of every shape it has seen. Off by default: opt-in until its
 #: GPU test (``tests/kernels/test_autotune_cache.py``) has run.
-AUTOTUNE_CACHE = os.environ.get("STRANDWISE_AUTOTUNE_CACHE", "0") == "1"
+AUTOTUNE_CACHE = env_flag("STRANDWISE_AUTOTUNE_CACHE", False)
 
 
 def cdiv(a: int, b: int) -> int:

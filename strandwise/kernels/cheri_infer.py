@@ -36,13 +36,12 @@ Eligibility (:func:`cheri_infer_eligible`): CUDA tensors, Triton importable, gra
 
 from __future__ import annotations
 
-import os
 import weakref
 
 import torch
 import torch.nn.functional as F
 
-from strandwise.kernels._host import DIRECT, INTERPRETING, cdiv, next_pow2
+from strandwise.kernels._host import DIRECT, INTERPRETING, cdiv, env_flag, next_pow2
 from strandwise.kernels.conv_norm import CONV_NORM_EPS, _cheri_conv_norm_cpu, triton_available
 
 __all__ = [
@@ -196,7 +195,7 @@ def _infer_impl(x, conv_weight, w1, w2, dilation: int, residual_scale: float, ep
 
 # Hopper Gluon variant of the MLP pass (strandwise.kernels.cheri_infer_gluon): opt-in until its
 # GPU figures are in (set_gluon_inference(True) or STRANDWISE_GLUON_INFER=1 before import).
-_GLUON = {"on": os.environ.get("STRANDWISE_GLUON_INFER", "0") == "1"}
+_GLUON = {"on": env_flag("STRANDWISE_GLUON_INFER", False)}
 GLUON_SMEM_BUDGET = 160 * 1024  # both weights resident in shared memory (bytes)
 GLUON_BLOCK_H = 64
 GLUON_COALESCED = False  # x read / out written in 16-byte row pieces (via shared memory, 2 barriers a tile)

@@ -17,6 +17,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from strandwise.io.atomic import atomic_torch_save
+from strandwise.kernels._host import env_flag
 from strandwise.kernels.cheri_infer import cheri_block_inference, cheri_infer_eligible
 from strandwise.kernels.cheri_train import cheri_block_train, cheri_train_eligible
 from strandwise.kernels.conv_norm import FusedDilatedConvNorm
@@ -105,10 +106,7 @@ def fused_training_default() -> bool:
     ``STRANDWISE_FUSED_TRAINING=0`` (for runs started from the command line or a config, e.g.
     ``STRANDWISE_FUSED_TRAINING=0 strandwise fit config.json``). Other values than ``0``/``1``
     raise, so a typo does not silently keep the default."""
-    value = os.environ.get("STRANDWISE_FUSED_TRAINING", "1").strip()
-    if value not in ("0", "1"):
-        raise ValueError(f"STRANDWISE_FUSED_TRAINING must be 0 or 1; got {value!r}")
-    return value == "1"
+    return env_flag("STRANDWISE_FUSED_TRAINING", True)
 
 
 class CheriBlock(nn.Module):

@@ -29,3 +29,19 @@ def test_derived_weights_are_never_cached_while_a_cuda_graph_is_captured(monkeyp
     v1 = ci.cached_derived((real,), ("probe",), build)
     assert ci.cached_derived((real,), ("probe",), build) == v1  # cached outside capture
     ci.clear_derived_weight_cache()
+
+
+def test_env_flags_are_strict_zero_or_one(monkeypatch):
+    import pytest
+
+    from strandwise.kernels._host import env_flag
+
+    monkeypatch.delenv("STRANDWISE_TEST_FLAG", raising=False)
+    assert env_flag("STRANDWISE_TEST_FLAG", True) is True
+    monkeypatch.setenv("STRANDWISE_TEST_FLAG", " 0 ")
+    assert env_flag("STRANDWISE_TEST_FLAG", True) is False
+    monkeypatch.setenv("STRANDWISE_TEST_FLAG", "1")
+    assert env_flag("STRANDWISE_TEST_FLAG", False) is True
+    monkeypatch.setenv("STRANDWISE_TEST_FLAG", "yes")
+    with pytest.raises(ValueError, match="STRANDWISE_TEST_FLAG must be 0 or 1; got 'yes'"):
+        env_flag("STRANDWISE_TEST_FLAG", False)
