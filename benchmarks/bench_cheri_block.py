@@ -43,6 +43,12 @@ def plain_block(x, cw, w1, w2, d, s=0.15, eps=1e-3):
     return x + s * h
 
 
+def _fused_fp32_on() -> bool:
+    from strandwise.kernels.cheri_train import _FP32
+
+    return bool(_FP32["on"])
+
+
 def bench(fn, rep=200):
     import triton
 
@@ -133,7 +139,8 @@ def main(argv=None):
         if compiled_plain is not None:
             impls["plain_compile"] = lambda x: compiled_plain(x, cw, w1, w2, d)
         impls["strandwise"] = ours
-        if dt == torch.bfloat16:  # the fused training block (bf16/fp16 activations only)
+        # the fused training block: bf16/fp16 activations, and fp32 where STRANDWISE_FUSED_FP32 is on
+        if dt == torch.bfloat16 or (dt == torch.float32 and _fused_fp32_on()):
             impls["strandwise_fused"] = lambda x: cheri_block_train(x, cw, w1, w2, d)
         for impl, fn in impls.items():
             try:

@@ -163,6 +163,37 @@ def _kernels():
     return cheri_infer_triton
 
 
+def smem_ladder(meta: dict, num_stages: int, fp32_ops: bool):
+    """``(meta, num_stages)`` of a heuristic launch, then (fp32 operands only) smaller shared-memory
+    footprints: two stages, then hidden chunks halved down to 16. fp32 weight chunks take twice
+    the bytes of bf16 ones: the bf16 choice needed 256 KiB at C = 128 (H100, tf32x3), over sm_90's
+    227 KiB."""
+    yield meta, num_stages
+    if not fp32_ops:
+        return
+    if num_stages > 2:
+        yield meta, 2
+    bh = meta["BLOCK_H"]
+    while bh > 16:
+        bh //= 2
+        yield dict(meta, BLOCK_H=bh), 2
+
+
+def launch_first_fitting(launch, ladder) -> None:
+    """``launch(meta, num_stages)`` for each step of ``ladder`` until one compiles within the
+    GPU's shared memory; the last step's error propagates."""
+    from triton.runtime.errors import OutOfResources
+
+    steps = list(ladder)
+    for i, (meta, ns) in enumerate(steps):
+        try:
+            launch(meta, ns)
+            return
+        except OutOfResources:
+            if i == len(steps) - 1:
+                raise
+
+
 def _heuristic(bc: int, H: int):
     bm = max(32, min(128, 8192 // bc))
     nw = max(4, min(16, bm * bc // (32 * 64)))
@@ -294,8 +325,10 @@ def launch_block_kernel(args: tuple, dot: int, prec: str, save: int = 0) -> None
         else:
             meta, nw = _heuristic(bc, H)
             # 3 stages: the sweep's best at C=128 (0.320 vs 0.334 ms with 2, bf16, H200)
-            DIRECT.call(k.mlp_kernel, grid, args,
-                        dict(consts, num_warps=nw, num_stages=3 if H // meta["BLOCK_H"] >= 2 else 2, **meta))
+            ns = 3 if H // meta["BLOCK_H"] >= 2 else 2
+            launch_first_fitting(
+                lambda m, n: DIRECT.call(k.mlp_kernel, grid, args, dict(consts, num_warps=nw, num_stages=n, **m)),
+                smem_ladder(meta, ns, fp32_ops=dot == 1 and args[2].dtype == torch.float32))
 
     run_with_fast_gelu(launch, dot == 0 and fast_gelu_ok())
 

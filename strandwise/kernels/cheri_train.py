@@ -34,9 +34,10 @@ products with TF32 off).
 fp32, opt-in and experimental (:func:`set_fused_training_fp32`, or ``STRANDWISE_FUSED_FP32=1`` or
 a precision name in the environment before import; GPU speed not yet measured): fp32
 activations (autocast off) take the fused path too. Its two products in each kernel run on tensor
-cores through Triton's multi-term splits: ``"tf32x3"`` (default; three TF32 products,
-fp32-level accuracy), ``"bf16x6"``, ``"bf16x3"`` (about 2⁻¹⁶ relative) or ``"ieee"`` (exact,
-slow). With ``torch.backends.cuda.matmul.allow_tf32 = True`` they take plain ``"tf32"``, as cuBLAS
+cores through Triton's three-term TF32 split, ``"tf32x3"`` (default; fp32-level accuracy), or
+run as exact fp32 FMAs, ``"ieee"`` (slow). Triton's ``"bf16x3"`` and ``"bf16x6"`` splits are not
+offered: in these kernels they returned wrong products on an H100 (Triton 3.6; relative errors
+0.27 and 5.5 against float64, BENCHMARKS.md Round 11). With ``torch.backends.cuda.matmul.allow_tf32 = True`` they take plain ``"tf32"``, as cuBLAS
 would. The weight gradients stay cuBLAS fp32 products, which follow PyTorch's TF32 setting.
 Activations saved for the backward are fp32: twice the bytes of the bf16 path.
 """
@@ -50,7 +51,8 @@ from torch.autograd.function import once_differentiable
 
 from strandwise.kernels._host import DIRECT, cdiv, next_pow2
 from strandwise.kernels.cheri_infer import (
-    _derived_weights, block_shapes_ok, fast_gelu_ok, launch_block_kernel, run_with_fast_gelu,
+    _derived_weights, block_shapes_ok, fast_gelu_ok, launch_block_kernel, launch_first_fitting,
+    run_with_fast_gelu, smem_ladder,
 )
 from strandwise.kernels.conv_norm import CONV_NORM_EPS, triton_available
 
@@ -60,7 +62,7 @@ __all__ = ["CheriBlockTrainFunc", "cheri_block_train", "cheri_train_eligible", "
 _MAX_C = 256
 
 #: Product precisions the fp32 fused path can use (Triton ``input_precision`` names).
-FP32_TRAIN_PRECISIONS = ("tf32x3", "bf16x6", "bf16x3", "ieee")
+FP32_TRAIN_PRECISIONS = ("tf32x3", "ieee")
 
 
 def _fp32_from_env() -> dict:
@@ -158,9 +160,9 @@ def _mlp_backward(dout, z, w1b, w2sb, xn):
         else:
             bh = k.cit._widest_chunk(H)
             bm = 64 if bc <= 128 else 32
-            DIRECT.call(k.mlp_bwd_kernel, grid, args,
-                        dict(consts, BLOCK_H=bh, BLOCK_M=bm, num_warps=4,
-                             num_stages=3 if H // bh >= 2 else 2))
+            launch_first_fitting(
+                lambda m, n: DIRECT.call(k.mlp_bwd_kernel, grid, args, dict(consts, num_warps=4, num_stages=n, **m)),
+                smem_ladder({"BLOCK_H": bh, "BLOCK_M": bm}, 3 if H // bh >= 2 else 2, fp32_ops=dot == 1))
 
     # hardware tanh only under half-precision rounding (as the forward)
     run_with_fast_gelu(launch, dot == 0 and fast_gelu_ok())

@@ -44,7 +44,7 @@ def mlp_bwd_kernel(
     # the products, at the cost of holding the tile in registers through the loop; 0 loads it
     # after the loop. Both are autotune candidates.
     # DOT: 0 = half-precision operands (bf16/fp16 activations); 1 = fp32 activations, products
-    # with PRECISION ("tf32", "tf32x3", "bf16x3", "bf16x6" or "ieee"; see cheri_train).
+    # with PRECISION ("tf32", "tf32x3" or "ieee"; see cheri_train).
     pid = tl.program_id(0).to(tl.int64)
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < NL
@@ -109,7 +109,9 @@ def _prune(cfgs, named_args, **kwargs):
     for cfg in cfgs:
         bm = cfg.kwargs["BLOCK_M"]
         per_thread = bm * bc // (32 * cfg.num_warps)
-        if cfg.kwargs["BLOCK_H"] != widest or not (32 <= per_thread <= 128):
+        bh = cfg.kwargs["BLOCK_H"]
+        # fp32 operands (DOT=1): narrower hidden chunks too (shared memory; see cit.prune_full)
+        if not (bh == widest or (kwargs.get("DOT", 0) == 1 and bh < widest)) or not (32 <= per_thread <= 128):
             continue
         if bm < 64 and bc <= 256:
             continue

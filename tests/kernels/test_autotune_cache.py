@@ -1,4 +1,4 @@
-"""``STRANDWISE_AUTOTUNE_CACHE=1``: tuning results kept in Triton's disk cache across processes.
+"""Triton's autotune results kept in its disk cache across processes (``STRANDWISE_AUTOTUNE_CACHE``, on by default).
 
 GPU test: two fresh processes share one empty ``TRITON_CACHE_DIR``; the first tunes (Triton
 prints each tuning under ``TRITON_PRINT_AUTOTUNING=1``), the second must find every result on

@@ -184,3 +184,38 @@ def test_cheri_kernels_take_the_direct_path_layout():
         assert all(p.name.endswith("_ptr") for p in ps[:nt]), ps[:nt]
         assert not any(p.is_constexpr or p.name.endswith("_ptr") for p in ps[nt:nt + ns])
         assert ps[nt + ns:] and all(p.is_constexpr for p in ps[nt + ns:])
+
+
+def test_smem_ladder_steps_down_only_for_fp32_operands():
+    from strandwise.kernels.cheri_infer import smem_ladder
+
+    meta = {"BLOCK_M": 64, "BLOCK_H": 64}
+    assert list(smem_ladder(meta, 3, fp32_ops=False)) == [(meta, 3)]
+    steps = list(smem_ladder(meta, 3, fp32_ops=True))
+    assert steps[:2] == [(meta, 3), (meta, 2)]
+    assert [(m["BLOCK_H"], n) for m, n in steps[2:]] == [(32, 2), (16, 2)]
+    assert all(m["BLOCK_M"] == 64 for m, _ in steps)
+
+
+def test_launch_first_fitting_skips_configs_over_shared_memory():
+    pytest.importorskip("triton")
+    from triton.runtime.errors import OutOfResources
+
+    from strandwise.kernels.cheri_infer import launch_first_fitting
+
+    tried = []
+
+    def launch(meta, ns):
+        tried.append((meta["BLOCK_H"], ns))
+        if meta["BLOCK_H"] > 16:
+            raise OutOfResources(300_000, 232_448, "shared memory")
+
+    ladder = [({"BLOCK_H": 64}, 3), ({"BLOCK_H": 32}, 2), ({"BLOCK_H": 16}, 2), ({"BLOCK_H": 8}, 2)]
+    launch_first_fitting(launch, ladder)
+    assert tried == [(64, 3), (32, 2), (16, 2)]  # stops at the first that fits
+    tried.clear()
+    with pytest.raises(OutOfResources):  # none fits: the last error propagates
+        launch_first_fitting(launch, ladder[:2])
+    assert tried == [(64, 3), (32, 2)]
+    with pytest.raises(ValueError):  # other errors are not swallowed
+        launch_first_fitting(lambda m, n: (_ for _ in ()).throw(ValueError("x")), ladder)
