@@ -116,10 +116,8 @@ def prune(cfgs, named_args, **kwargs):
     and 128-wide hidden chunks 5–25 % slower; compiling the whole space on every new shape would
     cost minutes."""
     widest = _widest_chunk(named_args["H"])
-    fp32_ops = kwargs.get("DOT", 0) == 1
     keep = [c for c in prune_full(cfgs, named_args, **kwargs)
-            if c.kwargs["RELOAD_RES"] == 1 and c.num_stages <= 3
-            and (c.kwargs["BLOCK_H"] == widest or (fp32_ops and c.kwargs["BLOCK_H"] < widest))]
+            if c.kwargs["RELOAD_RES"] == 1 and c.num_stages <= 3 and c.kwargs["BLOCK_H"] == widest]
     return keep or prune_full(cfgs, named_args, **kwargs)[:1]
 
 
@@ -136,10 +134,7 @@ def prune_full(cfgs, named_args, **kwargs):
         # up to 128 accumulator registers per thread: the usual Hopper tile (128×128 per warpgroup)
         if not (32 <= per_thread <= 128):
             continue
-        # fp32 operands (DOT=1) double the weight chunks' shared memory: narrower chunks too,
-        # so a config that fits is among the candidates (the tuner skips the ones that do not)
-        narrow = kwargs.get("DOT", 0) == 1 and bh < widest
-        if not (bh == widest or narrow or (bh == 128 and H % 128 == 0 and bc <= 256)):
+        if not (bh == widest or (bh == 128 and H % 128 == 0 and bc <= 256)):
             continue
         if bm < 64 and bc <= 256:  # small row tiles re-read the weights often
             continue

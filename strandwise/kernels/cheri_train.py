@@ -31,8 +31,10 @@ False`` switches it off), as :func:`cheri_train_eligible` says (checked by
 ``16 ≤ C ≤ 256``, ``H % 16 == 0``. fp32 activations keep the cuBLAS path by default (exact fp32
 products with TF32 off).
 
-fp32, opt-in and experimental (:func:`set_fused_training_fp32`, or ``STRANDWISE_FUSED_FP32=1`` or
-a precision name in the environment before import; GPU speed not yet measured): fp32
+fp32, opt-in and slower than the default (:func:`set_fused_training_fp32`, or
+``STRANDWISE_FUSED_FP32=1`` or a precision name in the environment before import; H100
+forward+backward at N=512, L=1024, C=128: 9.45 ms with ``tf32x3`` against 6.89 for the cuBLAS
+fp32 path, BENCHMARKS.md Round 11): fp32
 activations (autocast off) take the fused path too. Its two products in each kernel run on tensor
 cores through Triton's three-term TF32 split, ``"tf32x3"`` (default; fp32-level accuracy), or
 run as exact fp32 FMAs, ``"ieee"`` (slow). Triton's ``"bf16x3"`` and ``"bf16x6"`` splits are not
@@ -51,8 +53,8 @@ from torch.autograd.function import once_differentiable
 
 from strandwise.kernels._host import DIRECT, cdiv, next_pow2
 from strandwise.kernels.cheri_infer import (
-    _derived_weights, block_shapes_ok, fast_gelu_ok, launch_block_kernel, launch_first_fitting,
-    run_with_fast_gelu, smem_ladder,
+    _derived_weights, block_shapes_ok, fast_gelu_ok, heuristic_only, launch_block_kernel,
+    launch_first_fitting, run_with_fast_gelu, smem_ladder,
 )
 from strandwise.kernels.conv_norm import CONV_NORM_EPS, triton_available
 
@@ -155,7 +157,7 @@ def _mlp_backward(dout, z, w1b, w2sb, xn):
 
     def launch(fast):
         consts = dict(BLOCK_C=bc, FAST_GELU=fast, DOT=dot, PRECISION=prec)
-        if k.cnt.autotune_enabled():
+        if k.cnt.autotune_enabled() and not heuristic_only(dot, prec):
             DIRECT.call(k.mlp_bwd_kernel_tuned, grid, args, consts)
         else:
             bh = k.cit._widest_chunk(H)

@@ -109,9 +109,7 @@ def _prune(cfgs, named_args, **kwargs):
     for cfg in cfgs:
         bm = cfg.kwargs["BLOCK_M"]
         per_thread = bm * bc // (32 * cfg.num_warps)
-        bh = cfg.kwargs["BLOCK_H"]
-        # fp32 operands (DOT=1): narrower hidden chunks too (shared memory; see cit.prune_full)
-        if not (bh == widest or (kwargs.get("DOT", 0) == 1 and bh < widest)) or not (32 <= per_thread <= 128):
+        if cfg.kwargs["BLOCK_H"] != widest or not (32 <= per_thread <= 128):
             continue
         if bm < 64 and bc <= 256:
             continue
