@@ -82,7 +82,8 @@ def main(argv=None):
         for cfg in cfgs:
             consts = dict(cfg.kwargs, BLOCK_C=bc, FAST_GELU=True, **extra)
             try:
-                ck = compile_sm90(fn, consts, half, num_warps=cfg.num_warps, ints=ints, num_stages=cfg.num_stages)
+                ck = compile_sm90(fn, consts, half, num_warps=cfg.num_warps, ints=ints, num_stages=cfg.num_stages,
+                                  maxnreg=cfg.maxnreg)
                 sass, usage = sass_of(ck)
                 row = dict(kernel=name, config=str(cfg), **usage, **mix(sass))
             except Exception as exc:  # a compile failure is the result

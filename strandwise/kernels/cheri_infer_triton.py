@@ -101,6 +101,19 @@ def configs():
         for rr in (0, 1)
         for nw in (4, 8, 16)
         for ns in (2, 3, 4)
+    ] + capped_configs()
+
+
+def capped_configs():
+    """8-warp, 64-row tiles with the registers capped at 128 per thread (``maxnreg``): two such
+    programs fit an SM's 64 K registers, where the uncapped 4-warp pick takes 244 registers and
+    fits two 4-warp programs (Nsight Compute, BENCHMARKS.md Round 11). Offline sm_90 compile at
+    C = 128, H = 256: hidden chunks of 32 need 156 registers uncapped and spill 8 bytes capped;
+    chunks of 64 spill 64 bytes."""
+    return [
+        triton.Config({"BLOCK_M": 64, "BLOCK_H": bh, "RELOAD_RES": 1}, num_warps=8, num_stages=ns, maxnreg=128)
+        for bh in (32, 64)
+        for ns in (3, 4)
     ]
 
 
@@ -117,7 +130,8 @@ def prune(cfgs, named_args, **kwargs):
     cost minutes."""
     widest = _widest_chunk(named_args["H"])
     keep = [c for c in prune_full(cfgs, named_args, **kwargs)
-            if c.kwargs["RELOAD_RES"] == 1 and c.num_stages <= 3 and c.kwargs["BLOCK_H"] == widest]
+            if c.kwargs["RELOAD_RES"] == 1 and (c.num_stages <= 3 or c.maxnreg)
+            and (c.kwargs["BLOCK_H"] == widest or (c.maxnreg and c.kwargs["BLOCK_H"] == widest // 2))]
     return keep or prune_full(cfgs, named_args, **kwargs)[:1]
 
 
@@ -134,7 +148,8 @@ def prune_full(cfgs, named_args, **kwargs):
         # up to 128 accumulator registers per thread: the usual Hopper tile (128×128 per warpgroup)
         if not (32 <= per_thread <= 128):
             continue
-        if not (bh == widest or (bh == 128 and H % 128 == 0 and bc <= 256)):
+        capped_half = cfg.maxnreg is not None and bh == widest // 2 and bh >= 16
+        if not (bh == widest or capped_half or (bh == 128 and H % 128 == 0 and bc <= 256)):
             continue
         if bm < 64 and bc <= 256:  # small row tiles re-read the weights often
             continue

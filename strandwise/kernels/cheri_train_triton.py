@@ -97,6 +97,11 @@ def bwd_configs():
         for nw in (4, 8)
         for ns in (2, 3)
         for pf in (0, 1)
+    ] + [  # registers capped at 128: two 8-warp programs per SM (see cit.capped_configs); offline
+        # sm_90 at C = 128, H = 256: chunks of 32 take 136 registers uncapped, no spill capped
+        triton.Config({"BLOCK_M": 64, "BLOCK_H": bh, "PREFETCH_XN": 0}, num_warps=8, num_stages=ns, maxnreg=128)
+        for bh in (32, 64)
+        for ns in (2, 3)
     ]
 
 
@@ -109,7 +114,9 @@ def _prune(cfgs, named_args, **kwargs):
     for cfg in cfgs:
         bm = cfg.kwargs["BLOCK_M"]
         per_thread = bm * bc // (32 * cfg.num_warps)
-        if cfg.kwargs["BLOCK_H"] != widest or not (32 <= per_thread <= 128):
+        bh = cfg.kwargs["BLOCK_H"]
+        capped_half = cfg.maxnreg is not None and bh == widest // 2 and bh >= 16
+        if not (bh == widest or capped_half) or not (32 <= per_thread <= 128):
             continue
         if bm < 64 and bc <= 256:
             continue

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# One device call (timeouts sum to 560 s): register-capped configs (maxnreg=128, 8 warps) for the
+# Cheri MLP kernels. The probe times fixed configs of the inference MLP pass; then the parity tests
+# of the kernels whose autotune spaces gained the capped configs (every pruned config is checked
+# there); then the bf16 block table, whose JSON names the autotuner's picks.
+#
+#   bash benchmarks/gpu_round_maxnreg.sh [OUTDIR]
+source "$(dirname "$0")/_gpu_round_prelude.sh"
+timeout 150 python benchmarks/probe_cheri_maxnreg.py --json "$OUTDIR/probe_maxnreg.json" 2>&1 | tail -24
+timeout 200 python -m pytest -q -m gpu tests/kernels/test_cheri_infer.py tests/kernels/test_cheri_train.py 2>&1 \
+    | tee "$OUTDIR/tests_cheri.log" | tail -3
+timeout 210 python benchmarks/bench_cheri_block.py --no-compile --dtypes bf16,fp32 --out "$OUTDIR/cheri_block.json" 2>&1 \
+    | grep -E "strandwise" 
+python - "$OUTDIR/cheri_block.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(json.dumps(d.get("autotuned_configs"), indent=0)[:3000])
+PY
