@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # One device call (timeouts sum to 560 s): register-capped configs (maxnreg=128, 8 warps) for the
 # Cheri MLP kernels. The probe times fixed configs of the inference MLP pass; then the parity tests
-# of the kernels whose autotune spaces gained the capped configs (every pruned config is checked
+# of the kernels whose autotune spaces gain the capped configs (STRANDWISE_CAPPED_CONFIGS=1) (every pruned config is checked
 # there); then the bf16 block table, whose JSON names the autotuner's picks.
 #
 #   bash benchmarks/gpu_round_maxnreg.sh [OUTDIR]
 source "$(dirname "$0")/_gpu_round_prelude.sh"
+export STRANDWISE_CAPPED_CONFIGS=1  # the capped candidates join the autotune spaces (opt-in)
 timeout 150 python benchmarks/probe_cheri_maxnreg.py --json "$OUTDIR/probe_maxnreg.json" 2>&1 | tail -24
 timeout 200 python -m pytest -q -m gpu tests/kernels/test_cheri_infer.py tests/kernels/test_cheri_train.py 2>&1 \
     | tee "$OUTDIR/tests_cheri.log" | tail -3

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["cdiv", "next_pow2", "DirectLauncher", "DIRECT", "INTERPRETING", "AUTOTUNE_CACHE", "env_flag"]
+__all__ = ["cdiv", "next_pow2", "DirectLauncher", "DIRECT", "INTERPRETING", "AUTOTUNE_CACHE", "CAPPED_CONFIGS", "env_flag"]
 
 
 def env_flag(name: str, default: bool) -> bool:
@@ -37,6 +37,12 @@ INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
 #: ``fit`` on an H100: 60 s fresh, 5.3 s with compiled kernels but tuning again, 1.3 s with the
 #: picks cached; BENCHMARKS.md, Round 11). ``0`` tunes in every process.
 AUTOTUNE_CACHE = env_flag("STRANDWISE_AUTOTUNE_CACHE", True)
+
+#: ``STRANDWISE_CAPPED_CONFIGS=1`` (read at import; default ``0``): the Cheri MLP kernels' autotune
+#: spaces also try 8-warp tiles with registers capped at 128 per thread
+#: (:func:`strandwise.kernels.cheri_infer_triton.capped_configs`). Opt-in until measured on a GPU
+#: (``benchmarks/gpu_round_maxnreg.sh``).
+CAPPED_CONFIGS = env_flag("STRANDWISE_CAPPED_CONFIGS", False)
 
 
 def cdiv(a: int, b: int) -> int:

@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from strandwise.kernels import conv_norm_triton as cnt
-from strandwise.kernels._host import AUTOTUNE_CACHE
+from strandwise.kernels._host import AUTOTUNE_CACHE, CAPPED_CONFIGS
 from strandwise.kernels._triton_ops import gelu_tanh
 
 __all__ = ["mlp_kernel", "mlp_kernel_tuned", "configs", "prune", "prune_full"]
@@ -101,11 +101,12 @@ def configs():
         for rr in (0, 1)
         for nw in (4, 8, 16)
         for ns in (2, 3, 4)
-    ] + capped_configs()
+    ] + (capped_configs() if CAPPED_CONFIGS else [])
 
 
 def capped_configs():
-    """8-warp, 64-row tiles with the registers capped at 128 per thread (``maxnreg``): two such
+    """Opt-in candidates (``STRANDWISE_CAPPED_CONFIGS=1``; not yet timed on a GPU): 8-warp, 64-row
+    tiles with the registers capped at 128 per thread (``maxnreg``): two such
     programs fit an SM's 64 K registers, where the uncapped 4-warp pick takes 244 registers and
     fits two 4-warp programs (Nsight Compute, BENCHMARKS.md Round 11). Offline sm_90 compile at
     C = 128, H = 256: hidden chunks of 32 need 156 registers uncapped and spill 8 bytes capped;

@@ -27,7 +27,7 @@ import triton.language as tl
 
 from strandwise.kernels import cheri_infer_triton as cit
 from strandwise.kernels import conv_norm_triton as cnt
-from strandwise.kernels._host import AUTOTUNE_CACHE
+from strandwise.kernels._host import AUTOTUNE_CACHE, CAPPED_CONFIGS
 from strandwise.kernels._triton_ops import gelu_tanh_grad
 
 __all__ = ["mlp_bwd_kernel", "mlp_bwd_kernel_tuned", "bwd_configs"]
@@ -97,8 +97,14 @@ def bwd_configs():
         for nw in (4, 8)
         for ns in (2, 3)
         for pf in (0, 1)
-    ] + [  # registers capped at 128: two 8-warp programs per SM (see cit.capped_configs); offline
-        # sm_90 at C = 128, H = 256: chunks of 32 take 136 registers uncapped, no spill capped
+    ] + (capped_bwd_configs() if CAPPED_CONFIGS else [])
+
+
+def capped_bwd_configs():
+    """Opt-in (``STRANDWISE_CAPPED_CONFIGS=1``): registers capped at 128, two 8-warp programs per
+    SM (see ``cit.capped_configs``); offline sm_90 at C = 128, H = 256: hidden chunks of 32 take
+    136 registers uncapped and do not spill capped."""
+    return [
         triton.Config({"BLOCK_M": 64, "BLOCK_H": bh, "PREFETCH_XN": 0}, num_warps=8, num_stages=ns, maxnreg=128)
         for bh in (32, 64)
         for ns in (2, 3)
