@@ -8,7 +8,7 @@
 source "$(dirname "$0")/_gpu_round_prelude.sh"
 export STRANDWISE_CAPPED_CONFIGS=1  # the capped candidates join the autotune spaces (opt-in)
 timeout 150 python benchmarks/probe_cheri_maxnreg.py --json "$OUTDIR/probe_maxnreg.json" 2>&1 | tail -24
-timeout 200 python -m pytest -q -m gpu tests/kernels/test_cheri_infer.py tests/kernels/test_cheri_train.py 2>&1 \
+timeout 200 python -m pytest -q -m gpu tests/kernels/test_cheri_even_tiles.py tests/kernels/test_cheri_infer.py tests/kernels/test_cheri_train.py 2>&1 \
     | tee "$OUTDIR/tests_cheri.log" | tail -3
 timeout 210 python benchmarks/bench_cheri_block.py --no-compile --dtypes bf16,fp32 --out "$OUTDIR/cheri_block.json" 2>&1 \
     | grep -E "strandwise" 

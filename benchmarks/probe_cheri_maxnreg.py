@@ -3,9 +3,10 @@
 Nsight Compute (BENCHMARKS.md, Round 11) found the autotuned MLP pass (64 rows, 4 warps,
 hidden chunks of 64, 3 stages) at 244 registers per thread: two 4-warp programs per SM, and
 latency-bound. An offline sm_90 compile shows that 8 warps with hidden chunks of 32 fit 128
-registers with an 8-byte spill (``maxnreg=128``), i.e. two 8-warp programs (16 warps) per SM.
-This probe times the MLP kernel alone (statistics precomputed) for a list of configs, each
-with and without a register cap, and checks each against the default launch.
+registers with an 8-byte spill (``maxnreg=128``), i.e. two 8-warp programs (16 warps) per SM;
+``EVEN=1`` (no row/column masks) removes that spill. This probe times the MLP kernel alone
+(statistics precomputed) for a list of configs, with and without a register cap and the masks,
+and checks each against the default launch.
 
     python benchmarks/probe_cheri_maxnreg.py [--N 512 --L 1024 --C 128 --dilation 4] [--json out.json]
 """
@@ -16,17 +17,20 @@ import sys
 
 import torch
 
-CONFIGS = [  # BLOCK_M, BLOCK_H, num_warps, num_stages, maxnreg
-    (64, 64, 4, 3, None),    # the autotuner's pick on the H100/H200
-    (64, 64, 8, 3, None),
-    (64, 32, 8, 3, None),
-    (64, 32, 8, 3, 128),
-    (64, 32, 8, 4, 128),
-    (64, 64, 8, 3, 128),
-    (64, 64, 8, 2, 128),
-    (64, 32, 4, 3, 168),
-    (128, 64, 8, 3, 168),
-    (32, 32, 4, 3, None),
+CONFIGS = [  # BLOCK_M, BLOCK_H, num_warps, num_stages, maxnreg, EVEN (no row/column masks)
+    (64, 64, 4, 3, None, 0),    # the autotuner's pick on the H100/H200
+    (64, 64, 4, 3, None, 1),
+    (64, 64, 8, 3, None, 0),
+    (64, 32, 8, 3, None, 0),
+    (64, 32, 8, 3, None, 1),
+    (64, 32, 8, 3, 128, 0),
+    (64, 32, 8, 3, 128, 1),
+    (64, 32, 8, 4, 128, 1),
+    (64, 64, 8, 3, 128, 0),
+    (64, 64, 8, 2, 128, 1),
+    (64, 32, 4, 3, 168, 0),
+    (128, 64, 8, 3, 168, 0),
+    (32, 32, 4, 3, None, 0),
 ]
 
 
@@ -69,7 +73,10 @@ def main(argv=None):
         NL = N * L
         print(f"{label}: whole default call {whole:.3f} ms", flush=True)
         res["rows"].append(dict(dtype=label, config="default whole call", ms=whole))
-        for bm, bh, nw, ns, mr in CONFIGS:
+        bc = max(16, triton.next_power_of_2(C))
+        for bm, bh, nw, ns, mr, even in CONFIGS:
+            if even and (NL % bm or C != bc):
+                continue
             opts = dict(num_warps=nw, num_stages=ns)
             if mr:
                 opts["maxnreg"] = mr
@@ -77,10 +84,10 @@ def main(argv=None):
             def run():
                 cit.mlp_kernel[(triton.cdiv(NL, bm),)](
                     x, cw, w1t, w2t, mean, rstd, out, out, out, out, NL, L, C, H, d,
-                    BLOCK_M=bm, BLOCK_C=max(16, triton.next_power_of_2(C)), BLOCK_H=bh, DOT=0,
-                    PRECISION="ieee", FAST_GELU=True, RELOAD_RES=1, SAVE=0, **opts)
+                    BLOCK_M=bm, BLOCK_C=bc, BLOCK_H=bh, DOT=0,
+                    PRECISION="ieee", FAST_GELU=True, RELOAD_RES=1, SAVE=0, EVEN=even, **opts)
 
-            name = f"BLOCK_M {bm}, BLOCK_H {bh}, {nw} warps, {ns} stages, maxnreg {mr}"
+            name = f"BLOCK_M {bm}, BLOCK_H {bh}, {nw} warps, {ns} stages, maxnreg {mr}, EVEN {even}"
             try:
                 run()
                 torch.cuda.synchronize()

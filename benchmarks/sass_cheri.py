@@ -66,7 +66,7 @@ def main(argv=None):
 
     if args.ptx_identical:
         cfg = cit.prune(cit.configs(), named, BLOCK_C=bc)[0]
-        ck = compile_sm90(cit.mlp_kernel, dict(cfg.kwargs, BLOCK_C=bc, DOT=0, PRECISION="ieee", FAST_GELU=True, SAVE=0),
+        ck = compile_sm90(cit.mlp_kernel, dict(cfg.kwargs, BLOCK_C=bc, DOT=0, PRECISION="ieee", FAST_GELU=True, SAVE=0, EVEN=0),
                           fwd_half, num_warps=cfg.num_warps, ints=ints, num_stages=cfg.num_stages)
         atomic_write_text(args.ptx_identical, ptx_without_locations(ck) + "\n")
         print(f"PTX of the SAVE=0 megakernel ({cfg}) written to {args.ptx_identical}")
@@ -75,8 +75,8 @@ def main(argv=None):
     from strandwise.kernels import cheri_train_triton as ctt
 
     rows = []
-    kernels = [("infer", cit.mlp_kernel, cit.prune(cit.configs(), named, BLOCK_C=bc), dict(DOT=0, PRECISION="ieee", SAVE=0), fwd_half),
-               ("train_fwd", cit.mlp_kernel, cit.prune(cit.configs(), named, BLOCK_C=bc), dict(DOT=0, PRECISION="ieee", SAVE=1), fwd_half),
+    kernels = [("infer", cit.mlp_kernel, cit.prune(cit.configs(), named, BLOCK_C=bc), dict(DOT=0, PRECISION="ieee", SAVE=0, EVEN=0), fwd_half),
+               ("train_fwd", cit.mlp_kernel, cit.prune(cit.configs(), named, BLOCK_C=bc), dict(DOT=0, PRECISION="ieee", SAVE=1, EVEN=0), fwd_half),
                ("train_bwd", ctt.mlp_bwd_kernel, ctt._prune(ctt.bwd_configs(), named, BLOCK_C=bc), {}, bwd_half)]
     for name, fn, cfgs, extra, half in kernels:
         for cfg in cfgs:

@@ -24,7 +24,7 @@ def mlp_kernel(
     x_ptr, cw_ptr, w1t_ptr, w2t_ptr, mean_ptr, rstd_ptr, out_ptr, xn_ptr, z_ptr, h_ptr, NL, L, C, H, D,
     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
     DOT: tl.constexpr, PRECISION: tl.constexpr, FAST_GELU: tl.constexpr, RELOAD_RES: tl.constexpr = 0,
-    SAVE: tl.constexpr = 0,
+    SAVE: tl.constexpr = 0, EVEN: tl.constexpr = 0,
 ):
     # DOT: 0 = operands in the weights' dtype (input dtype, or bf16 for fp32 input);
     #      1 = fp32 operands with PRECISION ("tf32" or "ieee").
@@ -34,6 +34,10 @@ def mlp_kernel(
     # SAVE: 1 = training forward (DOT 0 only): also store what the backward reads, exactly the
     #      products' operands: x̂ (N·L, C), the pre-activation z and h = gelu(z) (N·L, H), all in
     #      the weights' dtype (strandwise.kernels.cheri_train).
+    # EVEN: 1 = the caller guarantees NL % BLOCK_M == 0 and C == BLOCK_C, so the tile needs no
+    #      row or column masks (only the conv taps' sequence-edge masks); about 30 fewer registers
+    #      at 8 warps (offline sm_90 compile). Experimental: only benchmarks/probe_cheri_maxnreg.py
+    #      sets it so far.
     pid = tl.program_id(0).to(tl.int64)
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < NL
@@ -45,16 +49,27 @@ def mlp_kernel(
     w1 = tl.load(cw_ptr + C + cols, mask=cmask, other=0.0).to(tl.float32)
     w2 = tl.load(cw_ptr + 2 * C + cols, mask=cmask, other=0.0).to(tl.float32)
     offs = rows[:, None] * C + cols[None, :]
-    m_c = rmask[:, None] & cmask[None, :]
-    m_m = (rmask & (pos >= D))[:, None] & cmask[None, :]
-    m_p = (rmask & (pos + D < L))[:, None] & cmask[None, :]
+    if EVEN:
+        m_c = None
+        m_m = (pos >= D)[:, None]
+        m_p = (pos + D < L)[:, None]
+    else:
+        m_c = rmask[:, None] & cmask[None, :]
+        m_m = (rmask & (pos >= D))[:, None] & cmask[None, :]
+        m_p = (rmask & (pos + D < L))[:, None] & cmask[None, :]
     xm = tl.load(x_ptr + offs - D * C, mask=m_m, other=0.0).to(tl.float32)
-    xc = tl.load(x_ptr + offs, mask=m_c, other=0.0).to(tl.float32)
+    if EVEN:
+        xc = tl.load(x_ptr + offs).to(tl.float32)
+    else:
+        xc = tl.load(x_ptr + offs, mask=m_c, other=0.0).to(tl.float32)
     xp = tl.load(x_ptr + offs + D * C, mask=m_p, other=0.0).to(tl.float32)
     y = w0[None, :] * xm + w1[None, :] * xc + w2[None, :] * xp
     mu = tl.load(mean_ptr + n, mask=rmask, other=0.0)
     r = tl.load(rstd_ptr + n, mask=rmask, other=0.0)
-    xhat = tl.where(m_c, (y - mu[:, None]) * r[:, None], 0.0)
+    if EVEN:
+        xhat = (y - mu[:, None]) * r[:, None]
+    else:
+        xhat = tl.where(m_c, (y - mu[:, None]) * r[:, None], 0.0)
     if DOT == 0:
         a = xhat.to(w1t_ptr.dtype.element_ty)
     else:
@@ -85,7 +100,10 @@ def mlp_kernel(
         else:
             acc += tl.dot(g, w2c, input_precision=PRECISION)
     if RELOAD_RES:
-        xc = tl.load(x_ptr + offs, mask=m_c, other=0.0).to(tl.float32)
+        if EVEN:
+            xc = tl.load(x_ptr + offs).to(tl.float32)
+        else:
+            xc = tl.load(x_ptr + offs, mask=m_c, other=0.0).to(tl.float32)
     out = xc + acc
     tl.store(out_ptr + offs, out.to(out_ptr.dtype.element_ty), mask=m_c)
 
