@@ -193,10 +193,10 @@ def _cpu_gelu_applies(module: nn.Module, z: torch.Tensor) -> bool:
     gradient needed (inference), not under ``torch.compile``, and no module hooks (they must see
     the ``nn.GELU`` call).
 
-    Training keeps ``nn.GELU``. With the chunked forward in training (inside an autograd
-    Function with PyTorch's GELU backward), a 2-process DDP run stopped matching the 1-process
-    run bit for bit (it does with PyTorch's GELU; ``tests/train/test_ddp.py``), for a reason not
-    yet found, although both GELUs are elementwise and position-independent."""
+    Training keeps ``nn.GELU``: the chunked forward gave no reliable gain in a training step
+    (two A/B runs, +5 % and -4 %; BENCHMARKS.md, CPU path). Its one-ulp differences from
+    PyTorch's GELU once looked like a DDP bug; they were rounding-level chaos through Muon's
+    bf16 Newton-Schulz, which ``tests/train/test_ddp.py`` now allows for."""
     return (z.device.type == "cpu" and not (torch.is_grad_enabled() and z.requires_grad)
             and not torch.compiler.is_compiling() and not has_module_hooks(module))
 

@@ -46,10 +46,21 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     for k, v in one["state"].items():
         if k.endswith(("linear1.weight", "linear2.weight")):
             # Muon-routed: Newton-Schulz (bf16) orthogonalises the update, which lifts the weak
-            # singular directions of the gradient to O(1), so all-reduce rounding (1e-9 here) shows
-            # up as up to 0.8 % of the weight after 8 steps. Every other parameter must agree tightly.
+            # singular directions of the gradient to O(1); and a gradient element that rounding
+            # moves across a bf16 rounding boundary changes the update outright. So rounding-level
+            # differences (all-reduce order, 1e-9 here) show up as 0.8–4.7 % of these weights
+            # after 8 steps, depending on whether such a crossing happens; scaling one initial
+            # weight by 1 + 2e-7 moved them by up to 5.6 %. A different training (batch 16 instead
+            # of 32 in one process) moves them by 59–71 %. Every other parameter must agree tightly.
             rel = ((two["state"][k] - v).norm() / v.norm()).item()
-            assert rel < 0.03, f"{k}: relative difference {rel:.3g}"  # measured <= 0.008
+            assert rel < 0.15, f"{k}: relative difference {rel:.3g}"
+        elif k == "fconv.bias":
+            # This model's profile head has one output channel, so its bias shifts every logit of
+            # the profile alike, and the softmax in the MNLL ignores that: its exact gradient is
+            # zero, so AdamW steps it along normalised rounding noise (about lr per step, whatever
+            # the noise's size). Rounding-level
+            # differences gave 0.9e-4 to 9.6e-4 apart here; a bound on its size is what holds.
+            assert two["state"][k].abs().max() < 8 * 1e-3 and v.abs().max() < 8 * 1e-3, k
         else:
             torch.testing.assert_close(two["state"][k], v, atol=2e-4, rtol=2e-3, msg=k)
     assert len(two["history"]) == 2
