@@ -145,13 +145,28 @@ def test_cpu_training_function_matches_autograd_through_the_reference(dtype, d):
         torch.testing.assert_close(a, b, **tol)
 
 
-def test_cpu_training_function_gradcheck_and_no_grad_path():
+@pytest.mark.parametrize("N,L,d", [(2, 17, 2), (1, 9, 1), (3, 12, 11), (2, 10, 40)])
+def test_cpu_training_function_gradcheck_and_no_grad_path(N, L, d):
+    # the per-example backward (cn._conv_norm_backward_cpu), including d >= L (centre tap only)
     g = torch.Generator().manual_seed(7)
-    x = torch.randn(2, 17, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(N, L, 3, generator=g, dtype=torch.float64, requires_grad=True)
     w = torch.randn(3, 3, generator=g, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: fused_dilated_conv_norm(a, b, 2), (x, w))
+    assert torch.autograd.gradcheck(lambda a, b: fused_dilated_conv_norm(a, b, d), (x, w))
     with torch.no_grad():
-        assert fused_dilated_conv_norm(x, w, 2).grad_fn is None
+        assert fused_dilated_conv_norm(x, w, d).grad_fn is None
+
+
+@pytest.mark.parametrize("d", [1, 4, 64])
+def test_cpu_per_example_backward_matches_the_reference_formulas(d):
+    g = torch.Generator().manual_seed(d)
+    x = torch.randn(5, 64, 24, generator=g)
+    w = torch.randn(3, 24, generator=g)
+    gout = torch.randn(5, 64, 24, generator=g)
+    out, mean, rstd = cn.conv_norm_forward_reference(x, w, d)
+    ref_dx, ref_dw = cn.conv_norm_backward_reference(gout, x, w, mean, rstd, d)
+    dx, dw = cn._conv_norm_backward_cpu(gout, x, w, out, rstd, d)
+    torch.testing.assert_close(dx, ref_dx.to(dx.dtype), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(dw, ref_dw.to(dw.dtype), atol=1e-4, rtol=1e-4)
 
 
 def test_non_contiguous_input():
@@ -211,3 +226,26 @@ def test_fast_reference_matches_padded_tap_form(d):
     w = torch.randn(3, 16, generator=g)
     torch.testing.assert_close(_cheri_conv_norm_cpu(x, w, d), conv_norm_forward_reference(x, w, d)[0],
                                atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("d", [1, 3, 50])
+def test_cpu_per_example_forward_is_bit_exact(d, monkeypatch):
+    # above PER_EXAMPLE_BYTES the CPU forward (no-grad path and the training Function) runs one
+    # example at a time: the same operations per element, so the reference's bits
+    monkeypatch.setattr(cn, "PER_EXAMPLE_BYTES", 1024)
+    g = torch.Generator().manual_seed(d)
+    x = torch.randn(4, 40, 16, generator=g)
+    w = torch.randn(3, 16, generator=g)
+    ref = _cheri_conv_norm_cpu(x, w, d)
+    with torch.no_grad():
+        assert torch.equal(fused_dilated_conv_norm(x, w, d), ref)
+    xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
+    out = fused_dilated_conv_norm(xg, wg, d)
+    assert "_CPUConvNormFunc" in type(out.grad_fn).__name__
+    assert torch.equal(out.detach(), ref)
+    gout = torch.randn(4, 40, 16, generator=g)
+    dx, dw = torch.autograd.grad(out, [xg, wg], gout)
+    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+    rdx, rdw = torch.autograd.grad(_cheri_conv_norm_cpu(xr, wr, d), [xr, wr], gout)
+    torch.testing.assert_close(dx, rdx, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(dw, rdw, atol=1e-4, rtol=1e-4)
