@@ -191,14 +191,14 @@ def launch_first_fitting(launch, ladder) -> None:
     GPU's shared memory; the last step's error propagates."""
     from triton.runtime.errors import OutOfResources
 
-    steps = list(ladder)
-    for i, (meta, ns) in enumerate(steps):
+    error = None
+    for meta, ns in ladder:
         try:
             launch(meta, ns)
             return
-        except OutOfResources:
-            if i == len(steps) - 1:
-                raise
+        except OutOfResources as exc:
+            error = exc
+    raise error
 
 
 def _heuristic(bc: int, H: int):
@@ -335,7 +335,7 @@ def launch_block_kernel(args: tuple, dot: int, prec: str, save: int = 0) -> None
             ns = 3 if H // meta["BLOCK_H"] >= 2 else 2
             launch_first_fitting(
                 lambda m, n: DIRECT.call(k.mlp_kernel, grid, args, dict(consts, num_warps=nw, num_stages=n, **m)),
-                smem_ladder(meta, ns, fp32_ops=dot == 1 and args[2].dtype == torch.float32))
+                smem_ladder(meta, ns, fp32_ops=dot == 1))
 
     run_with_fast_gelu(launch, dot == 0 and fast_gelu_ok())
 

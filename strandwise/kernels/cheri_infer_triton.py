@@ -49,27 +49,19 @@ def mlp_kernel(
     w1 = tl.load(cw_ptr + C + cols, mask=cmask, other=0.0).to(tl.float32)
     w2 = tl.load(cw_ptr + 2 * C + cols, mask=cmask, other=0.0).to(tl.float32)
     offs = rows[:, None] * C + cols[None, :]
-    if EVEN:
-        m_c = None
-        m_m = (pos >= D)[:, None]
-        m_p = (pos + D < L)[:, None]
+    if EVEN:  # constant all-true row/column masks: the compiler drops them
+        m_c = tl.full([BLOCK_M, BLOCK_C], 1, tl.int1)
     else:
         m_c = rmask[:, None] & cmask[None, :]
-        m_m = (rmask & (pos >= D))[:, None] & cmask[None, :]
-        m_p = (rmask & (pos + D < L))[:, None] & cmask[None, :]
+    m_m = m_c & (pos >= D)[:, None]
+    m_p = m_c & (pos + D < L)[:, None]
     xm = tl.load(x_ptr + offs - D * C, mask=m_m, other=0.0).to(tl.float32)
-    if EVEN:
-        xc = tl.load(x_ptr + offs).to(tl.float32)
-    else:
-        xc = tl.load(x_ptr + offs, mask=m_c, other=0.0).to(tl.float32)
+    xc = tl.load(x_ptr + offs, mask=m_c, other=0.0).to(tl.float32)
     xp = tl.load(x_ptr + offs + D * C, mask=m_p, other=0.0).to(tl.float32)
     y = w0[None, :] * xm + w1[None, :] * xc + w2[None, :] * xp
     mu = tl.load(mean_ptr + n, mask=rmask, other=0.0)
     r = tl.load(rstd_ptr + n, mask=rmask, other=0.0)
-    if EVEN:
-        xhat = (y - mu[:, None]) * r[:, None]
-    else:
-        xhat = tl.where(m_c, (y - mu[:, None]) * r[:, None], 0.0)
+    xhat = tl.where(m_c, (y - mu[:, None]) * r[:, None], 0.0)
     if DOT == 0:
         a = xhat.to(w1t_ptr.dtype.element_ty)
     else:
@@ -100,10 +92,7 @@ def mlp_kernel(
         else:
             acc += tl.dot(g, w2c, input_precision=PRECISION)
     if RELOAD_RES:
-        if EVEN:
-            xc = tl.load(x_ptr + offs).to(tl.float32)
-        else:
-            xc = tl.load(x_ptr + offs, mask=m_c, other=0.0).to(tl.float32)
+        xc = tl.load(x_ptr + offs, mask=m_c, other=0.0).to(tl.float32)
     out = xc + acc
     tl.store(out_ptr + offs, out.to(out_ptr.dtype.element_ty), mask=m_c)
 
@@ -119,21 +108,29 @@ def configs():
         for rr in (0, 1)
         for nw in (4, 8, 16)
         for ns in (2, 3, 4)
-    ] + (capped_configs() if CAPPED_CONFIGS else [])
+    ] + (capped_configs(RELOAD_RES=1) if CAPPED_CONFIGS else [])
 
 
-def capped_configs():
-    """Opt-in candidates (``STRANDWISE_CAPPED_CONFIGS=1``; not yet timed on a GPU): 8-warp, 64-row
-    tiles with the registers capped at 128 per thread (``maxnreg``): two such
+def capped_configs(stages=(3, 4), **kwargs):
+    """Opt-in candidates (``STRANDWISE_CAPPED_CONFIGS=1``; not yet timed on a GPU) for this kernel
+    (``kwargs``: its other meta-parameters) and the training backward: 8-warp, 64-row tiles with
+    the registers capped at 128 per thread (``maxnreg``), hidden chunks of 32 or 64. Two such
     programs fit an SM's 64 K registers, where the uncapped 4-warp pick takes 244 registers and
     fits two 4-warp programs (Nsight Compute, BENCHMARKS.md Round 11). Offline sm_90 compile at
-    C = 128, H = 256: hidden chunks of 32 need 156 registers uncapped and spill 8 bytes capped;
-    chunks of 64 spill 64 bytes."""
+    C = 128, H = 256: hidden chunks of 32 need 156 registers uncapped here and spill 8 bytes
+    capped; chunks of 64 spill 64 bytes."""
     return [
-        triton.Config({"BLOCK_M": 64, "BLOCK_H": bh, "RELOAD_RES": 1}, num_warps=8, num_stages=ns, maxnreg=128)
+        triton.Config({"BLOCK_M": 64, "BLOCK_H": bh, **kwargs}, num_warps=8, num_stages=ns, maxnreg=128)
         for bh in (32, 64)
-        for ns in (3, 4)
+        for ns in stages
     ]
+
+
+def chunk_ok(cfg, widest: int) -> bool:
+    """The hidden chunk of ``cfg`` is the widest one (:func:`_widest_chunk`), or half of it (16 at
+    least) for a register-capped config (:func:`capped_configs`)."""
+    bh = cfg.kwargs["BLOCK_H"]
+    return bh == widest or (cfg.maxnreg is not None and bh == widest // 2 and bh >= 16)
 
 
 def _widest_chunk(H: int) -> int:
@@ -149,8 +146,7 @@ def prune(cfgs, named_args, **kwargs):
     cost minutes."""
     widest = _widest_chunk(named_args["H"])
     keep = [c for c in prune_full(cfgs, named_args, **kwargs)
-            if c.kwargs["RELOAD_RES"] == 1 and (c.num_stages <= 3 or c.maxnreg)
-            and (c.kwargs["BLOCK_H"] == widest or (c.maxnreg and c.kwargs["BLOCK_H"] == widest // 2))]
+            if c.kwargs["RELOAD_RES"] == 1 and (c.num_stages <= 3 or c.maxnreg) and chunk_ok(c, widest)]
     return keep or prune_full(cfgs, named_args, **kwargs)[:1]
 
 
@@ -167,8 +163,7 @@ def prune_full(cfgs, named_args, **kwargs):
         # up to 128 accumulator registers per thread: the usual Hopper tile (128×128 per warpgroup)
         if not (32 <= per_thread <= 128):
             continue
-        capped_half = cfg.maxnreg is not None and bh == widest // 2 and bh >= 16
-        if not (bh == widest or capped_half or (bh == 128 and H % 128 == 0 and bc <= 256)):
+        if not (chunk_ok(cfg, widest) or (bh == 128 and H % 128 == 0 and bc <= 256)):
             continue
         if bm < 64 and bc <= 256:  # small row tiles re-read the weights often
             continue

@@ -101,14 +101,10 @@ def bwd_configs():
 
 
 def capped_bwd_configs():
-    """Opt-in (``STRANDWISE_CAPPED_CONFIGS=1``): registers capped at 128, two 8-warp programs per
-    SM (see ``cit.capped_configs``); offline sm_90 at C = 128, H = 256: hidden chunks of 32 take
-    136 registers uncapped and do not spill capped."""
-    return [
-        triton.Config({"BLOCK_M": 64, "BLOCK_H": bh, "PREFETCH_XN": 0}, num_warps=8, num_stages=ns, maxnreg=128)
-        for bh in (32, 64)
-        for ns in (2, 3)
-    ]
+    """Opt-in (``STRANDWISE_CAPPED_CONFIGS=1``): the register-capped tiles of
+    :func:`cit.capped_configs`; offline sm_90 at C = 128, H = 256: hidden chunks of 32 take 136
+    registers uncapped and do not spill capped."""
+    return cit.capped_configs(stages=(2, 3), PREFETCH_XN=0)
 
 
 def _prune(cfgs, named_args, **kwargs):
@@ -120,9 +116,7 @@ def _prune(cfgs, named_args, **kwargs):
     for cfg in cfgs:
         bm = cfg.kwargs["BLOCK_M"]
         per_thread = bm * bc // (32 * cfg.num_warps)
-        bh = cfg.kwargs["BLOCK_H"]
-        capped_half = cfg.maxnreg is not None and bh == widest // 2 and bh >= 16
-        if not (bh == widest or capped_half) or not (32 <= per_thread <= 128):
+        if not cit.chunk_ok(cfg, widest) or not (32 <= per_thread <= 128):
             continue
         if bm < 64 and bc <= 256:
             continue

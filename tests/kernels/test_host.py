@@ -229,11 +229,11 @@ def test_capped_configs_are_opt_in_and_survive_pruning():
     named = {"H": 256, "C": 128}
     if not _host.CAPPED_CONFIGS:  # the default spaces have no register cap
         assert all(c.maxnreg is None for c in cit.configs() + ctt.bwd_configs())
-    fwd = cit.prune(cit.configs() + cit.capped_configs(), named, BLOCK_C=128)
+    fwd = cit.prune(cit.configs() + cit.capped_configs(RELOAD_RES=1), named, BLOCK_C=128)
     bwd = ctt._prune(ctt.bwd_configs() + ctt.capped_bwd_configs(), named, BLOCK_C=128)
     for kept in (fwd, bwd):
         capped = {(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_H"], c.num_warps, c.maxnreg) for c in kept if c.maxnreg}
         assert capped == {(64, 32, 8, 128), (64, 64, 8, 128)}
     # a small layer's widest chunk is 16: half of it is below the kernels' minimum and is dropped
-    small = cit.prune(cit.configs() + cit.capped_configs(), {"H": 16, "C": 16}, BLOCK_C=16)
+    small = cit.prune(cit.configs() + cit.capped_configs(RELOAD_RES=1), {"H": 16, "C": 16}, BLOCK_C=16)
     assert all(c.kwargs["BLOCK_H"] == 16 for c in small)
