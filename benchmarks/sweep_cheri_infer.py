@@ -2,10 +2,15 @@
 stats prepass alone, at one block shape; prints a sorted table and writes JSON.
 
 Used to choose the autotuner's search space (``cheri_infer_triton.prune``) from measurements.
+``--space full`` (default) sweeps ``prune_full`` of the whole space, ``--space tuned`` only what
+the autotuner tries (``prune``). The register-capped configs join with
+``STRANDWISE_CAPPED_CONFIGS=1``; ``--even`` also times each config with ``EVEN=1`` (no tile
+masks) where the shape allows it. Every run is checked against the fp32 reference block.
 
 Usage::
 
     python benchmarks/sweep_cheri_infer.py --out sweep.json [--N 512 --L 1024 --C 128 --dilation 4]
+        [--space tuned] [--even] [--stages 2,3,4]
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ def main(argv=None):
     ap.add_argument("--dtypes", default="bf16,fp32")
     ap.add_argument("--rep", type=int, default=60)
     ap.add_argument("--stages", default="2,3", help="num_stages values to sweep")
+    ap.add_argument("--space", choices=("full", "tuned"), default="full")
+    ap.add_argument("--even", action="store_true", help="also run each config with EVEN=1")
     ap.add_argument("--out", default="sweep_cheri_infer.json")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
@@ -62,31 +69,40 @@ def main(argv=None):
         w1t, w2t = ci._derived_weights(w1, w2, 0.15, wdt)
         out = torch.empty_like(x)
         stages = {int(v) for v in args.stages.split(",")}
-        cfgs = [c for c in k.prune_full(k.configs(), {"H": H}, BLOCK_C=bc) if c.num_stages in stages]
+        space = k.prune_full if args.space == "full" else k.prune
+        cfgs = [c for c in space(k.configs(), {"H": H}, BLOCK_C=bc) if c.num_stages in stages]
+        evens = (0, 1) if args.even and NL % 128 == 0 and C == bc else (0,)
+        runs = [(c, e) for c in cfgs for e in evens]
         # compile every config first, in threads (Triton's compiler releases the GIL in its
         # native passes), so the sweep is not dominated by one-by-one compilation
         from concurrent.futures import ThreadPoolExecutor
 
-        def warm(cfg):
+        def launch_opts(cfg, even):
+            # the kernel's arguments after the pointers; xn/z/h are not written with SAVE=0
+            opts = dict(BLOCK_C=bc, DOT=0, PRECISION="ieee", FAST_GELU=True, SAVE=0, EVEN=even,
+                        num_warps=cfg.num_warps, num_stages=cfg.num_stages, **cfg.kwargs)
+            if cfg.maxnreg:
+                opts["maxnreg"] = cfg.maxnreg
+            return opts
+
+        tensors = (x, cw, w1t, w2t, mean, rstd, out, out, out, out, NL, L, C, H, d)
+
+        def warm(run_spec):
             try:
-                k.mlp_kernel.warmup(x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, d, BLOCK_C=bc, DOT=0,
-                                    PRECISION="ieee", FAST_GELU=True, num_warps=cfg.num_warps,
-                                    num_stages=cfg.num_stages, grid=(1,), **cfg.kwargs)
+                k.mlp_kernel.warmup(*tensors, grid=(1,), **launch_opts(*run_spec))
             except Exception:  # compiled (or reported) again at the first launch below
                 pass
 
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(warm, cfgs))
+            list(pool.map(warm, runs))
         print(f"[{tag}] stats prepass {t_stats:.4f} ms; full call (current default) {t_full:.4f} ms; "
-              f"{len(cfgs)} MLP configs", flush=True)
+              f"{len(runs)} MLP runs", flush=True)
         rows = []
-        for cfg in cfgs:
-            meta = dict(cfg.kwargs)
+        for cfg, even in runs:
+            meta = dict(cfg.kwargs, maxnreg=cfg.maxnreg, EVEN=even)
 
-            def run(meta=meta, cfg=cfg):
-                k.mlp_kernel[(triton.cdiv(NL, meta["BLOCK_M"]),)](
-                    x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, d, BLOCK_C=bc, DOT=0,
-                    PRECISION="ieee", FAST_GELU=True, num_warps=cfg.num_warps, num_stages=cfg.num_stages, **meta)
+            def run(cfg=cfg, even=even):
+                k.mlp_kernel[(triton.cdiv(NL, cfg.kwargs["BLOCK_M"]),)](*tensors, **launch_opts(cfg, even))
 
             try:
                 run()
@@ -99,9 +115,10 @@ def main(argv=None):
             rows.append(dict(dtype=tag, **meta, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
                              ms=t, max_abs_vs_fp32_reference=err))
         rows_ok = sorted([r for r in rows if "ms" in r], key=lambda r: r["ms"])
-        for r in rows_ok[:12]:
+        for r in rows_ok[:16]:
             print(f"  {r['ms']:.4f} ms  BM={r['BLOCK_M']} BH={r['BLOCK_H']} RR={r['RELOAD_RES']} "
-                  f"w={r['num_warps']} s={r['num_stages']} err={r['max_abs_vs_fp32_reference']:.2e}", flush=True)
+                  f"w={r['num_warps']} s={r['num_stages']} maxnreg={r['maxnreg']} EVEN={r['EVEN']} "
+                  f"err={r['max_abs_vs_fp32_reference']:.2e}", flush=True)
         for r in rows:
             if "error" in r:
                 print("  failed:", r, flush=True)

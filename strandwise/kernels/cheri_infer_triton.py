@@ -36,8 +36,8 @@ def mlp_kernel(
     #      the weights' dtype (strandwise.kernels.cheri_train).
     # EVEN: 1 = the caller guarantees NL % BLOCK_M == 0 and C == BLOCK_C, so the tile needs no
     #      row or column masks (only the conv taps' sequence-edge masks); about 30 fewer registers
-    #      at 8 warps (offline sm_90 compile). Experimental: only benchmarks/probe_cheri_maxnreg.py
-    #      sets it so far.
+    #      at 8 warps (offline sm_90 compile). Experimental: only benchmarks/sweep_cheri_infer.py
+    #      (--even) sets it so far.
     pid = tl.program_id(0).to(tl.int64)
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < NL
