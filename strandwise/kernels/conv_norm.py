@@ -121,13 +121,16 @@ def _cheri_conv_norm_cpu(
     return out.to(x.dtype)
 
 
-def _conv3_shifted(x: torch.Tensor, w: torch.Tensor, dilation: int) -> torch.Tensor:
-    """The 3-tap dilated conv as a centre product plus two shifted in-place adds (same dtype)."""
+def _conv3_shifted(x: torch.Tensor, w: torch.Tensor, dilation: int, out=None, tmp=None) -> torch.Tensor:
+    """The 3-tap dilated conv as a centre product plus two shifted in-place adds (same dtype).
+    ``out`` and ``tmp`` (shaped like ``x``), if given, take the result and the tap products, so a
+    loop over examples reuses two cache-resident buffers; the arithmetic is the same."""
     L = x.shape[1]
-    y = x * w[1]
-    if dilation < L:
-        y[:, dilation:] += x[:, :-dilation] * w[0]
-        y[:, :-dilation] += x[:, dilation:] * w[2]
+    d = dilation
+    y = torch.mul(x, w[1], out=out)
+    if d < L:
+        y[:, d:] += torch.mul(x[:, :-d], w[0], out=None if tmp is None else tmp[:, d:])
+        y[:, :-d] += torch.mul(x[:, d:], w[2], out=None if tmp is None else tmp[:, :-d])
     return y
 
 
@@ -266,11 +269,7 @@ def _conv_norm_forward_cpu(x, w, d):
     y = torch.empty((1, L, C), dtype=x.dtype)
     t = torch.empty((1, L, C), dtype=x.dtype)
     for n in range(N):
-        xn = x[n:n + 1]
-        torch.mul(xn, w[1], out=y)
-        if d < L:  # the shifted adds of _conv3_shifted, products into a reused buffer
-            y[:, d:] += torch.mul(xn[:, :-d], w[0], out=t[:, d:])
-            y[:, :-d] += torch.mul(xn[:, d:], w[2], out=t[:, :-d])
+        _conv3_shifted(x[n:n + 1], w, d, out=y, tmp=t)
         o, _, r = torch.native_layer_norm(y, y.shape[1:], None, None, CONV_NORM_EPS)
         out[n] = o[0]
         rstd[n] = r.reshape(())
