@@ -44,7 +44,7 @@ from strandwise.models.caduceus import (
     CaduceusForMaskedLM,
     pool_hidden,
 )
-from strandwise.train._lightning import PROGRESS_EVERY, L, quiet_lightning, resume_checkpoint
+from strandwise.train._lightning import L, log_train_loss, quiet_lightning, resume_checkpoint
 
 __all__ = [
     "CaduceusModelConfig",
@@ -490,13 +490,6 @@ class _Base(L.LightningModule):
             bs.skip = self._skip_batches if self._skip_batches < len(bs) else 0
             self._skip_batches = 0
 
-    def _log_train_loss(self, loss, batch_size: int) -> None:
-        # A progress-bar value is a host float, so logging it syncs the host with the GPU: every
-        # PROGRESS_EVERY steps rather than every step, so a small model's steps stay queued.
-        if (self._train_n - 1) % PROGRESS_EVERY == 0:
-            self.log("train_loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False,
-                     batch_size=batch_size)
-
     def _train_mean(self) -> float:
         s = torch.stack([self._train_sum.to(self.device).float(), torch.tensor(float(self._train_n), device=self.device)])
         if self.trainer.world_size > 1:
@@ -548,7 +541,7 @@ class MLMModule(_Base):
         loss = out.loss
         self._train_sum = self._train_sum.to(loss.device) + loss.detach().float()
         self._train_n += 1
-        self._log_train_loss(loss, inputs.shape[0])
+        log_train_loss(self, loss, self._train_n, inputs.shape[0])
         return loss
 
     def on_validation_epoch_start(self):
@@ -608,7 +601,7 @@ class ClassifierModule(_Base):
         loss = F.cross_entropy(self.model(ids).float(), y)
         self._train_sum = self._train_sum.to(loss.device) + loss.detach().float()
         self._train_n += 1
-        self._log_train_loss(loss, ids.shape[0])
+        log_train_loss(self, loss, self._train_n, ids.shape[0])
         return loss
 
     def on_validation_epoch_start(self):

@@ -18,7 +18,7 @@ import warnings
 
 import torch
 
-from strandwise.train._lightning import PROGRESS_EVERY, L
+from strandwise.train._lightning import L, log_train_loss
 from strandwise.train.ema import EMA
 from strandwise.train.losses import KendallGalWeights, mixture_loss
 from strandwise.train.optim import OptimizerConfig, build_optimizers, build_schedulers, schedule_steps
@@ -225,9 +225,7 @@ class CherimoyaModule(L.LightningModule):
         self._sum_mnll += profile.detach().float().mean()
         self._sum_count += count.detach().float().mean()
         self._n_steps += 1
-        if (self.step_count - 1) % PROGRESS_EVERY == 0:  # not every step: see PROGRESS_EVERY
-            self.log("train_loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False,
-                     batch_size=X.shape[0])
+        log_train_loss(self, loss, self.step_count, X.shape[0])
         return loss.detach()
 
     # ---------------------------------------------------------- CUDA graph
