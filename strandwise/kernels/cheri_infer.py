@@ -260,9 +260,10 @@ def gluon_mlp_ok(x, C: int, H: int) -> bool:
     if torch.cuda.get_device_capability(x.device) != (9, 0):
         return False
     bc, bh, nh = _gluon_geometry(C, H)
-    if 2 * bc * bh * nh * 2 > GLUON_SMEM_BUDGET:
+    weight_bytes = 2 * bc * bh * nh * 2  # W1ᵀ and (s·W2)ᵀ, 16-bit
+    if weight_bytes > GLUON_SMEM_BUDGET:
         return False
-    if GLUON_COALESCED and 2 * bc * bh * nh * 2 + 128 * bc * 4 > 220 * 1024:
+    if GLUON_COALESCED and weight_bytes + 128 * bc * 4 > 220 * 1024:
         return False  # plus the layout-conversion scratch (an fp32 tile at 8 warps)
     try:
         import strandwise.kernels.cheri_infer_gluon  # noqa: F401
