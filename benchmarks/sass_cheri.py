@@ -77,7 +77,7 @@ def main(argv=None):
     rows = []
     kernels = [("infer", cit.mlp_kernel, cit.prune(cit.configs(), named, BLOCK_C=bc), dict(DOT=0, PRECISION="ieee", SAVE=0, EVEN=0), fwd_half),
                ("train_fwd", cit.mlp_kernel, cit.prune(cit.configs(), named, BLOCK_C=bc), dict(DOT=0, PRECISION="ieee", SAVE=1, EVEN=0), fwd_half),
-               ("train_bwd", ctt.mlp_bwd_kernel, ctt._prune(ctt.bwd_configs(), named, BLOCK_C=bc), {}, bwd_half)]
+               ("train_bwd", ctt.mlp_bwd_kernel, ctt._prune(ctt.bwd_configs(), named, BLOCK_C=bc), dict(DOT=0, PRECISION="ieee"), bwd_half)]
     for name, fn, cfgs, extra, half in kernels:
         for cfg in cfgs:
             consts = dict(cfg.kwargs, BLOCK_C=bc, FAST_GELU=True, **extra)
