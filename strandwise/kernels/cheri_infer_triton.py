@@ -113,14 +113,17 @@ def configs():
 
 def capped_configs(stages=(3, 4), **kwargs):
     """Opt-in candidates (``STRANDWISE_CAPPED_CONFIGS=1``; not yet timed on a GPU) for this kernel
-    (``kwargs``: its other meta-parameters) and the training backward: 8-warp, 64-row tiles with
-    the registers capped at 128 per thread (``maxnreg``), hidden chunks of 32 or 64. Two such
-    programs fit an SM's 64 K registers, where the uncapped 4-warp pick takes 244 registers and
-    fits two 4-warp programs (Nsight Compute, BENCHMARKS.md Round 11). Offline sm_90 compile at
-    C = 128, H = 256: hidden chunks of 32 need 156 registers uncapped here and spill 8 bytes
-    capped; chunks of 64 spill 64 bytes."""
+    (``kwargs``: its other meta-parameters) and the training backward: 64-row tiles with the
+    registers capped (``maxnreg``), hidden chunks of 32 or 64 — 8 warps at 128 registers per
+    thread (two programs, 16 warps, per SM) and 4 warps at 168 (three programs, 12 warps, per SM).
+    The uncapped 4-warp pick takes 244 registers and fits two 4-warp programs (8 warps; Nsight
+    Compute, BENCHMARKS.md Round 11). Offline sm_90 compile at C = 128, H = 256, stack (spill)
+    bytes of the inference / training-forward / backward kernels: 8 warps, chunks of 32: 8 / 0 /
+    0; chunks of 64: 64 / 104 / 0; 4 warps at 168, chunks of 32: 96 / 32 / 0; chunks of 64:
+    160 / 80 / 88."""
     return [
-        triton.Config({"BLOCK_M": 64, "BLOCK_H": bh, **kwargs}, num_warps=8, num_stages=ns, maxnreg=128)
+        triton.Config({"BLOCK_M": 64, "BLOCK_H": bh, **kwargs}, num_warps=nw, num_stages=ns, maxnreg=reg)
+        for nw, reg in ((8, 128), (4, 168))
         for bh in (32, 64)
         for ns in stages
     ]

@@ -102,8 +102,7 @@ def bwd_configs():
 
 def capped_bwd_configs():
     """Opt-in (``STRANDWISE_CAPPED_CONFIGS=1``): the register-capped tiles of
-    :func:`cit.capped_configs`; offline sm_90 at C = 128, H = 256: hidden chunks of 32 take 136
-    registers uncapped and do not spill capped."""
+    :func:`cit.capped_configs` (its docstring gives their offline register/spill figures)."""
     return cit.capped_configs(stages=(2, 3), PREFETCH_XN=0)
 
 
