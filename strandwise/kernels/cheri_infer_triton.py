@@ -20,6 +20,20 @@ __all__ = ["mlp_kernel", "mlp_kernel_tuned", "configs", "prune", "prune_full"]
 
 
 @triton.jit
+def _tile_offsets(pid, NL, C, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, EVEN: tl.constexpr):
+    """Row tile ``pid`` (int64) of an (NL, C) row-major array, for use after a long loop (see
+    :func:`mlp_kernel`): the tile's first element offset (a scalar), the int32 offsets within the
+    tile and the tile's mask."""
+    lr = tl.arange(0, BLOCK_M)
+    lc = tl.arange(0, BLOCK_C)
+    if EVEN:
+        m = tl.full([BLOCK_M, BLOCK_C], 1, tl.int1)
+    else:
+        m = ((pid * BLOCK_M + lr) < NL)[:, None] & (lc < C)[None, :]
+    return pid * BLOCK_M * C, lr[:, None] * C + lc[None, :], m
+
+
+@triton.jit
 def mlp_kernel(
     x_ptr, cw_ptr, w1t_ptr, w2t_ptr, mean_ptr, rstd_ptr, out_ptr, xn_ptr, z_ptr, h_ptr, NL, L, C, H, D,
     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
@@ -91,10 +105,16 @@ def mlp_kernel(
             acc += tl.dot(g.to(w2t_ptr.dtype.element_ty), w2c)
         else:
             acc += tl.dot(g, w2c, input_precision=PRECISION)
+    # The tile's addresses and masks after the loop are computed afresh, as the tile's base offset
+    # plus int32 offsets within it, not reused from before the loop: in the products' accumulator
+    # layout they are a 64-bit address per 4-byte piece, and held through the loop they cost
+    # ~60-90 registers per thread (offline sm_90, C = 128: 64 rows × 8 warps 172 -> 149,
+    # 128 rows × 8 warps 248 -> 183; with a 128-register cap, no spills).
+    base, o_off, o_m = _tile_offsets(pid, NL, C, BLOCK_M, BLOCK_C, EVEN)
     if RELOAD_RES:
-        xc = tl.load(x_ptr + offs, mask=m_c, other=0.0).to(tl.float32)
+        xc = tl.load(x_ptr + base + o_off, mask=o_m, other=0.0).to(tl.float32)
     out = xc + acc
-    tl.store(out_ptr + offs, out.to(out_ptr.dtype.element_ty), mask=m_c)
+    tl.store(out_ptr + base + o_off, out.to(out_ptr.dtype.element_ty), mask=o_m)
 
 
 
@@ -122,8 +142,8 @@ def capped_configs(stages=(3, 4), **kwargs):
     0; chunks of 64: 64 / 104 / 0; 4 warps at 168, chunks of 32: 96 / 32 / 0; chunks of 64:
     160 / 80 / 88."""
     return [
-        triton.Config({"BLOCK_M": 64, "BLOCK_H": bh, **kwargs}, num_warps=nw, num_stages=ns, maxnreg=reg)
-        for nw, reg in ((8, 128), (4, 168))
+        triton.Config({"BLOCK_M": bm, "BLOCK_H": bh, **kwargs}, num_warps=nw, num_stages=ns, maxnreg=reg)
+        for bm, nw, reg in ((64, 8, 128), (64, 4, 168), (128, 8, 128))
         for bh in (32, 64)
         for ns in stages
     ]

@@ -77,14 +77,18 @@ def mlp_bwd_kernel(
         else:
             acc += tl.dot(dz, w1c, input_precision=PRECISION)
     gq = acc.to(dxn_ptr.dtype.element_ty)
-    tl.store(dxn_ptr + offs, gq, mask=m_c)
+    # addresses and masks computed afresh after the loop (as in cit.mlp_kernel: held through it
+    # they cost registers)
+    base, o_off, o_m = cit._tile_offsets(pid, NL, C, BLOCK_M, BLOCK_C, 0)
+    tl.store(dxn_ptr + base + o_off, gq, mask=o_m)
     # the conv-norm backward's per-row sums Σ_c dx̂ and Σ_c dx̂·x̂ (x̂ as saved by the forward, dx̂
     # as stored), so that it needs no statistics pass re-reading x and dx̂
     gf = gq.to(tl.float32)
     if not PREFETCH_XN:
-        xh = tl.load(xn_ptr + offs, mask=m_c, other=0.0)
-    tl.store(rs_ptr + rows, tl.sum(gf, axis=1), mask=rmask)
-    tl.store(rs_ptr + NL + rows, tl.sum(gf * xh.to(tl.float32), axis=1), mask=rmask)
+        xh = tl.load(xn_ptr + base + o_off, mask=o_m, other=0.0)
+    rows_o = pid * BLOCK_M + tl.arange(0, BLOCK_M)
+    tl.store(rs_ptr + rows_o, tl.sum(gf, axis=1), mask=rows_o < NL)
+    tl.store(rs_ptr + NL + rows_o, tl.sum(gf * xh.to(tl.float32), axis=1), mask=rows_o < NL)
 
 
 def bwd_configs():

@@ -233,7 +233,7 @@ def test_capped_configs_are_opt_in_and_survive_pruning():
     bwd = ctt._prune(ctt.bwd_configs() + ctt.capped_bwd_configs(), named, BLOCK_C=128)
     for kept in (fwd, bwd):
         capped = {(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_H"], c.num_warps, c.maxnreg) for c in kept if c.maxnreg}
-        assert capped == {(64, bh, nw, reg) for bh in (32, 64) for nw, reg in ((8, 128), (4, 168))}
+        assert capped == {(bm, bh, nw, reg) for bh in (32, 64) for bm, nw, reg in ((64, 8, 128), (64, 4, 168), (128, 8, 128))}
     # a small layer's widest chunk is 16: half of it is below the kernels' minimum and is dropped
     small = cit.prune(cit.configs() + cit.capped_configs(RELOAD_RES=1), {"H": 16, "C": 16}, BLOCK_C=16)
     assert all(c.kwargs["BLOCK_H"] == 16 for c in small)
