@@ -322,12 +322,15 @@ def launch_block_kernel(args: tuple, dot: int, prec: str, save: int = 0) -> None
     k = _kernels()
     NL, C, H = args[10], args[12], args[13]
     bc = max(16, next_pow2(C))
+    # no row/column masks where every tile is full: every BLOCK_M the autotuner keeps and the
+    # heuristic picks (32, 64 or 128; cheri_infer_triton.prune_full) divides 128
+    even = int(NL % 128 == 0 and C == bc)
 
     def grid(meta):
         return (cdiv(NL, meta["BLOCK_M"]),)
 
     def launch(fast):
-        consts = dict(BLOCK_C=bc, DOT=dot, PRECISION=prec, FAST_GELU=fast, SAVE=save)
+        consts = dict(BLOCK_C=bc, DOT=dot, PRECISION=prec, FAST_GELU=fast, SAVE=save, EVEN=even)
         if k.cnt.autotune_enabled() and not heuristic_only(dot, prec):
             DIRECT.call(k.mlp_kernel_tuned, grid, args, consts)
         else:

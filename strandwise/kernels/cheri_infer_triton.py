@@ -49,9 +49,9 @@ def mlp_kernel(
     #      products' operands: x̂ (N·L, C), the pre-activation z and h = gelu(z) (N·L, H), all in
     #      the weights' dtype (strandwise.kernels.cheri_train).
     # EVEN: 1 = the caller guarantees NL % BLOCK_M == 0 and C == BLOCK_C, so the tile needs no
-    #      row or column masks (only the conv taps' sequence-edge masks); about 30 fewer registers
-    #      at 8 warps (offline sm_90 compile). Experimental: only benchmarks/sweep_cheri_infer.py
-    #      (--even) sets it so far.
+    #      row or column masks (only the conv taps' sequence-edge masks); 10-30 fewer registers
+    #      at 8 warps (offline sm_90 compile). cheri_infer.launch_block_kernel sets it where
+    #      N·L % 128 == 0 and C is a power of two.
     pid = tl.program_id(0).to(tl.int64)
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < NL

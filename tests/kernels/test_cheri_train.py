@@ -53,8 +53,10 @@ from strandwise.kernels.cheri_train import CheriBlockTrainFunc
 
 conv_norm_triton.set_autotune(False)  # the autotuner needs a GPU driver
 # (N, L, C, H, dilation): C < BLOCK_C tile and not a power of two, L shorter than one row tile,
-# dilation beyond L, H with a partial last hidden chunk
-for N, L, C, H, d in [(2, 70, 32, 64, 4), (1, 19, 48, 96, 16), (2, 40, 16, 32, 1), (1, 9, 24, 48, 64)]:
+# dilation beyond L, H with a partial last hidden chunk; and full tiles (N·L % 128 == 0, C a power
+# of two: the host launches the unmasked EVEN variant)
+for N, L, C, H, d in [(2, 70, 32, 64, 4), (1, 19, 48, 96, 16), (2, 40, 16, 32, 1), (1, 9, 24, 48, 64),
+                      (2, 64, 32, 64, 8)]:
     x, cw, w1, w2, g = block_inputs(N, L, C, H, seed=L)
     ref, ref_grads = reference_grads(x, cw, w1, w2, g, d)
     xh = x.half().requires_grad_()  # fp16: the interpreter has no bf16 arithmetic
