@@ -126,10 +126,11 @@ def main(argv=None):
         results[f"{tag}_stats_ms"] = t_stats
         results[f"{tag}_full_default_ms"] = t_full
         del x, out
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(results, fh, indent=1)
-    os.replace(tmp, args.out)
+        # written after each dtype, so a run cut short by a time limit keeps what it measured
+        tmp = args.out + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(results, fh, indent=1)
+        os.replace(tmp, args.out)
 
 
 if __name__ == "__main__":
