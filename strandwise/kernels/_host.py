@@ -39,9 +39,10 @@ INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
 AUTOTUNE_CACHE = env_flag("STRANDWISE_AUTOTUNE_CACHE", True)
 
 #: ``STRANDWISE_CAPPED_CONFIGS=1`` (read at import; default ``0``): the Cheri MLP kernels' autotune
-#: spaces also try 8-warp tiles with registers capped at 128 per thread
-#: (:func:`strandwise.kernels.cheri_infer_triton.capped_configs`). Opt-in until measured on a GPU
-#: (``benchmarks/gpu_round_maxnreg.sh``).
+#: spaces also try tiles with registers capped per thread (8 warps at 128, 4 at 168;
+#: :func:`strandwise.kernels.cheri_infer_triton.capped_configs`), and the host launches the
+#: unmasked ``EVEN`` variant of the MLP kernel where every tile is full. Opt-in until measured and
+#: parity-tested on a GPU (``benchmarks/gpu_round_maxnreg.sh``).
 CAPPED_CONFIGS = env_flag("STRANDWISE_CAPPED_CONFIGS", False)
 
 

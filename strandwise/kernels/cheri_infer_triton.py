@@ -51,7 +51,7 @@ def mlp_kernel(
     # EVEN: 1 = the caller guarantees NL % BLOCK_M == 0 and C == BLOCK_C, so the tile needs no
     #      row or column masks (only the conv taps' sequence-edge masks); 10-30 fewer registers
     #      at 8 warps (offline sm_90 compile). cheri_infer.launch_block_kernel sets it where
-    #      N·L % 128 == 0 and C is a power of two.
+    #      N·L % 128 == 0 and C is a power of two (with STRANDWISE_CAPPED_CONFIGS=1 for now).
     pid = tl.program_id(0).to(tl.int64)
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < NL
