@@ -234,6 +234,7 @@ def main(argv=None):
         "shape": dict(N=N, L=L, C=C, dilation=d), "ceilings": ceil, "rows": rows,
         "conv_norm_bwd_plans_fp32_ms": plan_ms, "errors": errors, "autotuned_configs": chosen,
         "fused_fp32": os.environ.get("STRANDWISE_FUSED_FP32", "0"),
+        "capped_configs": os.environ.get("STRANDWISE_CAPPED_CONFIGS", "0"),
     }
     import triton
 
