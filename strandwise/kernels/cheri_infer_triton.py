@@ -133,14 +133,14 @@ def configs():
 
 def capped_configs(stages=(3, 4), **kwargs):
     """Opt-in candidates (``STRANDWISE_CAPPED_CONFIGS=1``; not yet timed on a GPU) for this kernel
-    (``kwargs``: its other meta-parameters) and the training backward: 64-row tiles with the
-    registers capped (``maxnreg``), hidden chunks of 32 or 64 — 8 warps at 128 registers per
-    thread (two programs, 16 warps, per SM) and 4 warps at 168 (three programs, 12 warps, per SM).
-    The uncapped 4-warp pick takes 244 registers and fits two 4-warp programs (8 warps; Nsight
-    Compute, BENCHMARKS.md Round 11). Offline sm_90 compile at C = 128, H = 256, stack (spill)
-    bytes of the inference / training-forward / backward kernels: 8 warps, chunks of 32: 8 / 0 /
-    0; chunks of 64: 64 / 104 / 0; 4 warps at 168, chunks of 32: 96 / 32 / 0; chunks of 64:
-    160 / 80 / 88."""
+    (``kwargs``: its other meta-parameters) and the training backward, with the registers capped
+    per thread (``maxnreg``), hidden chunks of 32 or 64: 64-row tiles with 8 warps at 128 (two
+    programs, 16 warps, per SM) or 4 warps at 168 (three programs, 12 warps), and 128-row tiles
+    with 8 warps at 128. The uncapped 4-warp pick takes 244 registers and fits two 4-warp programs
+    (8 warps; Nsight Compute, BENCHMARKS.md Round 11). Offline sm_90 compile at C = 128, H = 256
+    (BENCHMARKS.md Round 12), stack (spill) bytes of the inference / training-forward / backward
+    kernels: 64 rows, 8 warps: 0 / 0–48 / 0; 64 rows, 4 warps: 0–8 / 0 / 0–64; 128 rows, 8 warps:
+    0–16 / 208–232 / 0–208 (the larger figures with chunks of 64)."""
     return [
         triton.Config({"BLOCK_M": bm, "BLOCK_H": bh, **kwargs}, num_warps=nw, num_stages=ns, maxnreg=reg)
         for bm, nw, reg in ((64, 8, 128), (64, 4, 168), (128, 8, 128))
