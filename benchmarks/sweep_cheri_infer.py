@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 import torch
+
+from strandwise.io.atomic import atomic_write_text
 
 
 def main(argv=None):
@@ -71,7 +72,7 @@ def main(argv=None):
         stages = {int(v) for v in args.stages.split(",")}
         space = k.prune_full if args.space == "full" else k.prune
         cfgs = [c for c in space(k.configs(), {"H": H}, BLOCK_C=bc) if c.num_stages in stages]
-        evens = (0, 1) if args.even and NL % 128 == 0 and C == bc else (0,)
+        evens = (0, 1) if args.even and ci.full_tiles(NL, C) else (0,)
         runs = [(c, e) for c in cfgs for e in evens]
         # compile every config first, in threads (Triton's compiler releases the GIL in its
         # native passes), so the sweep is not dominated by one-by-one compilation
@@ -127,10 +128,7 @@ def main(argv=None):
         results[f"{tag}_full_default_ms"] = t_full
         del x, out
         # written after each dtype, so a run cut short by a time limit keeps what it measured
-        tmp = args.out + ".tmp"
-        with open(tmp, "w") as fh:
-            json.dump(results, fh, indent=1)
-        os.replace(tmp, args.out)
+        atomic_write_text(args.out, json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

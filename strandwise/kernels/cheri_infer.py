@@ -316,6 +316,14 @@ def run_with_fast_gelu(launch, fast: bool) -> None:
         launch(False)
 
 
+def full_tiles(NL: int, C: int) -> bool:
+    """Whether every (BLOCK_M, BLOCK_C) tile of an (NL, C) activation is full, so the MLP kernel
+    may run its unmasked ``EVEN`` variant: every BLOCK_M the autotuner keeps and the heuristic
+    picks (32, 64 or 128; ``cheri_infer_triton.prune_full``) divides 128, and BLOCK_C is C's
+    next power of two."""
+    return NL % 128 == 0 and C == max(16, next_pow2(C))
+
+
 def launch_block_kernel(args: tuple, dot: int, prec: str, save: int = 0) -> None:
     """Launch the block kernel (:func:`cheri_infer_triton.mlp_kernel`) over ``args`` =
     ``(x, cw, W1ᵀ, (s·W2)ᵀ, mean, rstd, out, xn, z, h, N·L, L, C, H, dilation)``; ``save=1`` also
@@ -323,10 +331,8 @@ def launch_block_kernel(args: tuple, dot: int, prec: str, save: int = 0) -> None
     k = _kernels()
     NL, C, H = args[10], args[12], args[13]
     bc = max(16, next_pow2(C))
-    # no row/column masks where every tile is full: every BLOCK_M the autotuner keeps and the
-    # heuristic picks (32, 64 or 128; cheri_infer_triton.prune_full) divides 128. With the
-    # capped configs (opt-in) until its GPU parity test has run.
-    even = int(_host.CAPPED_CONFIGS and NL % 128 == 0 and C == bc)
+    # EVEN with the capped configs (opt-in) until its GPU parity test has run
+    even = int(_host.CAPPED_CONFIGS and full_tiles(NL, C))
 
     def grid(meta):
         return (cdiv(NL, meta["BLOCK_M"]),)

@@ -86,9 +86,8 @@ def mlp_bwd_kernel(
     gf = gq.to(tl.float32)
     if not PREFETCH_XN:
         xh = tl.load(xn_ptr + base + o_off, mask=o_m, other=0.0)
-    rows_o = pid * BLOCK_M + tl.arange(0, BLOCK_M)
-    tl.store(rs_ptr + rows_o, tl.sum(gf, axis=1), mask=rows_o < NL)
-    tl.store(rs_ptr + NL + rows_o, tl.sum(gf * xh.to(tl.float32), axis=1), mask=rows_o < NL)
+    tl.store(rs_ptr + rows, tl.sum(gf, axis=1), mask=rmask)
+    tl.store(rs_ptr + NL + rows, tl.sum(gf * xh.to(tl.float32), axis=1), mask=rmask)
 
 
 def bwd_configs():
