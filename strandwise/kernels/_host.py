@@ -38,12 +38,14 @@ INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
 #: picks cached; BENCHMARKS.md, Round 11). ``0`` tunes in every process.
 AUTOTUNE_CACHE = env_flag("STRANDWISE_AUTOTUNE_CACHE", True)
 
-#: ``STRANDWISE_CAPPED_CONFIGS=1`` (read at import; default ``0``): the Cheri MLP kernels' autotune
+#: ``STRANDWISE_CAPPED_CONFIGS`` (read at import; default ``1``): the Cheri MLP kernels' autotune
 #: spaces also try tiles with registers capped per thread (8 warps at 128, 4 at 168;
 #: :func:`strandwise.kernels.cheri_infer_triton.capped_configs`), and the host launches the
-#: unmasked ``EVEN`` variant of the MLP kernel where every tile is full. Opt-in until measured and
-#: parity-tested on a GPU (``benchmarks/gpu_round_maxnreg.sh``).
-CAPPED_CONFIGS = env_flag("STRANDWISE_CAPPED_CONFIGS", False)
+#: unmasked ``EVEN`` variant of the MLP kernel where every tile is full. On an H100 the autotuner
+#: picks 64 rows, 4 warps at 168 registers for the bf16 inference pass (0.288 ms against 0.319 for
+#: the best uncapped tile; whole block 0.350 ms, was 0.387; BENCHMARKS.md Round 13). ``0`` restores
+#: the uncapped spaces and the masked tiles.
+CAPPED_CONFIGS = env_flag("STRANDWISE_CAPPED_CONFIGS", True)
 
 
 def cdiv(a: int, b: int) -> int:

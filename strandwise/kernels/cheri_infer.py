@@ -331,7 +331,7 @@ def launch_block_kernel(args: tuple, dot: int, prec: str, save: int = 0) -> None
     k = _kernels()
     NL, C, H = args[10], args[12], args[13]
     bc = max(16, next_pow2(C))
-    # EVEN with the capped configs (opt-in) until its GPU parity test has run
+    # EVEN goes with the capped configs (STRANDWISE_CAPPED_CONFIGS=0 switches both off)
     even = int(_host.CAPPED_CONFIGS and full_tiles(NL, C))
 
     def grid(meta):

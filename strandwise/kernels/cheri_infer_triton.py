@@ -51,7 +51,7 @@ def mlp_kernel(
     # EVEN: 1 = the caller guarantees NL % BLOCK_M == 0 and C == BLOCK_C, so the tile needs no
     #      row or column masks (only the conv taps' sequence-edge masks); 10-30 fewer registers
     #      at 8 warps (offline sm_90 compile). cheri_infer.launch_block_kernel sets it where
-    #      N·L % 128 == 0 and C is a power of two (with STRANDWISE_CAPPED_CONFIGS=1 for now).
+    #      N·L % 128 == 0 and C is a power of two (unless STRANDWISE_CAPPED_CONFIGS=0).
     pid = tl.program_id(0).to(tl.int64)
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < NL
@@ -132,7 +132,7 @@ def configs():
 
 
 def capped_configs(stages=(3, 4), **kwargs):
-    """Opt-in candidates (``STRANDWISE_CAPPED_CONFIGS=1``; not yet timed on a GPU) for this kernel
+    """Candidates (on unless ``STRANDWISE_CAPPED_CONFIGS=0``; H100 timings in BENCHMARKS.md Round 13) for this kernel
     (``kwargs``: its other meta-parameters) and the training backward, with the registers capped
     per thread (``maxnreg``), hidden chunks of 32 or 64: 64-row tiles with 8 warps at 128 (two
     programs, 16 warps, per SM) or 4 warps at 168 (three programs, 12 warps), and 128-row tiles

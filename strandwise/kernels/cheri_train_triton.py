@@ -104,7 +104,7 @@ def bwd_configs():
 
 
 def capped_bwd_configs():
-    """Opt-in (``STRANDWISE_CAPPED_CONFIGS=1``): the register-capped tiles of
+    """On unless ``STRANDWISE_CAPPED_CONFIGS=0``: the register-capped tiles of
     :func:`cit.capped_configs` (its docstring gives their offline register/spill figures)."""
     return cit.capped_configs(stages=(2, 3), PREFETCH_XN=0)
 

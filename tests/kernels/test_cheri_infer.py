@@ -105,7 +105,7 @@ def test_first_call_autotuned_correct(cnt):
 
     timed = cheri_infer_triton.mlp_kernel_tuned.configs_timings
     assert len(timed) >= 2
-    assert len({(tuple(sorted(c.kwargs.items())), c.num_warps, c.num_stages) for c in timed}) == len(timed)
+    assert len({(tuple(sorted(c.kwargs.items())), c.num_warps, c.num_stages, c.maxnreg) for c in timed}) == len(timed)
 
 
 def test_weight_cache_invalidated_by_inplace_edit(cnt):

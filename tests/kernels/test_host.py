@@ -221,14 +221,14 @@ def test_launch_first_fitting_skips_configs_over_shared_memory():
         launch_first_fitting(lambda m, n: (_ for _ in ()).throw(ValueError("x")), ladder)
 
 
-def test_capped_configs_are_opt_in_and_survive_pruning():
+def test_capped_configs_follow_the_switch_and_survive_pruning():
     pytest.importorskip("triton")
     from strandwise.kernels import cheri_infer_triton as cit
     from strandwise.kernels import cheri_train_triton as ctt
 
     named = {"H": 256, "C": 128}
-    if not _host.CAPPED_CONFIGS:  # the default spaces have no register cap
-        assert all(c.maxnreg is None for c in cit.configs() + ctt.bwd_configs())
+    for space in (cit.configs(), ctt.bwd_configs()):  # on by default; STRANDWISE_CAPPED_CONFIGS=0 drops them
+        assert any(c.maxnreg for c in space) == _host.CAPPED_CONFIGS
     fwd = cit.prune(cit.configs() + cit.capped_configs(RELOAD_RES=1), named, BLOCK_C=128)
     bwd = ctt._prune(ctt.bwd_configs() + ctt.capped_bwd_configs(), named, BLOCK_C=128)
     for kept in (fwd, bwd):
