@@ -8,7 +8,7 @@
 #
 #   bash benchmarks/gpu_round_maxnreg.sh [OUTDIR]
 source "$(dirname "$0")/_gpu_round_prelude.sh"
-export STRANDWISE_CAPPED_CONFIGS=1  # the capped candidates join the autotune spaces (opt-in)
+export STRANDWISE_CAPPED_CONFIGS=1  # the capped candidates (the default since round 13)
 timeout 110 python benchmarks/sweep_cheri_infer.py --space tuned --even --stages 2,3,4 --dtypes bf16 \
     --out "$OUTDIR/sweep_cheri_infer_capped.json" 2>&1 | tail -30
 timeout 90 python -m pytest -q -m gpu tests/kernels/test_cheri_even_tiles.py tests/kernels/test_cheri_infer.py 2>&1 \

@@ -3,14 +3,14 @@ stats prepass alone, at one block shape; prints a sorted table and writes JSON.
 
 Used to choose the autotuner's search space (``cheri_infer_triton.prune``) from measurements.
 ``--space full`` (default) sweeps ``prune_full`` of the whole space, ``--space tuned`` only what
-the autotuner tries (``prune``). The register-capped configs join with
-``STRANDWISE_CAPPED_CONFIGS=1``; ``--even`` also times each config with ``EVEN=1`` (no tile
+the autotuner tries (``prune``). The register-capped configs are in the space unless
+``STRANDWISE_CAPPED_CONFIGS=0``; ``--even`` also times each config with ``EVEN=1`` (no tile
 masks) where the shape allows it. Every run is checked against the fp32 reference block.
 
 Usage::
 
     python benchmarks/sweep_cheri_infer.py --out sweep.json [--N 512 --L 1024 --C 128 --dilation 4]
-        [--space tuned] [--even] [--stages 2,3,4]
+        [--space tuned] [--even] [--stages 2,3,4] [--twins]
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ def main(argv=None):
     ap.add_argument("--stages", default="2,3", help="num_stages values to sweep")
     ap.add_argument("--space", choices=("full", "tuned"), default="full")
     ap.add_argument("--even", action="store_true", help="also run each config with EVEN=1")
+    ap.add_argument("--twins", action="store_true",
+                    help="also time each register-capped config without its cap (what the cap alone buys)")
     ap.add_argument("--out", default="sweep_cheri_infer.json")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
@@ -72,6 +74,9 @@ def main(argv=None):
         stages = {int(v) for v in args.stages.split(",")}
         space = k.prune_full if args.space == "full" else k.prune
         cfgs = [c for c in space(k.configs(), {"H": H}, BLOCK_C=bc) if c.num_stages in stages]
+        if args.twins:
+            cfgs += [triton.Config(dict(c.kwargs), num_warps=c.num_warps, num_stages=c.num_stages)
+                     for c in cfgs if c.maxnreg]
         evens = (0, 1) if args.even and ci.full_tiles(NL, C) else (0,)
         runs = [(c, e) for c in cfgs for e in evens]
         # compile every config first, in threads (Triton's compiler releases the GIL in its
