@@ -128,25 +128,42 @@ def configs():
         for rr in (0, 1)
         for nw in (4, 8, 16)
         for ns in (2, 3, 4)
-    ] + (capped_configs(RELOAD_RES=1) if CAPPED_CONFIGS else [])
+    ] + (capped_fwd_configs() if CAPPED_CONFIGS else [])
 
 
-def capped_configs(stages=(3, 4), **kwargs):
-    """Candidates (on unless ``STRANDWISE_CAPPED_CONFIGS=0``; H100 timings in BENCHMARKS.md Round 13) for this kernel
-    (``kwargs``: its other meta-parameters) and the training backward, with the registers capped
-    per thread (``maxnreg``), hidden chunks of 32 or 64: 64-row tiles with 8 warps at 128 (two
-    programs, 16 warps, per SM) or 4 warps at 168 (three programs, 12 warps), and 128-row tiles
-    with 8 warps at 128. The uncapped 4-warp pick takes 244 registers and fits two 4-warp programs
-    (8 warps; Nsight Compute, BENCHMARKS.md Round 11). Offline sm_90 compile at C = 128, H = 256
-    (BENCHMARKS.md Round 12), stack (spill) bytes of the inference / training-forward / backward
-    kernels: 64 rows, 8 warps: 0 / 0–48 / 0; 64 rows, 4 warps: 0–8 / 0 / 0–64; 128 rows, 8 warps:
-    0–16 / 208–232 / 0–208 (the larger figures with chunks of 64)."""
+#: (BLOCK_M, num_warps, maxnreg) of the register-capped tiles: 64 rows with 8 warps at 128 registers
+#: (two programs, 16 warps, per SM) or 4 warps at 168 (three programs, 12 warps), 128 rows with 8
+#: warps at 128.
+CAPPED_TILES = ((64, 8, 128), (64, 4, 168), (128, 8, 128))
+#: The subset the forward kernel's space keeps: in the H100 sweep of the bf16 inference pass
+#: (BENCHMARKS.md Round 13) the capped 64-row 8-warp tiles were 48-118 % slower than the pick, 4
+#: stages lost to 3 for every capped tile but one (within 3 %), and for the kept tiles the 64-wide
+#: chunk lost to the 32-wide one by 20-38 %.
+CAPPED_TILES_FWD = ((64, 4, 168), (128, 8, 128))
+
+
+def capped_configs(stages=(3, 4), tiles=CAPPED_TILES, chunks=(32, 64), **kwargs):
+    """Candidates (on unless ``STRANDWISE_CAPPED_CONFIGS=0``; H100 timings in BENCHMARKS.md Round 13)
+    for this kernel (``kwargs``: its other meta-parameters) and the training backward, with the
+    registers capped per thread (``maxnreg``): ``tiles`` (:data:`CAPPED_TILES`) × hidden ``chunks``
+    × ``stages``. The forward's space takes :data:`CAPPED_TILES_FWD` with chunks of 32 and 3 stages
+    (the 4-warp one won the H100 sweep: bf16 inference MLP pass 0.288 ms against 0.319 for the best
+    uncapped tile; uncapped, the same tile also compiles to 168 registers, so the 32-wide chunk is
+    what wins); the backward takes all of them (not yet swept alone). Offline sm_90 compile at
+    C = 128, H = 256 (BENCHMARKS.md Round 12), stack (spill) bytes of the inference /
+    training-forward / backward kernels: 64 rows, 8 warps: 0 / 0–48 / 0; 64 rows, 4 warps: 0–8 / 0 /
+    0–64; 128 rows, 8 warps: 0–16 / 208–232 / 0–208 (the larger figures with chunks of 64)."""
     return [
         triton.Config({"BLOCK_M": bm, "BLOCK_H": bh, **kwargs}, num_warps=nw, num_stages=ns, maxnreg=reg)
-        for bm, nw, reg in ((64, 8, 128), (64, 4, 168), (128, 8, 128))
-        for bh in (32, 64)
+        for bm, nw, reg in tiles
+        for bh in chunks
         for ns in stages
     ]
+
+
+def capped_fwd_configs():
+    """The forward kernel's capped candidates: :data:`CAPPED_TILES_FWD`, chunks of 32, 3 stages."""
+    return capped_configs(stages=(3,), tiles=CAPPED_TILES_FWD, chunks=(32,), RELOAD_RES=1)
 
 
 def chunk_ok(cfg, widest: int) -> bool:

@@ -229,11 +229,12 @@ def test_capped_configs_follow_the_switch_and_survive_pruning():
     named = {"H": 256, "C": 128}
     for space in (cit.configs(), ctt.bwd_configs()):  # on by default; STRANDWISE_CAPPED_CONFIGS=0 drops them
         assert any(c.maxnreg for c in space) == _host.CAPPED_CONFIGS
-    fwd = cit.prune(cit.configs() + cit.capped_configs(RELOAD_RES=1), named, BLOCK_C=128)
+    fwd = cit.prune(cit.configs() + cit.capped_fwd_configs(), named, BLOCK_C=128)
     bwd = ctt._prune(ctt.bwd_configs() + ctt.capped_bwd_configs(), named, BLOCK_C=128)
-    for kept in (fwd, bwd):
-        capped = {(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_H"], c.num_warps, c.maxnreg) for c in kept if c.maxnreg}
-        assert capped == {(bm, bh, nw, reg) for bh in (32, 64) for bm, nw, reg in ((64, 8, 128), (64, 4, 168), (128, 8, 128))}
+    tiles = {(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_H"], c.num_warps, c.maxnreg, c.num_stages) for c in fwd if c.maxnreg}
+    assert tiles == {(64, 32, 4, 168, 3), (128, 32, 8, 128, 3)}  # the forward keeps what the H100 sweep supports
+    capped = {(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_H"], c.num_warps, c.maxnreg) for c in bwd if c.maxnreg}
+    assert capped == {(bm, bh, nw, reg) for bh in (32, 64) for bm, nw, reg in cit.CAPPED_TILES}
     # a small layer's widest chunk is 16: half of it is below the kernels' minimum and is dropped
     small = cit.prune(cit.configs() + cit.capped_configs(RELOAD_RES=1), {"H": 16, "C": 16}, BLOCK_C=16)
     assert all(c.kwargs["BLOCK_H"] == 16 for c in small)
