@@ -215,10 +215,12 @@ def main(argv=None):
         f()
         plan_ms[k] = bench(f)
 
-    from strandwise.kernels import cheri_infer_triton
+    from strandwise.kernels import cheri_infer_triton, cheri_train_triton
 
     chosen = {}
-    for kname, kern in (("megakernel", cheri_infer_triton.mlp_kernel_tuned), ("fwd_stats", cnt._fwd_stats_tuned),
+    # megakernel: one entry per SAVE (0 inference, 1 training forward); mlp_bwd: the fused backward
+    for kname, kern in (("megakernel", cheri_infer_triton.mlp_kernel_tuned),
+                        ("mlp_bwd", cheri_train_triton.mlp_bwd_kernel_tuned), ("fwd_stats", cnt._fwd_stats_tuned),
                         ("fwd_norm", cnt._fwd_norm_tuned), ("bwd_stats", cnt._bwd_stats_tuned),
                         ("bwd_main", cnt._bwd_main_tuned), ("bwd_comb", cnt._bwd_comb_tuned)):
         chosen[kname] = {str(k): str(v) for k, v in kern.cache.items()}
