@@ -49,13 +49,6 @@ def _fused_fp32_on() -> bool:
     return bool(_FP32["on"])
 
 
-def _host_capped() -> bool:
-    """Whether the register-capped autotune candidates and EVEN tiles are on (the default)."""
-    from strandwise.kernels import _host
-
-    return _host.CAPPED_CONFIGS
-
-
 def bench(fn, rep=200):
     import triton
 
@@ -215,7 +208,7 @@ def main(argv=None):
         f()
         plan_ms[k] = bench(f)
 
-    from strandwise.kernels import cheri_infer_triton, cheri_train_triton
+    from strandwise.kernels import _host, cheri_infer_triton, cheri_train_triton
 
     chosen = {}
     # megakernel: one entry per SAVE (0 inference, 1 training forward); mlp_bwd: the fused backward
@@ -243,7 +236,7 @@ def main(argv=None):
         "shape": dict(N=N, L=L, C=C, dilation=d), "ceilings": ceil, "rows": rows,
         "conv_norm_bwd_plans_fp32_ms": plan_ms, "errors": errors, "autotuned_configs": chosen,
         "fused_fp32": os.environ.get("STRANDWISE_FUSED_FP32", "0"),
-        "capped_configs": str(int(_host_capped())),
+        "capped_configs": str(int(_host.CAPPED_CONFIGS)),
     }
     import triton
 
