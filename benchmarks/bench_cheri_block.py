@@ -22,6 +22,8 @@ import sys
 import torch
 import torch.nn.functional as F
 
+from strandwise.io.atomic import atomic_write_text
+
 # upstream 0.3.1, one H200, ms (spec §8.2)
 UPSTREAM = {
     ("fp32", "inference"): 0.421, ("fp32", "train_fwd"): 1.287, ("fp32", "fwd_bwd"): 3.826,
@@ -241,10 +243,7 @@ def main(argv=None):
     import triton
 
     result["triton"] = triton.__version__
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(result, fh, indent=1)
-    os.replace(tmp, args.out)
+    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
     return result
 
 
