@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call (timeouts sum to 500 s), after the register-capped configs and EVEN tiles became
 # the default (STRANDWISE_CAPPED_CONFIGS unset), most important first so that a call with less
-# time keeps what ran (each step writes into OUTDIR as it finishes; the first three fit 350 s):
+# time keeps what ran (each step writes into OUTDIR as it finishes; the first three fit 380 s):
 # the GPU tests of the Cheri kernels and the Cherimoya model; a sweep of the tuned configs
 # with 3 stages, bf16 and fp32 input, each capped config also without its cap (--twins: what the cap
 # alone buys; for fp32 input the capped 4-warp tile spills 328 B offline, its twin does not); the
