@@ -5,19 +5,24 @@ Used to choose the autotuner's search space (``cheri_infer_triton.prune``) from 
 ``--space full`` (default) sweeps ``prune_full`` of the whole space, ``--space tuned`` only what
 the autotuner tries (``prune``). The register-capped configs are in the space unless
 ``STRANDWISE_CAPPED_CONFIGS=0``; ``--even`` also times each config with ``EVEN=1`` (no tile
-masks) where the shape allows it. Every run is checked against the fp32 reference block.
+masks) where the shape allows it. ``--gelu-ab`` also times each run with the GELU(tanh) as
+written before 2026-12-07 (``0.5·z·(1 + tanh(√(2/π)·z·(1 + 0.044715·z²)))``, seven ALU
+instructions per element against five), alternating the two kernels in one process. Every run is
+checked against the fp32 reference block.
 
 Usage::
 
     python benchmarks/sweep_cheri_infer.py --out sweep.json [--N 512 --L 1024 --C 128 --dilation 4]
-        [--space tuned] [--even] [--stages 2,3,4] [--twins]
+        [--space tuned] [--even] [--stages 2,3,4] [--twins] [--gelu-ab]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
+import types
 
 import torch
 
@@ -37,6 +42,8 @@ def main(argv=None):
     ap.add_argument("--even", action="store_true", help="also run each config with EVEN=1")
     ap.add_argument("--twins", action="store_true",
                     help="also time each register-capped config without its cap (what the cap alone buys)")
+    ap.add_argument("--gelu-ab", action="store_true",
+                    help="also time each run with the earlier GELU form (A/B, alternating)")
     ap.add_argument("--out", default="sweep_cheri_infer.json")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
@@ -92,12 +99,16 @@ def main(argv=None):
             return opts
 
         tensors = (x, cw, w1t, w2t, mean, rstd, out, out, out, out, NL, L, C, H, d)
+        kernels = {"new": k.mlp_kernel}
+        if args.gelu_ab:
+            kernels["old"] = _kernel_with_old_gelu(k)
 
         def warm(run_spec):
-            try:
-                k.mlp_kernel.warmup(*tensors, grid=(1,), **launch_opts(*run_spec))
-            except Exception:  # compiled (or reported) again at the first launch below
-                pass
+            for kern in kernels.values():
+                try:
+                    kern.warmup(*tensors, grid=(1,), **launch_opts(*run_spec))
+                except Exception:  # compiled (or reported) again at the first launch below
+                    pass
 
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(warm, runs))
@@ -107,24 +118,35 @@ def main(argv=None):
         for cfg, even in runs:
             meta = dict(cfg.kwargs, maxnreg=cfg.maxnreg, EVEN=even)
 
-            def run(cfg=cfg, even=even):
-                k.mlp_kernel[(triton.cdiv(NL, cfg.kwargs["BLOCK_M"]),)](*tensors, **launch_opts(cfg, even))
+            def run(cfg=cfg, even=even, kern=k.mlp_kernel):
+                kern[(triton.cdiv(NL, cfg.kwargs["BLOCK_M"]),)](*tensors, **launch_opts(cfg, even))
 
             try:
-                run()
-                err = (out.float() - ref.float()).abs().max().item()
-                t = bench(run)
+                row = dict(dtype=tag, **meta, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+                for name, kern in kernels.items():
+                    run(kern=kern)
+                    row["max_abs_vs_fp32_reference" + ("" if name == "new" else "_old_gelu")] = (
+                        out.float() - ref.float()).abs().max().item()
+                if args.gelu_ab:  # alternate, three times each; the medians
+                    times = {name: [] for name in kernels}
+                    for _ in range(3):
+                        for name, kern in kernels.items():
+                            times[name].append(bench(lambda kern=kern: run(kern=kern)))
+                    row["ms"] = statistics.median(times["new"])
+                    row["ms_old_gelu"] = statistics.median(times["old"])
+                else:
+                    row["ms"] = bench(run)
             except Exception as exc:  # a config that fails to compile is a result too
                 rows.append(dict(dtype=tag, **meta, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
                                  error=f"{type(exc).__name__}: {str(exc)[:300]}"))
                 continue
-            rows.append(dict(dtype=tag, **meta, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-                             ms=t, max_abs_vs_fp32_reference=err))
+            rows.append(row)
         rows_ok = sorted([r for r in rows if "ms" in r], key=lambda r: r["ms"])
         for r in rows_ok[:16]:
             print(f"  {r['ms']:.4f} ms  BM={r['BLOCK_M']} BH={r['BLOCK_H']} RR={r['RELOAD_RES']} "
                   f"w={r['num_warps']} s={r['num_stages']} maxnreg={r['maxnreg']} EVEN={r['EVEN']} "
-                  f"err={r['max_abs_vs_fp32_reference']:.2e}", flush=True)
+                  f"err={r['max_abs_vs_fp32_reference']:.2e}"
+                  + (f"  old GELU {r['ms_old_gelu']:.4f} ms" if "ms_old_gelu" in r else ""), flush=True)
         for r in rows:
             if "error" in r:
                 print("  failed:", r, flush=True)
@@ -134,6 +156,30 @@ def main(argv=None):
         del x, out
         # written after each dtype, so a run cut short by a time limit keeps what it measured
         atomic_write_text(args.out, json.dumps(results, indent=1))
+
+
+def _kernel_with_old_gelu(k):
+    """A copy of ``k.mlp_kernel`` whose ``gelu_tanh`` is the form used up to 2026-12-07."""
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def gelu_tanh_old(z, FAST: tl.constexpr):
+        if FAST:
+            u = 0.7978845608028654 * z * (1.0 + 0.044715 * z * z)
+            th = tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f", [u], dtype=tl.float32,
+                                           is_pure=True, pack=1)
+            g = 0.5 * z * (1.0 + th)
+        else:
+            t = 1.5957691216057308 * z * (1.0 + 0.044715 * z * z)
+            g = z / (1.0 + tl.exp(-t))
+        return g
+
+    fn = k.mlp_kernel.fn
+    glb = dict(fn.__globals__, gelu_tanh=gelu_tanh_old)
+    copy = types.FunctionType(fn.__code__, glb, fn.__name__, fn.__defaults__, fn.__closure__)
+    copy.__module__, copy.__qualname__ = fn.__module__, fn.__qualname__ + "_old_gelu"
+    return triton.jit(copy)
 
 
 if __name__ == "__main__":

@@ -36,10 +36,10 @@ __all__ = ["mlp_kernel_gluon"]
 @gluon.jit
 def _gelu_fast(z):
     # GELU(tanh) with the hardware tanh.approx.f32 (as _triton_ops.gelu_tanh with FAST=1)
-    u = 0.7978845608028654 * z * (1.0 + 0.044715 * z * z)
+    u = z * (0.035677408136300125 * (z * z) + 0.7978845608028654)
     th = gl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f", [u], dtype=gl.float32,
                                    is_pure=True, pack=1)
-    return 0.5 * z * (1.0 + th)
+    return 0.5 * (z * th + z)
 
 
 @gluon.jit

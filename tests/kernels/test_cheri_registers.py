@@ -30,13 +30,22 @@ def _usage(fn, consts, half, num_warps, maxnreg, num_stages=3):
         pytest.skip(str(exc))
 
 
-@pytest.mark.parametrize("bm,bh,nw,reg", [(64, 64, 8, 128), (128, 64, 8, 128), (64, 32, 4, 168)])
-def test_capped_inference_tiles_do_not_spill(bm, bh, nw, reg):
+def _fwd_capped():
+    from strandwise.kernels import cheri_infer_triton as cit
+
+    return [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_H"], c.num_warps, c.maxnreg, c.num_stages)
+            for c in cit.capped_fwd_configs()]
+
+
+@pytest.mark.parametrize("even", [0, 1])
+@pytest.mark.parametrize("bm,bh,nw,reg,ns", _fwd_capped())
+def test_capped_inference_tiles_do_not_spill(bm, bh, nw, reg, ns, even):
+    """Every capped candidate of the forward kernel's space, as the inference pass (bf16)."""
     from strandwise.kernels import cheri_infer_triton as cit
 
     consts = dict(BLOCK_M=bm, BLOCK_H=bh, BLOCK_C=128, DOT=0, PRECISION="ieee", FAST_GELU=True,
-                  RELOAD_RES=1, SAVE=0, EVEN=0)
-    u = _usage(cit.mlp_kernel, consts, FWD_HALF, nw, reg)
+                  RELOAD_RES=1, SAVE=0, EVEN=even)
+    u = _usage(cit.mlp_kernel, consts, FWD_HALF, nw, reg, num_stages=ns)
     assert u["reg"] <= reg and u["stack"] == 0, u
 
 
