@@ -74,6 +74,16 @@ def _autotuning() -> bool:
 
 
 @triton.jit
+def _neg_zero():
+    # -0.0 as an fp32 constant, for the "other" value of masked sums: x + (-0.0) is x exactly, so
+    # the compiler drops those adds, which it must keep for +0.0 (+0.0 + -0.0 is +0.0). A literal
+    # -0.0 in a kernel reached the IR as +0.0 (Triton 3.6: the TTGIR constant is dense<0.0>),
+    # hence the bit pattern. Offline sm_90: loop instructions forward 723 -> 703, forward
+    # summary 463 -> 447, backward 1,515 -> 1,448, backward summary 333 -> 283.
+    return tl.full([1], -2147483648, tl.int32).to(tl.float32, bitcast=True)
+
+
+@triton.jit
 def _combine(a1, b1, a2, b2):
     # (a1, b1) is the earlier element in scan order: h = a2·(a1·h0 + b1) + b2.
     return a1 * a2, a2 * b1 + b2
@@ -88,7 +98,7 @@ def _softplus(x):
 
 @triton.jit
 def _sigmoid(x):
-    return 1.0 / (1.0 + tl.exp2(-x * 1.4426950408889634))
+    return 1.0 / (1.0 + tl.exp2(x * -1.4426950408889634))
 
 
 @triton.jit
@@ -183,7 +193,7 @@ def _fwd_summary_kernel(
         bb = (dt * u)[None, :, :] * Bt[:, :, None]
         bb = tl.where(first, bb + a * h[:, None, :], bb)
         _, hs = tl.associative_scan((a, bb), axis=1, combine_fn=_combine)
-        h = tl.sum(tl.where(last_t, hs, 0.0), axis=1)
+        h = tl.sum(tl.where(last_t, hs, _neg_zero()), axis=1)
         tot += tl.sum(dt, axis=0)
     ob = pid0.to(tl.int64) * DI
     tl.store(hsum_ptr + (ob + offs_d[None, :]) * N + offs_n[:, None], h, mask=mnd)
@@ -276,7 +286,7 @@ def _fwd_kernel(
             zz = tl.load(z_base + offs_d[None, :] * s_zd + phys[:, None], mask=m2, other=0.0).to(tl.float32)
             y = y * zz * _sigmoid(zz)
         tl.store(o_base + offs_d[None, :] * L + phys[:, None], y.to(out_ptr.dtype.element_ty), mask=m2)
-        h = tl.sum(tl.where(last_t, hs, 0.0), axis=1)
+        h = tl.sum(tl.where(last_t, hs, _neg_zero()), axis=1)
     if STORE_LAST:
         if seg == n_seg - 1:
             tl.store(last_ptr + nd_off, h, mask=mnd)
@@ -340,38 +350,38 @@ def _lane_sum_scatter16(X, Y, offs_n, lane):
     reductions. Returns a [TF, 32·w] tile in which lane l holds, per slot, the warp's sum of
     ``(Y if l & 16 else X)[l & 15]``.
     """
-    x0 = tl.sum(tl.where(offs_n[:, None, None] == 0, X, -0.0), axis=0)
-    y0 = tl.sum(tl.where(offs_n[:, None, None] == 0, Y, -0.0), axis=0)
-    x1 = tl.sum(tl.where(offs_n[:, None, None] == 1, X, -0.0), axis=0)
-    y1 = tl.sum(tl.where(offs_n[:, None, None] == 1, Y, -0.0), axis=0)
-    x2 = tl.sum(tl.where(offs_n[:, None, None] == 2, X, -0.0), axis=0)
-    y2 = tl.sum(tl.where(offs_n[:, None, None] == 2, Y, -0.0), axis=0)
-    x3 = tl.sum(tl.where(offs_n[:, None, None] == 3, X, -0.0), axis=0)
-    y3 = tl.sum(tl.where(offs_n[:, None, None] == 3, Y, -0.0), axis=0)
-    x4 = tl.sum(tl.where(offs_n[:, None, None] == 4, X, -0.0), axis=0)
-    y4 = tl.sum(tl.where(offs_n[:, None, None] == 4, Y, -0.0), axis=0)
-    x5 = tl.sum(tl.where(offs_n[:, None, None] == 5, X, -0.0), axis=0)
-    y5 = tl.sum(tl.where(offs_n[:, None, None] == 5, Y, -0.0), axis=0)
-    x6 = tl.sum(tl.where(offs_n[:, None, None] == 6, X, -0.0), axis=0)
-    y6 = tl.sum(tl.where(offs_n[:, None, None] == 6, Y, -0.0), axis=0)
-    x7 = tl.sum(tl.where(offs_n[:, None, None] == 7, X, -0.0), axis=0)
-    y7 = tl.sum(tl.where(offs_n[:, None, None] == 7, Y, -0.0), axis=0)
-    x8 = tl.sum(tl.where(offs_n[:, None, None] == 8, X, -0.0), axis=0)
-    y8 = tl.sum(tl.where(offs_n[:, None, None] == 8, Y, -0.0), axis=0)
-    x9 = tl.sum(tl.where(offs_n[:, None, None] == 9, X, -0.0), axis=0)
-    y9 = tl.sum(tl.where(offs_n[:, None, None] == 9, Y, -0.0), axis=0)
-    x10 = tl.sum(tl.where(offs_n[:, None, None] == 10, X, -0.0), axis=0)
-    y10 = tl.sum(tl.where(offs_n[:, None, None] == 10, Y, -0.0), axis=0)
-    x11 = tl.sum(tl.where(offs_n[:, None, None] == 11, X, -0.0), axis=0)
-    y11 = tl.sum(tl.where(offs_n[:, None, None] == 11, Y, -0.0), axis=0)
-    x12 = tl.sum(tl.where(offs_n[:, None, None] == 12, X, -0.0), axis=0)
-    y12 = tl.sum(tl.where(offs_n[:, None, None] == 12, Y, -0.0), axis=0)
-    x13 = tl.sum(tl.where(offs_n[:, None, None] == 13, X, -0.0), axis=0)
-    y13 = tl.sum(tl.where(offs_n[:, None, None] == 13, Y, -0.0), axis=0)
-    x14 = tl.sum(tl.where(offs_n[:, None, None] == 14, X, -0.0), axis=0)
-    y14 = tl.sum(tl.where(offs_n[:, None, None] == 14, Y, -0.0), axis=0)
-    x15 = tl.sum(tl.where(offs_n[:, None, None] == 15, X, -0.0), axis=0)
-    y15 = tl.sum(tl.where(offs_n[:, None, None] == 15, Y, -0.0), axis=0)
+    x0 = tl.sum(tl.where(offs_n[:, None, None] == 0, X, _neg_zero()), axis=0)
+    y0 = tl.sum(tl.where(offs_n[:, None, None] == 0, Y, _neg_zero()), axis=0)
+    x1 = tl.sum(tl.where(offs_n[:, None, None] == 1, X, _neg_zero()), axis=0)
+    y1 = tl.sum(tl.where(offs_n[:, None, None] == 1, Y, _neg_zero()), axis=0)
+    x2 = tl.sum(tl.where(offs_n[:, None, None] == 2, X, _neg_zero()), axis=0)
+    y2 = tl.sum(tl.where(offs_n[:, None, None] == 2, Y, _neg_zero()), axis=0)
+    x3 = tl.sum(tl.where(offs_n[:, None, None] == 3, X, _neg_zero()), axis=0)
+    y3 = tl.sum(tl.where(offs_n[:, None, None] == 3, Y, _neg_zero()), axis=0)
+    x4 = tl.sum(tl.where(offs_n[:, None, None] == 4, X, _neg_zero()), axis=0)
+    y4 = tl.sum(tl.where(offs_n[:, None, None] == 4, Y, _neg_zero()), axis=0)
+    x5 = tl.sum(tl.where(offs_n[:, None, None] == 5, X, _neg_zero()), axis=0)
+    y5 = tl.sum(tl.where(offs_n[:, None, None] == 5, Y, _neg_zero()), axis=0)
+    x6 = tl.sum(tl.where(offs_n[:, None, None] == 6, X, _neg_zero()), axis=0)
+    y6 = tl.sum(tl.where(offs_n[:, None, None] == 6, Y, _neg_zero()), axis=0)
+    x7 = tl.sum(tl.where(offs_n[:, None, None] == 7, X, _neg_zero()), axis=0)
+    y7 = tl.sum(tl.where(offs_n[:, None, None] == 7, Y, _neg_zero()), axis=0)
+    x8 = tl.sum(tl.where(offs_n[:, None, None] == 8, X, _neg_zero()), axis=0)
+    y8 = tl.sum(tl.where(offs_n[:, None, None] == 8, Y, _neg_zero()), axis=0)
+    x9 = tl.sum(tl.where(offs_n[:, None, None] == 9, X, _neg_zero()), axis=0)
+    y9 = tl.sum(tl.where(offs_n[:, None, None] == 9, Y, _neg_zero()), axis=0)
+    x10 = tl.sum(tl.where(offs_n[:, None, None] == 10, X, _neg_zero()), axis=0)
+    y10 = tl.sum(tl.where(offs_n[:, None, None] == 10, Y, _neg_zero()), axis=0)
+    x11 = tl.sum(tl.where(offs_n[:, None, None] == 11, X, _neg_zero()), axis=0)
+    y11 = tl.sum(tl.where(offs_n[:, None, None] == 11, Y, _neg_zero()), axis=0)
+    x12 = tl.sum(tl.where(offs_n[:, None, None] == 12, X, _neg_zero()), axis=0)
+    y12 = tl.sum(tl.where(offs_n[:, None, None] == 12, Y, _neg_zero()), axis=0)
+    x13 = tl.sum(tl.where(offs_n[:, None, None] == 13, X, _neg_zero()), axis=0)
+    y13 = tl.sum(tl.where(offs_n[:, None, None] == 13, Y, _neg_zero()), axis=0)
+    x14 = tl.sum(tl.where(offs_n[:, None, None] == 14, X, _neg_zero()), axis=0)
+    y14 = tl.sum(tl.where(offs_n[:, None, None] == 14, Y, _neg_zero()), axis=0)
+    x15 = tl.sum(tl.where(offs_n[:, None, None] == 15, X, _neg_zero()), axis=0)
+    y15 = tl.sum(tl.where(offs_n[:, None, None] == 15, Y, _neg_zero()), axis=0)
     zero = tl.zeros_like(x0).to(tl.int32)
     b16 = zero + ((lane & 16) != 0).to(tl.int32)[None, :]
     b8 = zero + ((lane & 8) != 0).to(tl.int32)[None, :]
@@ -512,7 +522,7 @@ def _bwd_kernel(
                 bb = (dt * u)[None, :, :] * Bt[:, :, None]
                 bb = tl.where(first, bb + a * h[:, None, :], bb)
                 _, hs = tl.associative_scan((a, bb), axis=1, combine_fn=_combine)
-                h = tl.sum(tl.where(last_t, hs, 0.0), axis=1)
+                h = tl.sum(tl.where(last_t, hs, _neg_zero()), axis=1)
             tl.store(scr + ((SUB - 1) * (NP * BLOCK_D) + scr_off), h)
         # pass 2: sub-chunks in reverse. Ordered for register pressure (one [N, TF] fp32 tile per
         # thread is 16·TF registers): the forward scan first (a, Δ·B·u → h), then C (y and the
@@ -571,9 +581,9 @@ def _bwd_kernel(
             g = tl.zeros_like(a)
             for r in tl.static_range(TF):
                 sel = (offs_t == TF - 1 - r)[None, :, None]
-                g_j = tl.sum(tl.where(sel, bg, -0.0), axis=1, keep_dims=True) + q
+                g_j = tl.sum(tl.where(sel, bg, _neg_zero()), axis=1, keep_dims=True) + q
                 g = tl.where(sel, g_j, g)
-                q = tl.sum(tl.where(sel, a, -0.0), axis=1, keep_dims=True) * g_j
+                q = tl.sum(tl.where(sel, a, _neg_zero()), axis=1, keep_dims=True) * g_j
             if SUMMARY:
                 tot_s += tl.sum(dt, axis=0)
             else:
