@@ -121,8 +121,9 @@ def main(argv=None):
             def run(cfg=cfg, even=even, kern=k.mlp_kernel):
                 kern[(triton.cdiv(NL, cfg.kwargs["BLOCK_M"]),)](*tensors, **launch_opts(cfg, even))
 
+            base = dict(dtype=tag, **meta, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
             try:
-                row = dict(dtype=tag, **meta, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+                row = dict(base)
                 for name, kern in kernels.items():
                     run(kern=kern)
                     row["max_abs_vs_fp32_reference" + ("" if name == "new" else "_old_gelu")] = (
@@ -137,8 +138,7 @@ def main(argv=None):
                 else:
                     row["ms"] = bench(run)
             except Exception as exc:  # a config that fails to compile is a result too
-                rows.append(dict(dtype=tag, **meta, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-                                 error=f"{type(exc).__name__}: {str(exc)[:300]}"))
+                rows.append(dict(base, error=f"{type(exc).__name__}: {str(exc)[:300]}"))
                 continue
             rows.append(row)
         rows_ok = sorted([r for r in rows if "ms" in r], key=lambda r: r["ms"])
@@ -159,9 +159,12 @@ def main(argv=None):
 
 
 def _kernel_with_old_gelu(k):
-    """A copy of ``k.mlp_kernel`` whose ``gelu_tanh`` is the form used up to 2026-12-07."""
+    """A copy of ``k.mlp_kernel`` whose fast ``gelu_tanh`` is the form used up to 2026-12-07 (the
+    exact form is unchanged and shared)."""
     import triton
     import triton.language as tl
+
+    from strandwise.kernels._triton_ops import gelu_tanh
 
     @triton.jit
     def gelu_tanh_old(z, FAST: tl.constexpr):
@@ -171,8 +174,7 @@ def _kernel_with_old_gelu(k):
                                            is_pure=True, pack=1)
             g = 0.5 * z * (1.0 + th)
         else:
-            t = 1.5957691216057308 * z * (1.0 + 0.044715 * z * z)
-            g = z / (1.0 + tl.exp(-t))
+            g = gelu_tanh(z, FAST)
         return g
 
     fn = k.mlp_kernel.fn

@@ -1,5 +1,5 @@
-"""Code the selective-scan kernels compile to, checked by an offline sm_90 compile (Triton's own
-compiler and ptxas; no GPU needed).
+"""Code the selective-scan kernels compile to, checked by an offline sm_90 compile to PTX (Triton's
+own compiler; no GPU needed).
 
 Masked sums in the kernels (the carry ``h`` taken from the last position of a scanned tile, and the
 per-state picks of the backward's lane reduce-scatter) use ``_neg_zero()`` as the masked-out value:
@@ -46,12 +46,9 @@ print("INTERPRETER-OK")
 
 @pytest.mark.parametrize("kernel", ["fwd", "fwd_summary", "bwd", "bwd_summary"])
 def test_scan_kernels_add_no_positive_zero(kernel):
-    try:
-        import sass_scan as ss
+    import sass_scan as ss
 
-        fn, consts, half = ss._kernel_spec(kernel, 4 if kernel.startswith("fwd") else 2, 32)
-        ck = ss.compile_sm90(fn, consts, half, num_warps=1)
-    except SystemExit as exc:  # ptxas missing beside this Triton build
-        pytest.skip(str(exc))
+    fn, consts, half = ss._kernel_spec(kernel, 4 if kernel.startswith("fwd") else 2, 32)
+    ck = ss.compile_sm90(fn, consts, half, num_warps=1)
     adds = re.findall(r"add\.f32\s+%r\d+, %r\d+, 0f00000000;", ck.asm["ptx"])
     assert not adds, f"{len(adds)} adds of +0.0 in the {kernel} kernel"
