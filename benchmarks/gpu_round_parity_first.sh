@@ -7,7 +7,7 @@
 #   bash benchmarks/gpu_round_parity_first.sh [OUTDIR]
 source "$(dirname "$0")/_gpu_round_prelude.sh"
 unset STRANDWISE_CAPPED_CONFIGS
-timeout 200 python -m pytest -q -m gpu tests/kernels/test_cheri_infer.py tests/kernels/test_cheri_even_tiles.py \
+timeout 200 python -m pytest -q -m gpu tests/kernels/test_cheri_infer.py tests/kernels/test_cheri_half_w2.py tests/kernels/test_cheri_even_tiles.py \
     tests/kernels/test_cheri_train.py tests/kernels/test_stem.py tests/models/test_cherimoya_gpu.py 2>&1 | tee "$OUTDIR/tests_gpu.log" | tail -6
 STRANDWISE_SCAN_AUTOTUNE=0 timeout 160 python -m pytest -q -m gpu tests/kernels/test_selective_scan_triton.py \
     -k "parity_small or options or split_forced or long_gradients or atomic_sum" 2>&1 | tee "$OUTDIR/tests_scan.log" | tail -4

@@ -74,9 +74,10 @@ def compile_sm90(jitfn, constexprs, bf16_ptrs, num_warps=1, maxnreg=None, int_di
 
     sig, attrs, consts = {}, {}, {}
     for i, p in enumerate(jitfn.params):
-        if p.name in constexprs:
+        if p.name in constexprs or (p.is_constexpr and p.has_default):
+            # a constexpr not named keeps its default, as a launch that omits it does
             sig[p.name] = "constexpr"
-            consts[(i,)] = constexprs[p.name]
+            consts[(i,)] = constexprs.get(p.name, p.default)
         elif p.name.endswith("_ptr"):
             sig[p.name] = "*bf16" if p.name in bf16_ptrs else "*fp32"
             attrs[(i,)] = [["tt.divisibility", 16]]

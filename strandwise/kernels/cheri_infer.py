@@ -223,13 +223,27 @@ def _infer_impl(x, conv_weight, w1, w2, dilation: int, residual_scale: float, ep
         wdtype = torch.bfloat16 if fp32_dot == "bf16" else torch.float32
     else:
         dot, prec, wdtype = 0, "ieee", x.dtype
-    w1t, w2t = _derived_weights(w1, w2, residual_scale, wdtype)
     if dot == 0 and gluon_mlp_ok(x, C, H):
+        w1t, w2t = _derived_weights(w1, w2, residual_scale, wdtype)
         launch_gluon_kernel(x, cw, w1t, w2t, mean, rstd, out, int(dilation))
         return out
+    half = int(half_w2_ok(dot, wdtype))
+    # HALF_W2: the kernel multiplies 2·GELU(z) by ½·(s·W2)ᵀ, bit-identical to GELU(z)·(s·W2)ᵀ
+    w1t, w2t = _derived_weights(w1, w2, residual_scale * (0.5 if half else 1.0), wdtype)
     launch_block_kernel((x, cw, w1t, w2t, mean, rstd, out, out, out, out, N * L, L, C, H, int(dilation)),
-                        dot, prec)
+                        dot, prec, half_w2=half)
     return out
+
+
+def half_w2_ok(dot: int, wdtype: torch.dtype) -> bool:
+    """Whether the inference pass folds the GELU's ½ into its cached ``(s·W2)ᵀ`` (``HALF_W2``):
+    bf16 operands only, where halving a weight and doubling a hidden value are exact (bf16 has
+    fp32's exponent range; fp16's narrower one would make tiny halved weights subnormal and round
+    them). Off with ``STRANDWISE_HALF_W2=0``."""
+    return dot == 0 and wdtype == torch.bfloat16 and _HALF_W2["on"]
+
+
+_HALF_W2 = {"on": env_flag("STRANDWISE_HALF_W2", True)}
 
 
 # Hopper Gluon variant of the MLP pass (strandwise.kernels.cheri_infer_gluon): opt-in until its
@@ -324,10 +338,11 @@ def full_tiles(NL: int, C: int) -> bool:
     return NL % 128 == 0 and C == max(16, next_pow2(C))
 
 
-def launch_block_kernel(args: tuple, dot: int, prec: str, save: int = 0) -> None:
+def launch_block_kernel(args: tuple, dot: int, prec: str, save: int = 0, half_w2: int = 0) -> None:
     """Launch the block kernel (:func:`cheri_infer_triton.mlp_kernel`) over ``args`` =
     ``(x, cw, W1ᵀ, (s·W2)ᵀ, mean, rstd, out, xn, z, h, N·L, L, C, H, dilation)``; ``save=1`` also
-    stores x̂, z and h (the training forward, :mod:`strandwise.kernels.cheri_train`)."""
+    stores x̂, z and h (the training forward, :mod:`strandwise.kernels.cheri_train`);
+    ``half_w2=1``: the fourth tensor is ``½·(s·W2)ᵀ`` (inference only, :func:`half_w2_ok`)."""
     k = _kernels()
     NL, C, H = args[10], args[12], args[13]
     bc = max(16, next_pow2(C))
@@ -339,6 +354,8 @@ def launch_block_kernel(args: tuple, dot: int, prec: str, save: int = 0) -> None
 
     def launch(fast):
         consts = dict(BLOCK_C=bc, DOT=dot, PRECISION=prec, FAST_GELU=fast, SAVE=save, EVEN=even)
+        if half_w2:  # only when set: the kernel's default, so other launches keep their keys
+            consts["HALF_W2"] = 1
         if k.cnt.autotune_enabled() and not heuristic_only(dot, prec):
             DIRECT.call(k.mlp_kernel_tuned, grid, args, consts)
         else:

@@ -38,7 +38,7 @@ def mlp_kernel(
     x_ptr, cw_ptr, w1t_ptr, w2t_ptr, mean_ptr, rstd_ptr, out_ptr, xn_ptr, z_ptr, h_ptr, NL, L, C, H, D,
     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
     DOT: tl.constexpr, PRECISION: tl.constexpr, FAST_GELU: tl.constexpr, RELOAD_RES: tl.constexpr = 0,
-    SAVE: tl.constexpr = 0, EVEN: tl.constexpr = 0,
+    SAVE: tl.constexpr = 0, EVEN: tl.constexpr = 0, HALF_W2: tl.constexpr = 0,
 ):
     # DOT: 0 = operands in the weights' dtype (input dtype, or bf16 for fp32 input);
     #      1 = fp32 operands with PRECISION ("tf32" or "ieee").
@@ -52,6 +52,11 @@ def mlp_kernel(
     #      row or column masks (only the conv taps' sequence-edge masks); 10-30 fewer registers
     #      at 8 warps (offline sm_90 compile). cheri_infer.launch_block_kernel sets it where
     #      N·L % 128 == 0 and C is a power of two (unless STRANDWISE_CAPPED_CONFIGS=0).
+    # HALF_W2: 1 = w2t holds ½·(s·W2)ᵀ and the loop multiplies it by 2·GELU(z), which saves the
+    #      GELU's multiply by ½ per hidden element; both factors are exact power-of-two rescalings
+    #      of the HALF_W2=0 operands, so the products and the output are bit-identical (inference
+    #      only: SAVE stores the true GELU).
+    tl.static_assert(HALF_W2 == 0 or SAVE == 0)
     pid = tl.program_id(0).to(tl.int64)
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < NL
@@ -93,7 +98,7 @@ def mlp_kernel(
         else:
             z = tl.dot(a, w1c, input_precision=PRECISION)
         # half-precision operands: hardware tanh (below the bf16/fp16 rounding that follows)
-        g = gelu_tanh(z, FAST_GELU)
+        g = gelu_tanh(z, FAST_GELU, HALF_W2)
         if SAVE:
             hoffs = rows[:, None] * H + hid[None, :]
             hm = rmask[:, None] & hmask[None, :]

@@ -37,14 +37,16 @@ def _fwd_capped():
             for c in cit.capped_fwd_configs()]
 
 
+@pytest.mark.parametrize("half_w2", [0, 1])
 @pytest.mark.parametrize("even", [0, 1])
 @pytest.mark.parametrize("bm,bh,nw,reg,ns", _fwd_capped())
-def test_capped_inference_tiles_do_not_spill(bm, bh, nw, reg, ns, even):
-    """Every capped candidate of the forward kernel's space, as the inference pass (bf16)."""
+def test_capped_inference_tiles_do_not_spill(bm, bh, nw, reg, ns, even, half_w2):
+    """Every capped candidate of the forward kernel's space, as the inference pass (bf16; with
+    ``HALF_W2``, the default for bf16 operands, and without, as for fp16)."""
     from strandwise.kernels import cheri_infer_triton as cit
 
     consts = dict(BLOCK_M=bm, BLOCK_H=bh, BLOCK_C=128, DOT=0, PRECISION="ieee", FAST_GELU=True,
-                  RELOAD_RES=1, SAVE=0, EVEN=even)
+                  RELOAD_RES=1, SAVE=0, EVEN=even, HALF_W2=half_w2)
     u = _usage(cit.mlp_kernel, consts, FWD_HALF, nw, reg, num_stages=ns)
     assert u["reg"] <= reg and u["stack"] == 0, u
 
