@@ -134,14 +134,21 @@ def _cuda():
 def test_fp32_split_matches_float64(N, L, F, cin, kw):
     _cuda()
     w, b = stem_params(F, cin, kw, seed=N + L)
-    X = onehot(N, L, seed=1, n_frac=0.05) if cin == 4 else torch.randn(N, cin, L)
+    g = torch.Generator().manual_seed(N + L)
+    X = onehot(N, L, seed=1, n_frac=0.05) if cin == 4 else torch.randn(N, cin, L, generator=g)
     ref = stem_reference(X.double(), w.double(), b.double())
     with torch.no_grad():
         got = stem_inference(X.cuda(), w.cuda(), b.cuda()).cpu()
     assert got.dtype == torch.float32
-    err = (got.double() - ref).abs().max().item()
-    # two-term bf16 split: ~2^-16 relative per product (measured well below this bound)
-    assert err < 2e-6 * max(1.0, ref.abs().max().item()), err
+    # two-term bf16 split: x and w each carried to 2^-18 relative, and the dropped lo·lo product
+    # is below 2^-18·|x||w|, so each output is within ~4·2^-18·Σ|x||w| of the exact value (GELU's
+    # slope is at most 1.13); bound 2^-15·Σ|x||w| + 2^-22. With general x (cin=3) the error is
+    # ~2e-6 absolute, so a fixed 2e-6 bound failed at random (H100, 2026-12-07); one bf16 product
+    # without the split is ~40-65x this bound (CPU emulation)
+    absconv = torch.nn.functional.conv1d(X.abs().double(), w.abs().double(), padding=kw // 2)
+    tol = 2.0**-15 * absconv.transpose(1, 2) + 2.0**-22
+    err = (got.double() - ref).abs()
+    assert (err <= tol).all(), (err / tol).max().item()
 
 
 @gpu
