@@ -45,6 +45,18 @@ def plain_block(x, cw, w1, w2, d, s=0.15, eps=1e-3):
     return x + s * h
 
 
+def seeded_block_weights(C: int, device: str = "cuda"):
+    """``(conv taps (3, C), W1 (2C, C), W2 (C, 2C))`` of the inference benchmarks, drawn right
+    after ``torch.manual_seed(0)`` (projections with std 0.02), so every script times the same
+    block."""
+    H = 2 * C
+    torch.manual_seed(0)
+    cw = torch.randn(3, C, device=device)
+    w1 = torch.randn(H, C, device=device) * 0.02
+    w2 = torch.randn(C, H, device=device) * 0.02
+    return cw, w1, w2
+
+
 def _fused_fp32_on() -> bool:
     from strandwise.kernels.cheri_train import _FP32
 

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_cheri_block import bench  # noqa: E402
+from bench_cheri_block import bench, seeded_block_weights  # noqa: E402
 
 from strandwise.io.atomic import atomic_write_text  # noqa: E402
 
@@ -42,11 +42,7 @@ def main(argv=None):
     from strandwise.kernels import cheri_infer as ci
 
     N, L, C, d = args.N, args.L, args.C, args.dilation
-    H = 2 * C
-    torch.manual_seed(0)
-    cw = torch.randn(3, C, device="cuda")
-    w1 = torch.randn(H, C, device="cuda") * 0.02
-    w2 = torch.randn(C, H, device="cuda") * 0.02
+    cw, w1, w2 = seeded_block_weights(C)
     dtypes = {"bf16": torch.bfloat16, "fp32": torch.float32}
     rows = []
     saved = ci._HALF_W2["on"]

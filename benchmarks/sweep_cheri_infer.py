@@ -54,12 +54,11 @@ def main(argv=None):
     from strandwise.kernels import cheri_infer_triton as k
     from strandwise.kernels import conv_norm_triton as cnt
 
+    from bench_cheri_block import seeded_block_weights
+
     N, L, C, d = args.N, args.L, args.C, args.dilation
     H = 2 * C
-    torch.manual_seed(0)
-    cw = torch.randn(3, C, device="cuda")
-    w1 = torch.randn(H, C, device="cuda") * 0.02
-    w2 = torch.randn(C, H, device="cuda") * 0.02
+    cw, w1, w2 = seeded_block_weights(C)
     bc = max(16, triton.next_power_of_2(C))
     NL = N * L
     results = {"gpu": torch.cuda.get_device_name(), "shape": dict(N=N, L=L, C=C, dilation=d), "rows": []}
