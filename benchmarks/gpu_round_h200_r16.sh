@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# One device call on an H200 (timeouts sum to 470 s): the summary table's H200 rows that are older
+# than the kernels (block rows last measured on an H200 in round 3; scan rows in scan round 7):
+# 1. the stem's fp32 split test with its error-analysis bound (not yet run on a GPU);
+# 2. the bf16 block at the spec shape (inference, training forward, forward+backward, fused rows);
+# 3. the whole model's bf16 inference at batch 512 (eager and CUDA graph);
+# 4. the scan's four benchmark shapes with scan round 8's -0.0 change.
+#
+#   bash benchmarks/gpu_round_h200_r16.sh [OUTDIR]
+source "$(dirname "$0")/_gpu_round_prelude.sh"
+unset STRANDWISE_CAPPED_CONFIGS
+timeout 60 python -m pytest -q -m gpu tests/kernels/test_stem.py -k "split_matches" 2>&1 | tee "$OUTDIR/tests_stem.log" | tail -3
+timeout 160 python benchmarks/bench_cheri_block.py --no-compile --dtypes bf16 --out "$OUTDIR/cheri_block_bf16.json" 2>&1 \
+    | grep -E "^bf16"
+timeout 100 python benchmarks/bench_cherimoya_model.py --modes eager --dtypes bf16 --infer-only --no-plain \
+    --out "$OUTDIR/cherimoya_model_infer.json" 2>&1 | tail -6
+timeout 150 python benchmarks/bench_selective_scan.py --skip-reference --out "$OUTDIR/selective_scan_r8.json" 2>&1 | tail -12
