@@ -8,6 +8,9 @@ Switches (``--switch``):
   (``conv_norm_triton._fwd_stats_loop_kernel``, ``STRANDWISE_STATS_LOOP``) or the one-tile kernel;
   the statistics alone and the whole inference call are timed, and the largest difference of the
   block outputs is reported (the two kernels sum in different orders).
+* ``stats_rows_first``: the statistics kernels' grid with the row tile varying fastest (the
+  programs resident together read neighbouring rows of one example) or the example (before
+  round 16); timed as ``stats_loop``.
 
 The two settings are timed alternately, ``--rounds`` times each, so clock or thermal drift falls on
 both; the medians of the rounds are reported. ``--shapes`` takes ``N,L,C,d`` groups separated by
@@ -47,12 +50,16 @@ def _switch(name: str):
         return set_, ci._HALF_W2["on"], True
     if name == "stats_loop":
         return cnt.set_stats_loop, cnt.stats_loop_enabled(), False
+    if name == "stats_rows_first":
+        def set_(on):
+            cnt._STATS["rows_first"] = bool(on)
+        return set_, cnt._STATS["rows_first"], False
     raise SystemExit(f"unknown switch {name!r}")
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--switch", choices=("half_w2", "stats_loop"), default="half_w2")
+    ap.add_argument("--switch", choices=("half_w2", "stats_loop", "stats_rows_first"), default="half_w2")
     ap.add_argument("--shapes", default="512,1024,128,4;512,2114,96,256")
     ap.add_argument("--rounds", type=int, default=5, help="alternating timing rounds per setting")
     ap.add_argument("--dtypes", default="bf16,fp32")
@@ -74,7 +81,7 @@ def main(argv=None):
             for label in args.dtypes.split(","):
                 x = torch.randn(N, L, C, device="cuda").to(dtypes[label])
                 cases = {"block": lambda: ci.cheri_block_inference(x, cw, w1, w2, d)}
-                if args.switch == "stats_loop":
+                if args.switch.startswith("stats"):
                     cases["stats"] = lambda: cnt.conv_norm_stats(x, cw, d, 1e-3)
                 outs = {}
                 with torch.no_grad():

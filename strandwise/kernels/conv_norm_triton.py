@@ -86,7 +86,8 @@ _STATE = {"autotune": True}
 #: sm_90: 14-15 instructions per element against 22.5 (the old kernel ran at 69 % issue-slot
 #: use and 64 % of DRAM bandwidth on an H100, BENCHMARKS.md round 11); not yet timed, so not the
 #: default. :func:`set_stats_loop` switches it at run time.
-_STATS = {"loop": env_flag("STRANDWISE_STATS_LOOP", False)}
+_STATS = {"loop": env_flag("STRANDWISE_STATS_LOOP", False),
+          "rows_first": env_flag("STRANDWISE_STATS_ROWS_FIRST", True)}
 
 
 def set_stats_loop(enabled: bool) -> None:
@@ -198,13 +199,29 @@ def _conv3(xm, xc, xp, w0, w1, w2):
 
 
 @triton.jit
+def _stats_pids(L, ROWS: tl.constexpr, ROWS_FIRST: tl.constexpr):
+    """(example n (int64), row tile, channel tile, batch size as int64) of a statistics program
+    (``ROWS`` rows per program; grid order: see :func:`_fwd_stats_kernel`)."""
+    if ROWS_FIRST:
+        nlt = tl.cdiv(L, ROWS)
+        pid = tl.program_id(0)
+        n = pid // nlt
+        return (n.to(tl.int64), pid - n * nlt, tl.program_id(1),
+                (tl.num_programs(0) // nlt).to(tl.int64))
+    else:
+        return (tl.program_id(0).to(tl.int64), tl.program_id(1), tl.program_id(2),
+                tl.num_programs(0).to(tl.int64))
+
+
+@triton.jit
 def _fwd_stats_kernel(
     x_ptr, w_ptr, part_ptr, L, C, D, TMAX, NCT,
-    BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr,
+    BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr, ROWS_FIRST: tl.constexpr = 0,
 ):
-    n = tl.program_id(0).to(tl.int64)
-    lt = tl.program_id(1)
-    ct = tl.program_id(2)
+    # ROWS_FIRST: grid (N·row tiles, channel tiles), the row tile varying fastest, so that the
+    # programs resident together read neighbouring rows of one example and the taps at ±D rows
+    # are L2 hits; else grid (N, row tiles, channel tiles), the example varying fastest
+    n, lt, ct, NB = _stats_pids(L, BLOCK_L, ROWS_FIRST)
     rows = lt * BLOCK_L + tl.arange(0, BLOCK_L)
     cols = ct * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = cols < C
@@ -225,7 +242,7 @@ def _fwd_stats_kernel(
     dev = tl.where(valid, y - s / cnt, 0.0)
     m2 = tl.sum(tl.sum(dev * dev, axis=1), axis=0)
     slot = n * TMAX + lt * NCT + ct
-    NT = tl.num_programs(0).to(tl.int64) * TMAX
+    NT = NB * TMAX
     tl.store(part_ptr + slot, s)
     tl.store(part_ptr + NT + slot, m2)
     tl.store(part_ptr + 2 * NT + slot, cnt)
@@ -275,7 +292,7 @@ def _loop_conv(xb, rows, j, jm, L, CX, D, wa0, wa1, wa2, wb0, wb1, wb2,
 def _fwd_stats_loop_kernel(
     x_ptr, w_ptr, part_ptr, L, C, D, TMAX, NCT,
     BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr, ITERS: tl.constexpr,
-    PAIRS: tl.constexpr, EVEN_C: tl.constexpr, EVEN_L: tl.constexpr,
+    PAIRS: tl.constexpr, EVEN_C: tl.constexpr, EVEN_L: tl.constexpr, ROWS_FIRST: tl.constexpr = 0,
 ):
     """The same partials as :func:`_fwd_stats_kernel` (Σy, centred M2, count) for ``ITERS``
     consecutive row tiles of ``BLOCK_L`` rows per program: per element slot of the tile, shifted
@@ -284,9 +301,7 @@ def _fwd_stats_loop_kernel(
     two tile-wide reductions per row tile. ``PAIRS``: bf16 input read as int32 channel pairs (``x``
     is the int32 view, row stride ``C // 2``). ``EVEN_C``: ``C`` is a multiple of ``BLOCK_C`` (no
     column masks); ``EVEN_L``: ``L`` is a multiple of ``BLOCK_L·ITERS`` (no ragged rows)."""
-    n = tl.program_id(0).to(tl.int64)
-    chunk = tl.program_id(1)
-    ct = tl.program_id(2)
+    n, chunk, ct, NB = _stats_pids(L, BLOCK_L * ITERS, ROWS_FIRST)
     if PAIRS:
         CX = C // 2
         BX: tl.constexpr = BLOCK_C // 2
@@ -361,7 +376,7 @@ def _fwd_stats_loop_kernel(
         m2 += tl.maximum(qb - sb * sb / kk, 0.0) + k * db * db
     m2s = tl.sum(tl.sum(m2, axis=1), axis=0)
     slot = n * TMAX + chunk * NCT + ct
-    NT = tl.num_programs(0).to(tl.int64) * TMAX
+    NT = NB * TMAX
     tl.store(part_ptr + slot, sv)
     tl.store(part_ptr + NT + slot, m2s)
     tl.store(part_ptr + 2 * NT + slot, tot)
@@ -416,7 +431,7 @@ def _fwd_norm_kernel(
     tl.store(optrs, out.to(out_ptr.dtype.element_ty), mask=m)
 
 
-_fwd_stats_tuned, _fwd_stats_plain = _tuned(_fwd_stats_kernel)
+_fwd_stats_tuned, _fwd_stats_plain = _tuned(_fwd_stats_kernel, extra_key=("ROWS_FIRST",))
 _fwd_norm_tuned, _fwd_norm_plain = _tuned(_fwd_norm_kernel)
 
 
@@ -472,7 +487,7 @@ def _stats_loop_heuristic(L: int, block_c: int):
 
 _fwd_stats_loop_tuned = triton.autotune(
     configs=stats_loop_configs(),
-    key=["C", "L", "PAIRS", "EVEN_C", "EVEN_L"],
+    key=["C", "L", "PAIRS", "EVEN_C", "EVEN_L", "ROWS_FIRST"],
     prune_configs_by={"early_config_prune": _stats_loop_prune},
     do_bench=_bench,
     cache_results=AUTOTUNE_CACHE,
@@ -487,17 +502,21 @@ def _launch_stats_loop(x, w, part, L, C, dilation, tmax, nct, bc) -> int:
     xv = x.view(torch.int32) if pairs else x
     even_c = int(C % bc == 0)
 
+    rf = int(_STATS["rows_first"])
+
     def grid(meta):
-        return (N, cdiv(L, meta["BLOCK_L"] * meta["ITERS"]), nct)
+        nch = cdiv(L, meta["BLOCK_L"] * meta["ITERS"])
+        return (N * nch, nct) if rf else (N, nch, nct)
 
     args = (xv, w, part, L, C, dilation, tmax, nct)
     if _STATE["autotune"]:
-        meta = dict(BLOCK_C=bc, PAIRS=int(pairs), EVEN_C=even_c, EVEN_L=int(L % _LOOP_CHUNKS[-1] == 0))
+        meta = dict(BLOCK_C=bc, PAIRS=int(pairs), EVEN_C=even_c, EVEN_L=int(L % _LOOP_CHUNKS[-1] == 0),
+                    ROWS_FIRST=rf)
         chosen = DIRECT.call(_fwd_stats_loop_tuned, grid, args, meta)
         return chosen["BLOCK_L"] * chosen["ITERS"]
     cfg, nw = _stats_loop_heuristic(L, bc)
     rows = cfg["BLOCK_L"] * cfg["ITERS"]
-    meta = dict(BLOCK_C=bc, PAIRS=int(pairs), EVEN_C=even_c, EVEN_L=int(L % rows == 0), **cfg)
+    meta = dict(BLOCK_C=bc, PAIRS=int(pairs), EVEN_C=even_c, EVEN_L=int(L % rows == 0), ROWS_FIRST=rf, **cfg)
     DIRECT.call(_fwd_stats_loop_kernel, grid, args, dict(meta, num_warps=nw, num_stages=1))
     return rows
 
@@ -530,12 +549,15 @@ def conv_norm_stats(x: torch.Tensor, w: torch.Tensor, dilation: int, eps: float)
     if _STATS["loop"]:
         rows = _launch_stats_loop(x, w, part, L, C, int(dilation), tmax, nct, bc)
     else:
+        rf = int(_STATS["rows_first"])
+
         def grid(meta):
-            return (N, cdiv(L, meta["BLOCK_L"]), nct)
+            nlt = cdiv(L, meta["BLOCK_L"])
+            return (N * nlt, nct) if rf else (N, nlt, nct)
 
         rows = _launch(
             _fwd_stats_tuned, _fwd_stats_plain, grid,
-            (x, w, part, L, C, int(dilation), tmax, nct), L, bc,
+            (x, w, part, L, C, int(dilation), tmax, nct), L, bc, ROWS_FIRST=rf,
         )
     t_used = cdiv(L, rows) * nct
     DIRECT.call(_fwd_finalize_kernel, (N,),

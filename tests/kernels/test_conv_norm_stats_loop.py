@@ -1,6 +1,6 @@
-"""The multi-tile forward statistics kernel (``conv_norm_triton._fwd_stats_loop_kernel``) under
-``TRITON_INTERPRET=1`` (CPU), against the fp64 statistics of the conv output and against the
-one-tile kernel: bf16 read as int32 channel pairs, fp16 / fp32 / odd C without pairs, C not a
+"""The forward statistics kernels under ``TRITON_INTERPRET=1`` (CPU), against the fp64 statistics of
+the conv output: the multi-tile kernel (``conv_norm_triton._fwd_stats_loop_kernel``) and the
+one-tile kernel, each in both grid orders (row tiles or examples varying fastest); bf16 read as int32 channel pairs, fp16 / fp32 / odd C without pairs, C not a
 multiple of the channel tile, lengths that leave ragged rows or are shorter than one tile,
 dilations beyond the sequence, data with a large offset (the per-slot shift), every autotune
 candidate at one shape and the heuristic config elsewhere. The compiled kernel is covered by the
@@ -28,20 +28,21 @@ def want(x, w, d, eps=1e-3):
 
 
 def check(x, w, d, tag, rel=2e-5):
+    """Both kernels, both grid orders, against fp64."""
     wm, wr = want(x, w, d)
-    cnt.set_stats_loop(True)
-    try:
-        m, r = cnt.conv_norm_stats(x, w, d, 1e-3)
-    finally:
-        cnt.set_stats_loop(False)
-    m0, r0 = cnt.conv_norm_stats(x, w, d, 1e-3)  # the one-tile kernel
     scale = wr.reciprocal()  # the data's spread: errors are relative to it
-    em = ((m.double() - wm).abs() / scale).max().item()
-    er = ((r.double() - wr).abs() / wr).max().item()
-    em0 = ((m0.double() - wm).abs() / scale).max().item()
-    er0 = ((r0.double() - wr).abs() / wr).max().item()
-    assert em < rel and er < rel, (tag, em, er, em0, er0)
-    return em, er
+    for loop in (True, False):
+        for rows_first in (True, False):
+            cnt.set_stats_loop(loop)
+            cnt._STATS["rows_first"] = rows_first
+            try:
+                m, r = cnt.conv_norm_stats(x, w, d, 1e-3)
+            finally:
+                cnt.set_stats_loop(False)
+                cnt._STATS["rows_first"] = True
+            em = ((m.double() - wm).abs() / scale).max().item()
+            er = ((r.double() - wr).abs() / wr).max().item()
+            assert em < rel and er < rel, (tag, loop, rows_first, em, er)
 
 
 # (N, L, C, d, dtype): bf16 pairs (C even), odd C (no pairs), C below / not a multiple of the tile,
@@ -96,9 +97,10 @@ def test_stats_loop_configs_divide_the_largest_chunk():
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("kernel", ["loop/rows", "loop/examples", "tile/rows", "tile/examples"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("shape", [(8, 1024, 128, 4), (4, 2114, 96, 32), (3, 333, 7, 2)])
-def test_stats_loop_matches_tile_kernel_gpu(dtype, shape):
+def test_stats_kernels_gpu(dtype, shape, kernel):
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     from strandwise.kernels import conv_norm_triton as cnt
@@ -111,13 +113,15 @@ def test_stats_loop_matches_tile_kernel_gpu(dtype, shape):
     y = _dilated_conv(x.double(), w.double(), d)
     wm = y.mean(dim=(1, 2))
     wr = torch.rsqrt((y - wm[:, None, None]).pow(2).mean(dim=(1, 2)) + 1e-3)
-    prev = cnt.stats_loop_enabled()
-    cnt.set_stats_loop(True)
+    prev = cnt.stats_loop_enabled(), cnt._STATS["rows_first"]
+    cnt.set_stats_loop(kernel.startswith("loop"))
+    cnt._STATS["rows_first"] = kernel.endswith("rows")
     try:
         m, r = cnt.conv_norm_stats(x, w, d, 1e-3)
         m2, r2 = cnt.conv_norm_stats(x, w, d, 1e-3)
     finally:
-        cnt.set_stats_loop(prev)
+        cnt.set_stats_loop(prev[0])
+        cnt._STATS["rows_first"] = prev[1]
     assert torch.equal(m, m2) and torch.equal(r, r2)  # deterministic, also after autotuning
     assert ((m.double() - wm).abs() * wr).max() < 2e-5
     assert ((r.double() - wr).abs() / wr).max() < 2e-5
