@@ -4,13 +4,11 @@ Switches (``--switch``):
 
 * ``half_w2``: the inference megakernel with and without ``HALF_W2`` (the GELU's ½ folded into the
   cached ``(s·W2)ᵀ``, Cherimoya round 15); outputs must be bit-identical (the fold is exact).
-* ``stats_loop``: the forward statistics pass as the multi-tile kernel
-  (``conv_norm_triton._fwd_stats_loop_kernel``, ``STRANDWISE_STATS_LOOP``) or the one-tile kernel;
+* ``stats_rows_first``: the statistics pass's grid with the row tile varying fastest (the
+  programs resident together read neighbouring rows of one example) or the example, forced for
+  every dilation (by default it depends on the dilation: ``conv_norm_triton.stats_rows_first``);
   the statistics alone and the whole inference call are timed, and the largest difference of the
-  block outputs is reported (the two kernels sum in different orders).
-* ``stats_rows_first``: the statistics kernels' grid with the row tile varying fastest (the
-  programs resident together read neighbouring rows of one example) or the example (before
-  round 16); timed as ``stats_loop``.
+  block outputs is reported (the autotuner may pick another row tile for each order).
 
 The two settings are timed alternately, ``--rounds`` times each, so clock or thermal drift falls on
 both; the medians of the rounds are reported. ``--shapes`` takes ``N,L,C,d`` groups separated by
@@ -18,7 +16,7 @@ both; the medians of the rounds are reported. ``--shapes`` takes ``N,L,C,d`` gro
 length). Writes JSON (atomically)::
 
     python benchmarks/bench_cheri_ab.py --switch half_w2 --out cheri_half_w2.json
-    python benchmarks/bench_cheri_ab.py --switch stats_loop --out cheri_stats_loop.json
+    python benchmarks/bench_cheri_ab.py --switch stats_rows_first --out cheri_stats_rows_first.json
 """
 
 from __future__ import annotations
@@ -48,8 +46,6 @@ def _switch(name: str):
         def set_(on):
             ci._HALF_W2["on"] = bool(on)
         return set_, ci._HALF_W2["on"], True
-    if name == "stats_loop":
-        return cnt.set_stats_loop, cnt.stats_loop_enabled(), False
     if name == "stats_rows_first":
         def set_(on):
             cnt._STATS["rows_first"] = bool(on)
@@ -59,7 +55,7 @@ def _switch(name: str):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--switch", choices=("half_w2", "stats_loop", "stats_rows_first"), default="half_w2")
+    ap.add_argument("--switch", choices=("half_w2", "stats_rows_first"), default="half_w2")
     ap.add_argument("--shapes", default="512,1024,128,4;512,2114,96,256")
     ap.add_argument("--rounds", type=int, default=5, help="alternating timing rounds per setting")
     ap.add_argument("--dtypes", default="bf16,fp32")

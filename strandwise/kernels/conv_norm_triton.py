@@ -52,6 +52,7 @@ many shapes, where compiling every config would dominate the run time).
 from __future__ import annotations
 
 import functools
+import os
 from typing import Optional
 
 import torch
@@ -66,8 +67,8 @@ __all__ = [
     "conv_norm_bwd_scratch",
     "conv_norm_bwd_tile",
     "conv_norm_stats",
-    "set_stats_loop",
-    "stats_loop_enabled",
+    "stats_rows_first",
+    "STATS_ROWS_FIRST_MIN_D",
     "set_autotune",
     "autotune_enabled",
     "conv_norm_configs",
@@ -80,23 +81,25 @@ _BLOCK_LS = (32, 64, 128, 256)
 _WARPS = (4, 8, 16)
 _STATE = {"autotune": True}
 
-#: ``STRANDWISE_STATS_LOOP`` (read at import; default ``0``): the forward statistics pass runs
-#: :func:`_fwd_stats_loop_kernel` (several row tiles per program, shifted per-slot sums, bf16 read
-#: as int32 channel pairs) instead of the one-tile-per-program :func:`_fwd_stats_kernel`. Offline
-#: sm_90: 14-15 instructions per element against 22.5 (the old kernel ran at 69 % issue-slot
-#: use and 64 % of DRAM bandwidth on an H100, BENCHMARKS.md round 11); not yet timed, so not the
-#: default. :func:`set_stats_loop` switches it at run time.
-_STATS = {"loop": env_flag("STRANDWISE_STATS_LOOP", False),
-          "rows_first": env_flag("STRANDWISE_STATS_ROWS_FIRST", True)}
+#: The statistics pass's grid order (:func:`_fwd_stats_kernel`): with the row tile varying fastest
+#: from this dilation on, with the example varying fastest below it. Measured on an H100
+#: (BENCHMARKS.md, Cherimoya round 16; ``benchmarks/probe_stats_grid.py``): with the example
+#: fastest, the programs resident together hold the same rows of different examples and the taps
+#: at ±D rows come back from DRAM once D reaches ~64 rows (bf16, N=512, L=1024, C=128: 0.074 ms at
+#: D ≤ 16, 0.083 at 64, 0.130 at 128; row tile fastest: 0.075-0.076 throughout), while below it
+#: the example-fastest order is up to 16 % faster (fp32, D = 16).
+STATS_ROWS_FIRST_MIN_D = 64
+
+#: ``STRANDWISE_STATS_ROWS_FIRST`` (read at import): unset = by dilation (above); ``1`` / ``0``
+#: forces the row-tile-fastest / example-fastest order for every dilation (A/B timing).
+_STATS = {"rows_first": (env_flag("STRANDWISE_STATS_ROWS_FIRST", False)
+                         if "STRANDWISE_STATS_ROWS_FIRST" in os.environ else None)}
 
 
-def set_stats_loop(enabled: bool) -> None:
-    """Use the multi-tile statistics kernel (``True``) or the one-tile kernel (``False``)."""
-    _STATS["loop"] = bool(enabled)
-
-
-def stats_loop_enabled() -> bool:
-    return _STATS["loop"]
+def stats_rows_first(dilation: int) -> bool:
+    """Whether the statistics pass runs with the row tile varying fastest at this dilation."""
+    forced = _STATS["rows_first"]
+    return int(dilation) >= STATS_ROWS_FIRST_MIN_D if forced is None else bool(forced)
 
 
 def set_autotune(enabled: bool) -> None:
@@ -249,140 +252,6 @@ def _fwd_stats_kernel(
 
 
 @triton.jit
-def _bf16_pair(v):
-    """An int32 holding two packed bf16 values → (low, high) as fp32, one integer op each (the
-    generic bf16 → fp32 conversion takes a byte permute and a shift for the high half)."""
-    lo = (v << 16).to(tl.float32, bitcast=True)
-    hi = (v & -65536).to(tl.float32, bitcast=True)
-    return lo, hi
-
-
-@triton.jit
-def _loop_conv(xb, rows, j, jm, L, CX, D, wa0, wa1, wa2, wb0, wb1, wb2,
-               PAIRS: tl.constexpr, EVEN_C: tl.constexpr):
-    """The conv output at ``rows`` × column tile ``j`` of one example (see
-    :func:`_fwd_stats_loop_kernel`): with ``PAIRS`` two tiles (even and odd channels, from one
-    int32 load per channel pair), else the tile and a dummy zero."""
-    ptr = xb + rows[:, None].to(tl.int64) * CX + j[None, :]
-    if EVEN_C:
-        mc = (rows < L)[:, None]
-        mm = ((rows >= D) & (rows < L))[:, None]
-        mp = (rows + D < L)[:, None]
-    else:
-        mc = (rows < L)[:, None] & jm[None, :]
-        mm = ((rows >= D) & (rows < L))[:, None] & jm[None, :]
-        mp = (rows + D < L)[:, None] & jm[None, :]
-    vm = tl.load(ptr - D * CX, mask=mm, other=0)
-    vc = tl.load(ptr, mask=mc, other=0)
-    vp = tl.load(ptr + D * CX, mask=mp, other=0)
-    if PAIRS:
-        ml, mh = _bf16_pair(vm)
-        cl, ch = _bf16_pair(vc)
-        pl, ph = _bf16_pair(vp)
-        ya = wa0[None, :] * ml + wa1[None, :] * cl + wa2[None, :] * pl
-        yb = wb0[None, :] * mh + wb1[None, :] * ch + wb2[None, :] * ph
-    else:
-        ya = (wa0[None, :] * vm.to(tl.float32) + wa1[None, :] * vc.to(tl.float32)
-              + wa2[None, :] * vp.to(tl.float32))
-        yb = ya * 0.0
-    return ya, yb
-
-
-@triton.jit
-def _fwd_stats_loop_kernel(
-    x_ptr, w_ptr, part_ptr, L, C, D, TMAX, NCT,
-    BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr, ITERS: tl.constexpr,
-    PAIRS: tl.constexpr, EVEN_C: tl.constexpr, EVEN_L: tl.constexpr, ROWS_FIRST: tl.constexpr = 0,
-):
-    """The same partials as :func:`_fwd_stats_kernel` (Σy, centred M2, count) for ``ITERS``
-    consecutive row tiles of ``BLOCK_L`` rows per program: per element slot of the tile, shifted
-    sums ``Σ(y − K)``, ``Σ(y − K)²`` with ``K`` the slot's first value (exact to rounding for any
-    offset of the data), combined across slots by Chan's formula once per program instead of
-    two tile-wide reductions per row tile. ``PAIRS``: bf16 input read as int32 channel pairs (``x``
-    is the int32 view, row stride ``C // 2``). ``EVEN_C``: ``C`` is a multiple of ``BLOCK_C`` (no
-    column masks); ``EVEN_L``: ``L`` is a multiple of ``BLOCK_L·ITERS`` (no ragged rows)."""
-    n, chunk, ct, NB = _stats_pids(L, BLOCK_L * ITERS, ROWS_FIRST)
-    if PAIRS:
-        CX = C // 2
-        BX: tl.constexpr = BLOCK_C // 2
-    else:
-        CX = C
-        BX: tl.constexpr = BLOCK_C
-    j = ct * BX + tl.arange(0, BX)
-    jm = j < CX
-    if PAIRS:
-        wa0 = tl.load(w_ptr + 2 * j, mask=jm, other=0.0).to(tl.float32)
-        wa1 = tl.load(w_ptr + C + 2 * j, mask=jm, other=0.0).to(tl.float32)
-        wa2 = tl.load(w_ptr + 2 * C + 2 * j, mask=jm, other=0.0).to(tl.float32)
-        wb0 = tl.load(w_ptr + 2 * j + 1, mask=jm, other=0.0).to(tl.float32)
-        wb1 = tl.load(w_ptr + C + 2 * j + 1, mask=jm, other=0.0).to(tl.float32)
-        wb2 = tl.load(w_ptr + 2 * C + 2 * j + 1, mask=jm, other=0.0).to(tl.float32)
-    else:
-        wa0, wa1, wa2 = _load_taps(w_ptr, j, jm, C)
-        wb0 = wa0
-        wb1 = wa1
-        wb2 = wa2
-    xb = x_ptr + n * L * CX
-    lr = tl.arange(0, BLOCK_L)
-    r0 = chunk * (BLOCK_L * ITERS)
-    rows = r0 + lr
-    ya, yb = _loop_conv(xb, rows, j, jm, L, CX, D, wa0, wa1, wa2, wb0, wb1, wb2, PAIRS, EVEN_C)
-    # the shift of each slot: its first value (0 where the slot has none)
-    if EVEN_L:
-        ka = ya
-        kb = yb
-        kr = tl.full([BLOCK_L], ITERS, tl.float32)
-    else:
-        vr = (rows < L)[:, None]
-        ka = tl.where(vr, ya, 0.0)
-        kb = tl.where(vr, yb, 0.0)
-        kr = tl.where(rows < L, 1.0, 0.0)
-    sa = tl.zeros([BLOCK_L, BX], dtype=tl.float32)
-    qa = tl.zeros([BLOCK_L, BX], dtype=tl.float32)
-    sb = tl.zeros([BLOCK_L, BX], dtype=tl.float32)
-    qb = tl.zeros([BLOCK_L, BX], dtype=tl.float32)
-    for it in range(1, ITERS):
-        rows = r0 + it * BLOCK_L + lr
-        ya, yb = _loop_conv(xb, rows, j, jm, L, CX, D, wa0, wa1, wa2, wb0, wb1, wb2, PAIRS, EVEN_C)
-        if EVEN_L:
-            da = ya - ka
-            db = yb - kb
-        else:
-            vr = (rows < L)[:, None]
-            da = tl.where(vr, ya - ka, 0.0)
-            db = tl.where(vr, yb - kb, 0.0)
-            kr += tl.where(rows < L, 1.0, 0.0)
-        sa += da
-        qa += da * da
-        if PAIRS:
-            sb += db
-            qb += db * db
-    # per slot: count k, mean K + S/k, M2 = Q − S²/k; then Chan's formula over the slots
-    k = tl.where(jm[None, :], kr[:, None], 0.0)
-    kk = tl.maximum(k, 1.0)
-    ma = ka + sa / kk
-    mb = kb + sb / kk
-    nch = tl.minimum(C - ct * BLOCK_C, BLOCK_C)
-    tot = tl.sum(kr, axis=0) * nch
-    if PAIRS:
-        sv = tl.sum(tl.sum(k * (ma + mb), axis=1), axis=0)
-    else:
-        sv = tl.sum(tl.sum(k * ma, axis=1), axis=0)
-    mp = sv / tot
-    da = ma - mp
-    m2 = tl.maximum(qa - sa * sa / kk, 0.0) + k * da * da
-    if PAIRS:
-        db = mb - mp
-        m2 += tl.maximum(qb - sb * sb / kk, 0.0) + k * db * db
-    m2s = tl.sum(tl.sum(m2, axis=1), axis=0)
-    slot = n * TMAX + chunk * NCT + ct
-    NT = NB * TMAX
-    tl.store(part_ptr + slot, sv)
-    tl.store(part_ptr + NT + slot, m2s)
-    tl.store(part_ptr + 2 * NT + slot, tot)
-
-
-@triton.jit
 def _fwd_finalize_kernel(part_ptr, mean_ptr, rstd_ptr, NT, TMAX, T, M, eps, CHUNK: tl.constexpr):
     """Chan's combination of per-tile (sum, centred M2, count) into (mean, 1/sqrt(var + eps))."""
     n = tl.program_id(0).to(tl.int64)
@@ -445,82 +314,6 @@ def _launch(tuned, plain, grid_fn, args, L, block_c, **extra):
     return meta["BLOCK_L"]
 
 
-#: Rows per program of the multi-tile statistics kernel (BLOCK_L · ITERS): every candidate divides
-#: the largest, so a length that is a multiple of it needs no ragged-row code in any candidate.
-_LOOP_CHUNKS = (128, 256, 512)
-
-
-def stats_loop_configs():
-    """Search space of :func:`_fwd_stats_loop_kernel`: BLOCK_L × ITERS (rows per program in
-    :data:`_LOOP_CHUNKS`) × num_warps."""
-    return [
-        triton.Config({"BLOCK_L": bl, "ITERS": chunk // bl}, num_warps=nw, num_stages=1)
-        for bl in (16, 32)
-        for chunk in _LOOP_CHUNKS
-        for nw in (4, 8)
-    ]
-
-
-def _stats_loop_prune(configs, named_args, **kwargs):
-    block_c = kwargs.get("BLOCK_C", named_args.get("BLOCK_C"))
-    L = named_args["L"]
-    keep = []
-    for cfg in configs:
-        bl, it = cfg.kwargs["BLOCK_L"], cfg.kwargs["ITERS"]
-        per_thread = bl * block_c // (32 * cfg.num_warps)
-        if per_thread < 4 or per_thread > 32:
-            continue
-        if bl * it > _LOOP_CHUNKS[0] and bl * it // 2 >= L:  # rows past the sequence are wasted
-            continue
-        keep.append(cfg)
-    if not keep:  # tiny channel counts: the smallest config
-        keep = [min(configs, key=lambda c: (c.kwargs["BLOCK_L"] * c.kwargs["ITERS"], c.num_warps))]
-    return keep
-
-
-def _stats_loop_heuristic(L: int, block_c: int):
-    bl, it = 16, 16
-    while it > 1 and bl * it // 2 >= L:
-        it //= 2
-    return {"BLOCK_L": bl, "ITERS": it}, (4 if bl * block_c <= 2048 else 8)
-
-
-_fwd_stats_loop_tuned = triton.autotune(
-    configs=stats_loop_configs(),
-    key=["C", "L", "PAIRS", "EVEN_C", "EVEN_L", "ROWS_FIRST"],
-    prune_configs_by={"early_config_prune": _stats_loop_prune},
-    do_bench=_bench,
-    cache_results=AUTOTUNE_CACHE,
-)(_fwd_stats_loop_kernel)
-
-
-def _launch_stats_loop(x, w, part, L, C, dilation, tmax, nct, bc) -> int:
-    """Launch :func:`_fwd_stats_loop_kernel` (autotuned or the heuristic config) into ``part``;
-    returns the rows per program (``BLOCK_L · ITERS``)."""
-    N = x.shape[0]
-    pairs = x.dtype == torch.bfloat16 and C % 2 == 0 and x.data_ptr() % 4 == 0
-    xv = x.view(torch.int32) if pairs else x
-    even_c = int(C % bc == 0)
-
-    rf = int(_STATS["rows_first"])
-
-    def grid(meta):
-        nch = cdiv(L, meta["BLOCK_L"] * meta["ITERS"])
-        return (N * nch, nct) if rf else (N, nch, nct)
-
-    args = (xv, w, part, L, C, dilation, tmax, nct)
-    if _STATE["autotune"]:
-        meta = dict(BLOCK_C=bc, PAIRS=int(pairs), EVEN_C=even_c, EVEN_L=int(L % _LOOP_CHUNKS[-1] == 0),
-                    ROWS_FIRST=rf)
-        chosen = DIRECT.call(_fwd_stats_loop_tuned, grid, args, meta)
-        return chosen["BLOCK_L"] * chosen["ITERS"]
-    cfg, nw = _stats_loop_heuristic(L, bc)
-    rows = cfg["BLOCK_L"] * cfg["ITERS"]
-    meta = dict(BLOCK_C=bc, PAIRS=int(pairs), EVEN_C=even_c, EVEN_L=int(L % rows == 0), ROWS_FIRST=rf, **cfg)
-    DIRECT.call(_fwd_stats_loop_kernel, grid, args, dict(meta, num_warps=nw, num_stages=1))
-    return rows
-
-
 def _check(x, w, dilation):
     if x.ndim != 3 or not x.is_contiguous():
         raise ValueError(f"x must be a contiguous (N, L, C) tensor; got shape {tuple(x.shape)}")
@@ -546,20 +339,17 @@ def conv_norm_stats(x: torch.Tensor, w: torch.Tensor, dilation: int, eps: float)
     mean = torch.empty((N,), device=x.device, dtype=torch.float32)
     rstd = torch.empty((N,), device=x.device, dtype=torch.float32)
 
-    if _STATS["loop"]:
-        rows = _launch_stats_loop(x, w, part, L, C, int(dilation), tmax, nct, bc)
-    else:
-        rf = int(_STATS["rows_first"])
+    rf = int(stats_rows_first(dilation))
 
-        def grid(meta):
-            nlt = cdiv(L, meta["BLOCK_L"])
-            return (N * nlt, nct) if rf else (N, nlt, nct)
+    def grid(meta):
+        nlt = cdiv(L, meta["BLOCK_L"])
+        return (N * nlt, nct) if rf else (N, nlt, nct)
 
-        rows = _launch(
-            _fwd_stats_tuned, _fwd_stats_plain, grid,
-            (x, w, part, L, C, int(dilation), tmax, nct), L, bc, ROWS_FIRST=rf,
-        )
-    t_used = cdiv(L, rows) * nct
+    bl = _launch(
+        _fwd_stats_tuned, _fwd_stats_plain, grid,
+        (x, w, part, L, C, int(dilation), tmax, nct), L, bc, ROWS_FIRST=rf,
+    )
+    t_used = cdiv(L, bl) * nct
     DIRECT.call(_fwd_finalize_kernel, (N,),
                 (part, mean, rstd, N * tmax, tmax, t_used, float(L * C), float(eps)),
                 dict(CHUNK=128, num_warps=4))

@@ -175,7 +175,7 @@ def test_cheri_kernels_take_the_direct_path_layout():
     from strandwise.kernels import conv_norm_triton as cnt
 
     kernels = {  # kernel: (pointer arguments, scalar arguments) as the wrappers pass them
-        cnt._fwd_stats_tuned: (3, 5), cnt._fwd_stats_loop_tuned: (3, 5), cnt._fwd_finalize_kernel: (3, 5),
+        cnt._fwd_stats_tuned: (3, 5), cnt._fwd_finalize_kernel: (3, 5),
         cnt._fwd_norm_tuned: (5, 3),
         cnt._bwd_stats_tuned: (6, 5), cnt._bwd_comb_tuned: (9, 5), cnt._bwd_main_tuned: (9, 5),
         cit.mlp_kernel_tuned: (10, 5), ctt.mlp_bwd_kernel_tuned: (8, 3),
