@@ -1,9 +1,9 @@
-"""The conv-norm per-tile kernels with the example or the row tile varying fastest over the grid,
-across dilations (Cherimoya round 16): the statistics pass alone (what the dilation threshold of
-``conv_norm_triton.STATS_ROWS_FIRST_MIN_D`` rests on), and with ``--all`` also the unfused
-forward (statistics + normalised output) and the backward's sums. One line per case::
+"""The conv-norm statistics pass alone, with the example or the row tile varying fastest over the
+grid, across dilations (Cherimoya round 16): what the dilation threshold of
+``conv_norm_triton._STATS_ROWS_FIRST_MIN_D`` rests on. Prints one line per (shape, dtype,
+dilation)::
 
-    python benchmarks/probe_stats_grid.py [--dilations 1,8,16,32,64,128] [--all]
+    python benchmarks/probe_stats_grid.py [--dilations 1,8,16,32,64,128,256]
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import torch
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shapes", default="512,2114,96;512,1024,128")
-    ap.add_argument("--dilations", default="1,8,16,32,64,128")
+    ap.add_argument("--dilations", default="1,8,16,32,64,128,256")
     ap.add_argument("--dtypes", default="bf16,fp32")
-    ap.add_argument("--all", action="store_true", help="also the unfused forward and the backward's sums")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("needs a CUDA GPU")
@@ -36,23 +35,16 @@ def main(argv=None):
             N, L, C = (int(v) for v in shape.split(","))
             for label in args.dtypes.split(","):
                 x = torch.randn(N, L, C, device="cuda").to(dtypes[label])
-                g = torch.randn_like(x)
                 w = torch.randn(3, C, device="cuda")
                 for d in (int(v) for v in args.dilations.split(",")):
-                    _, mean, rstd = cnt.conv_norm_fwd(x, w, d, 1e-3)
-                    cases = {"stats": lambda: cnt.conv_norm_stats(x, w, d, 1e-3)}
-                    if args.all:
-                        cases["forward"] = lambda: cnt.conv_norm_fwd(x, w, d, 1e-3)
-                        cases["bwd_sums"] = lambda: cnt._bwd_sums(g, x, w, mean, rstd, d)
-                    for case, fn in cases.items():
-                        times = []
-                        for rows_first in (False, True):
-                            cnt._STATS["rows_first"] = rows_first
-                            fn()
-                            times.append(bench(fn))
-                        print(f"{N} {L} {C} {label} d={d} {case} examples-first {times[0]:.4f} "
-                              f"rows-first {times[1]:.4f} ms", flush=True)
-                del x, g
+                    times = []
+                    for rows_first in (False, True):
+                        cnt._STATS["rows_first"] = rows_first
+                        cnt.conv_norm_stats(x, w, d, 1e-3)
+                        times.append(bench(lambda: cnt.conv_norm_stats(x, w, d, 1e-3)))
+                    print(f"{N} {L} {C} {label} d={d} examples-first {times[0]:.4f} rows-first "
+                          f"{times[1]:.4f} ms", flush=True)
+                del x
     finally:
         cnt._STATS["rows_first"] = saved
 

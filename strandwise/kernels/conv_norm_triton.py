@@ -202,10 +202,9 @@ def _conv3(xm, xc, xp, w0, w1, w2):
 
 
 @triton.jit
-def _grid_pids(L, ROWS: tl.constexpr, ROWS_FIRST: tl.constexpr):
-    """(example n (int64), row tile, channel tile, batch size as int64) of a program of the
-    per-tile kernels (``ROWS`` rows per program; grid order: see :func:`_fwd_stats_kernel`; the
-    host picks it with :func:`stats_rows_first`)."""
+def _stats_pids(L, ROWS: tl.constexpr, ROWS_FIRST: tl.constexpr):
+    """(example n (int64), row tile, channel tile, batch size as int64) of a statistics program
+    (``ROWS`` rows per program; grid order: see :func:`_fwd_stats_kernel`)."""
     if ROWS_FIRST:
         nlt = tl.cdiv(L, ROWS)
         pid = tl.program_id(0)
@@ -225,7 +224,7 @@ def _fwd_stats_kernel(
     # ROWS_FIRST: grid (N·row tiles, channel tiles), the row tile varying fastest, so that the
     # programs resident together read neighbouring rows of one example and the taps at ±D rows
     # are L2 hits; else grid (N, row tiles, channel tiles), the example varying fastest
-    n, lt, ct, NB = _grid_pids(L, BLOCK_L, ROWS_FIRST)
+    n, lt, ct, NB = _stats_pids(L, BLOCK_L, ROWS_FIRST)
     rows = lt * BLOCK_L + tl.arange(0, BLOCK_L)
     cols = ct * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = cols < C
@@ -279,11 +278,11 @@ def _fwd_finalize_kernel(part_ptr, mean_ptr, rstd_ptr, NT, TMAX, T, M, eps, CHUN
 @triton.jit
 def _fwd_norm_kernel(
     x_ptr, w_ptr, mean_ptr, rstd_ptr, out_ptr, L, C, D,
-    BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr, ROWS_FIRST: tl.constexpr = 0,
+    BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    n, lt, ct, _ = _grid_pids(L, BLOCK_L, ROWS_FIRST)  # grid order: as _fwd_stats_kernel
-    rows = lt * BLOCK_L + tl.arange(0, BLOCK_L)
-    cols = ct * BLOCK_C + tl.arange(0, BLOCK_C)
+    n = tl.program_id(0).to(tl.int64)
+    rows = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
+    cols = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = cols < C
     xb = x_ptr + n * L * C
     w0, w1, w2 = _load_taps(w_ptr, cols, cmask, C)
@@ -302,7 +301,7 @@ def _fwd_norm_kernel(
 
 
 _fwd_stats_tuned, _fwd_stats_plain = _tuned(_fwd_stats_kernel, extra_key=("ROWS_FIRST",))
-_fwd_norm_tuned, _fwd_norm_plain = _tuned(_fwd_norm_kernel, extra_key=("ROWS_FIRST",))
+_fwd_norm_tuned, _fwd_norm_plain = _tuned(_fwd_norm_kernel)
 
 
 def _launch(tuned, plain, grid_fn, args, L, block_c, **extra):
@@ -369,14 +368,10 @@ def _conv_norm_fwd_impl(x, w, dilation, eps):
     bc = _block_c(C)
     nct = cdiv(C, bc)
 
-    rf = int(stats_rows_first(dilation))
-
     def grid(meta):
-        nlt = cdiv(L, meta["BLOCK_L"])
-        return (N * nlt, nct) if rf else (N, nlt, nct)
+        return (N, cdiv(L, meta["BLOCK_L"]), nct)
 
-    _launch(_fwd_norm_tuned, _fwd_norm_plain, grid, (x, w, mean, rstd, out, L, C, int(dilation)), L, bc,
-            ROWS_FIRST=rf)
+    _launch(_fwd_norm_tuned, _fwd_norm_plain, grid, (x, w, mean, rstd, out, L, C, int(dilation)), L, bc)
     return out, mean, rstd
 
 
@@ -387,9 +382,11 @@ def _conv_norm_fwd_impl(x, w, dilation, eps):
 @triton.jit
 def _bwd_stats_kernel(
     g_ptr, x_ptr, w_ptr, mean_ptr, rstd_ptr, part_ptr, L, C, D, TMAX, NCT,
-    BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr, ROWS_FIRST: tl.constexpr = 0,
+    BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    n, lt, ct, NB = _grid_pids(L, BLOCK_L, ROWS_FIRST)  # grid order: as _fwd_stats_kernel
+    n = tl.program_id(0).to(tl.int64)
+    lt = tl.program_id(1)
+    ct = tl.program_id(2)
     rows = lt * BLOCK_L + tl.arange(0, BLOCK_L)
     cols = ct * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = cols < C
@@ -406,7 +403,7 @@ def _bwd_stats_kernel(
     s1 = tl.sum(tl.sum(g, axis=1), axis=0)
     s2 = tl.sum(tl.sum(g * xhat, axis=1), axis=0)
     slot = n * TMAX + lt * NCT + ct
-    NT = NB * TMAX
+    NT = tl.num_programs(0).to(tl.int64) * TMAX
     tl.store(part_ptr + slot, s1)
     tl.store(part_ptr + NT + slot, s2)
 
@@ -541,7 +538,7 @@ def _bwd_comb_kernel(
     tl.store(pb + 2 * C, tl.sum(acc2, axis=0), mask=cmask)
 
 
-_bwd_stats_tuned, _bwd_stats_plain = _tuned(_bwd_stats_kernel, extra_key=("ROWS_FIRST",))
+_bwd_stats_tuned, _bwd_stats_plain = _tuned(_bwd_stats_kernel)
 # The residual variant (HAS_RES=1) tunes on its own: the config best without the extra load can
 # be much worse with it (offline sm_90 at C=128: 32-row/8-warp tiles grow from 128 to 146
 # registers, halving the programs per SM; on an H100 a shared choice made this kernel 1.8x
@@ -629,15 +626,12 @@ def _bwd_sums(g, x, w, mean, rstd, dilation):
     tmax = cdiv(L, _BLOCK_LS[0]) * nct
     part = torch.empty((2, N, tmax), device=x.device, dtype=torch.float32)
 
-    rf = int(stats_rows_first(dilation))
-
     def grid(meta):
-        nlt = cdiv(L, meta["BLOCK_L"])
-        return (N * nlt, nct) if rf else (N, nlt, nct)
+        return (N, cdiv(L, meta["BLOCK_L"]), nct)
 
     bl = _launch(
         _bwd_stats_tuned, _bwd_stats_plain, grid,
-        (g, x, w, mean, rstd, part, L, C, int(dilation), tmax, nct), L, bc, ROWS_FIRST=rf,
+        (g, x, w, mean, rstd, part, L, C, int(dilation), tmax, nct), L, bc,
     )
     t_used = cdiv(L, bl) * nct
     return part[:, :, :t_used].sum(dim=2).contiguous()

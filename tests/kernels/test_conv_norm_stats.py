@@ -1,6 +1,5 @@
 """The conv-norm forward statistics (``conv_norm_triton.conv_norm_stats``) in both grid orders
-(row tile or example varying fastest), against fp64 statistics of the conv output, and the
-normalised output and the backward's sums (same decode) in both orders: under
+(row tile or example varying fastest), against fp64 statistics of the conv output: under
 ``TRITON_INTERPRET=1`` (CPU) for bf16 / fp16 / fp32, C below, not a multiple of or above the
 channel tile, ragged row tiles, sequences shorter than a tile, dilations past the sequence and data
 with a large offset; on the GPU (``gpu`` marker) at the benchmark and model shapes. Also the rule
@@ -17,7 +16,7 @@ from interpreter_run import run_under_interpreter
 SCRIPT = r'''
 import torch
 from strandwise.kernels import conv_norm_triton as cnt
-from strandwise.kernels.conv_norm import _dilated_conv, conv_norm_forward_reference
+from strandwise.kernels.conv_norm import _dilated_conv
 
 cnt.set_autotune(False)
 gen = torch.Generator().manual_seed(0)
@@ -46,28 +45,6 @@ def check(x, w, d, tag, rel=2e-5):
         got.append((m, r))
     # the order changes which program computes a partial, not the partial or the sum's order
     assert torch.equal(got[0][0], got[1][0]) and torch.equal(got[0][1], got[1][1]), tag
-    # the normalised output and the backward's sums use the same decode
-    g = torch.randn(x.shape, generator=gen).to(x.dtype)
-    ref_out, _, _ = conv_norm_forward_reference(x.float(), w, d)
-    outs, sums = [], []
-    for rows_first in (True, False):
-        cnt._STATS["rows_first"] = rows_first
-        try:
-            out, mean, rstd = cnt.conv_norm_fwd(x, w, d, 1e-3)
-            outs.append(out)
-            sums.append(cnt._bwd_sums(g, x, w, mean, rstd, d))
-        finally:
-            cnt._STATS["rows_first"] = None
-    assert torch.equal(outs[0], outs[1]) and torch.equal(sums[0], sums[1]), tag
-    # one conversion to the output dtype (one ulp: the interpreter's bf16 cast truncates) plus the
-    # statistics' fp32 error
-    rel = 1e-6 if x.dtype == torch.float32 else (2.0 ** -7 if x.dtype == torch.bfloat16 else 2.0 ** -10)
-    excess = (outs[0].float() - ref_out).abs() - (rel * ref_out.abs() + 1e-4)
-    assert excess.max() <= 0, (tag, excess.max())
-    xhat = (_dilated_conv(x.double(), w.double(), d) - wm[:, None, None]) * wr[:, None, None]
-    want_s = torch.stack([g.double().sum(dim=(1, 2)), (g.double() * xhat).sum(dim=(1, 2))])
-    err = ((sums[0].double() - want_s).abs() / (1 + want_s.abs())).max()
-    assert err < 1e-3, (tag, err)
 
 
 cases = [
