@@ -50,7 +50,7 @@ import triton
 from torch.autograd.function import once_differentiable
 import triton.language as tl
 
-from strandwise.kernels._host import AUTOTUNE_CACHE, DIRECT, INTERPRETING, cdiv, next_pow2
+from strandwise.kernels._host import AUTOTUNE_CACHE, DIRECT, INTERPRETING, cdiv, env_flag, next_pow2
 
 __all__ = ["selective_scan_triton", "SelectiveScanTritonFunc", "selective_scan_triton_fwd",
            "selective_scan_triton_bwd"]
@@ -64,8 +64,9 @@ def _interpreting() -> bool:
 
 
 def _autotuning() -> bool:
-    # STRANDWISE_SCAN_AUTOTUNE=0 pins the default configs (quick test runs: no per-shape tuning).
-    return not _interpreting() and os.environ.get("STRANDWISE_SCAN_AUTOTUNE", "1") != "0"
+    # STRANDWISE_SCAN_AUTOTUNE=0 pins the default configs (quick test runs: no per-shape tuning);
+    # read per call (tests switch it), and a value other than 0 / 1 raises
+    return not _interpreting() and env_flag("STRANDWISE_SCAN_AUTOTUNE", True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -850,7 +851,7 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
     scratch = torch.empty((batch * n_seg * cdiv(di, bd_max) * bd_max * (T // _MIN_TF_BWD) * NP,),
                           device=dev, dtype=f32)
     # lane reduce-scatter for the dB/dC channel sums: compiled code, N = 16 (d_state of Mamba)
-    lane_rs = (not interp and N == 16 and os.environ.get("STRANDWISE_SCAN_LANE_RS", "1") != "0")
+    lane_rs = not interp and N == 16 and env_flag("STRANDWISE_SCAN_LANE_RS", True)
     if lane_rs:
         n_dblk_max = cdiv(di, 32)
     # dB/dC: with the lane reduce-scatter, fp32 atomic adds of the channel blocks' sums into one

@@ -431,3 +431,19 @@ def test_gpu_direct_launch_follows_the_batch_size():
         assert rel(out, ref) < TOL[torch.float32], batch
         for g, r in zip(grads, ref_grads):
             assert rel(g, r) < TOL[torch.float32], batch
+
+
+def test_scan_switches_reject_typos(monkeypatch):
+    # STRANDWISE_SCAN_AUTOTUNE / STRANDWISE_SCAN_LANE_RS take 0 or 1; anything else is an error,
+    # not a silent "on" (they used to treat every value but "0" as on)
+    pytest.importorskip("triton")
+    from strandwise.kernels import selective_scan_triton as sst
+
+    monkeypatch.setattr(sst, "_interpreting", lambda: False)
+    monkeypatch.setenv("STRANDWISE_SCAN_AUTOTUNE", "0")
+    assert not sst._autotuning()
+    monkeypatch.setenv("STRANDWISE_SCAN_AUTOTUNE", "1")
+    assert sst._autotuning()
+    monkeypatch.setenv("STRANDWISE_SCAN_AUTOTUNE", "off")
+    with pytest.raises(ValueError, match="STRANDWISE_SCAN_AUTOTUNE must be 0 or 1"):
+        sst._autotuning()
