@@ -14,7 +14,9 @@ Plan
 Every kernel works on a tile of ``BLOCK_L`` positions × ``BLOCK_C`` channels of one example; the
 grid is ``(N, ceil(L / BLOCK_L), ceil(C / BLOCK_C))`` with ``BLOCK_C = min(next_pow2(C), 256)``
 (wider channel counts are split over the third grid axis, which is the same thing as a C-chunk
-loop but keeps each program's register footprint bounded). The conv is always recomputed from
+loop but keeps each program's register footprint bounded). The statistics pass flattens the first
+two axes with the row tile varying fastest from dilation 64 on (:func:`stats_rows_first`), so
+that its taps at ±D rows stay in L2. The conv is always recomputed from
 ``x`` (three taps, all in fp32); nothing of shape ``(N, L, C)`` is ever written except the result.
 
 Forward (3 launches):
