@@ -38,19 +38,14 @@ from strandwise.io.atomic import atomic_write_text  # noqa: E402
 
 
 def _switch(name: str):
-    """(set(on), current value, whether outputs must be bit-identical) of a switch."""
+    """(state dict, key, whether outputs must be bit-identical) of a switch; the A/B writes
+    True / False there and puts the saved value back as it was (``None`` = automatic)."""
     from strandwise.kernels import cheri_infer as ci
     from strandwise.kernels import conv_norm_triton as cnt
 
     if name == "half_w2":
-        def set_(on):
-            ci._HALF_W2["on"] = bool(on)
-        return set_, ci._HALF_W2["on"], True
-    if name == "stats_rows_first":
-        def set_(on):
-            cnt._STATS["rows_first"] = bool(on)
-        return set_, cnt._STATS["rows_first"], False
-    raise SystemExit(f"unknown switch {name!r}")
+        return ci._HALF_W2, "on", True
+    return cnt._STATS, "rows_first", False
 
 
 def main(argv=None):
@@ -67,7 +62,12 @@ def main(argv=None):
     from strandwise.kernels import cheri_infer as ci
     from strandwise.kernels import conv_norm_triton as cnt
 
-    set_on, saved, exact = _switch(args.switch)
+    state, key, exact = _switch(args.switch)
+    saved = state[key]
+
+    def set_on(on):
+        state[key] = bool(on)
+
     dtypes = {"bf16": torch.bfloat16, "fp32": torch.float32}
     rows = []
     try:
@@ -104,7 +104,7 @@ def main(argv=None):
                     raise SystemExit(f"{args.switch}: outputs differ ({diff})")
                 del x, outs
     finally:
-        set_on(saved)
+        state[key] = saved
     result = dict(gpu=torch.cuda.get_device_name(), date=datetime.date.today().isoformat(),
                   torch=torch.__version__, switch=args.switch, rows=rows)
     atomic_write_text(args.out, json.dumps(result, indent=1))

@@ -13,9 +13,10 @@ import os
 __all__ = ["cdiv", "next_pow2", "DirectLauncher", "DIRECT", "INTERPRETING", "AUTOTUNE_CACHE", "CAPPED_CONFIGS", "env_flag"]
 
 
-def env_flag(name: str, default: bool) -> bool:
-    """A 0/1 switch from the environment (``default`` when unset). Other values raise, so a typo
-    does not silently keep the default."""
+def env_flag(name: str, default):
+    """A 0/1 switch from the environment as a bool (``default`` when unset, which may be ``None``
+    for a caller with an automatic choice). Other values raise, so a typo does not silently keep
+    the default."""
     value = os.environ.get(name)
     if value is None:
         return default

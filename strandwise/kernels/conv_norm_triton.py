@@ -54,7 +54,6 @@ many shapes, where compiling every config would dominate the run time).
 from __future__ import annotations
 
 import functools
-import os
 from typing import Optional
 
 import torch
@@ -94,8 +93,7 @@ STATS_ROWS_FIRST_MIN_D = 64
 
 #: ``STRANDWISE_STATS_ROWS_FIRST`` (read at import): unset = by dilation (above); ``1`` / ``0``
 #: forces the row-tile-fastest / example-fastest order for every dilation (A/B timing).
-_STATS = {"rows_first": (env_flag("STRANDWISE_STATS_ROWS_FIRST", False)
-                         if "STRANDWISE_STATS_ROWS_FIRST" in os.environ else None)}
+_STATS = {"rows_first": env_flag("STRANDWISE_STATS_ROWS_FIRST", None)}
 
 
 def stats_rows_first(dilation: int) -> bool:

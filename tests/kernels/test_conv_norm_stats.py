@@ -20,6 +20,7 @@ from strandwise.kernels.conv_norm import _dilated_conv
 
 cnt.set_autotune(False)
 gen = torch.Generator().manual_seed(0)
+SAVED = cnt._STATS["rows_first"]
 
 
 def want(x, w, d, eps=1e-3):
@@ -38,7 +39,7 @@ def check(x, w, d, tag, rel=2e-5):
         try:
             m, r = cnt.conv_norm_stats(x, w, d, 1e-3)
         finally:
-            cnt._STATS["rows_first"] = None
+            cnt._STATS["rows_first"] = SAVED
         em = ((m.double() - wm).abs() / scale).max().item()
         er = ((r.double() - wr).abs() / wr).max().item()
         assert em < rel and er < rel, (tag, rows_first, em, er)
