@@ -8,6 +8,7 @@ fp32 input (bf16 operands), ``triton.testing.do_bench`` medians, after a warm-up
 
 import argparse
 import json
+import re
 
 import torch
 import triton
@@ -23,8 +24,9 @@ def main(argv=None):
     ap.add_argument("--C", type=int, default=128)
     ap.add_argument("--expansion", type=int, default=2)
     ap.add_argument("--d", type=int, default=4)
-    ap.add_argument("--warps", default="8", help="Gluon variants: WARPS[hBLOCK_H][c], comma-separated, "
-                    "c = coalesced x/out through shared memory (e.g. 8,4,8h128,8c)")
+    ap.add_argument("--warps", default="8", help="Gluon variants, comma-separated: WARPS[hBLOCK_H][pPIPE][c] "
+                    "for the plain kernel, wsNPART[hBLOCK_H][pPIPE][rREGS][c] for the warp-specialised one "
+                    "(c = coalesced x/out, p0 = one hidden chunk at a time; e.g. 8,8h128,8c,ws3p0,ws2r240)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     C, H = a.C, a.expansion * a.C
@@ -40,13 +42,22 @@ def main(argv=None):
         with torch.no_grad():
             for backend in ["triton"] + [f"gluon{w}" for w in a.warps.split(",")]:
                 ci.set_gluon_inference(backend != "triton")
-                orig, orig_bh, orig_co = ci.launch_gluon_kernel, ci.GLUON_BLOCK_H, ci.GLUON_COALESCED
+                saved = {k: getattr(ci, k) for k in ("launch_gluon_kernel", "GLUON_BLOCK_H", "GLUON_COALESCED",
+                                                     "GLUON_WS", "GLUON_PIPE", "GLUON_WS_REGS")}
                 if backend != "triton":
-                    spec = backend[5:]
-                    ci.GLUON_COALESCED = spec.endswith("c")
-                    nw, _, bh = spec.rstrip("c").partition("h")
-                    ci.GLUON_BLOCK_H = int(bh) if bh else orig_bh
-                    ci.launch_gluon_kernel = lambda *args, _nw=int(nw), _o=orig, **kw: _o(*args, num_warps=_nw)
+                    m = re.fullmatch(r"(ws)?(\d+)(?:h(\d+))?(?:p(\d))?(?:r(\d+))?(c)?", backend[5:])
+                    if m is None:
+                        raise SystemExit(f"bad variant {backend[5:]!r}")
+                    ws, num, bh, pipe, regs, co = m.groups()
+                    ci.GLUON_COALESCED = bool(co)
+                    ci.GLUON_BLOCK_H = int(bh) if bh else saved["GLUON_BLOCK_H"]
+                    ci.GLUON_PIPE = int(pipe) if pipe else saved["GLUON_PIPE"]
+                    if ws:
+                        ci.GLUON_WS = int(num)
+                        ci.GLUON_WS_REGS = int(regs) if regs else (168 if int(num) == 3 else 240)
+                    else:
+                        ci.launch_gluon_kernel = (lambda *args, _nw=int(num), _o=saved["launch_gluon_kernel"], **kw:
+                                                  _o(*args, num_warps=_nw))
                 try:
                     f = lambda: ci.cheri_block_inference(x, cw, w1, w2, a.d)  # noqa: E731
                     y = f()
@@ -59,7 +70,8 @@ def main(argv=None):
                     ms = err = None
                     print(backend, "failed:", repr(e)[:300])
                 finally:
-                    ci.launch_gluon_kernel, ci.GLUON_BLOCK_H, ci.GLUON_COALESCED = orig, orig_bh, orig_co
+                    for k, v in saved.items():
+                        setattr(ci, k, v)
                     ci.set_gluon_inference(False)
                 rows.append({"dtype": str(dt).split(".")[-1], "backend": backend, "ms": ms,
                              "max_abs_diff_vs_triton": err})

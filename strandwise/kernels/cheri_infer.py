@@ -252,6 +252,11 @@ _GLUON = {"on": env_flag("STRANDWISE_GLUON_INFER", False)}
 GLUON_SMEM_BUDGET = 160 * 1024  # both weights resident in shared memory (bytes)
 GLUON_BLOCK_H = 64
 GLUON_COALESCED = False  # x read / out written in 16-byte row pieces (via shared memory, 2 barriers a tile)
+#: Warp-specialised variant (cheri_infer_gluon.mlp_kernel_gluon_ws): 0 = off (the plain Gluon
+#: kernel), 2 or 3 = that many one-warpgroup partitions per program sharing the resident weights.
+GLUON_WS = 0
+GLUON_PIPE = 1  # 1 = hand-pipelined products (two z chunks live), 0 = one chunk at a time
+GLUON_WS_REGS = 168  # registers per thread requested for each worker partition
 
 
 def set_gluon_inference(on: bool) -> None:
@@ -288,23 +293,32 @@ def gluon_mlp_ok(x, C: int, H: int) -> bool:
 
 
 def launch_gluon_kernel(x, cw, w1t, w2t, mean, rstd, out, dilation: int, num_warps: int = 8) -> None:
-    """One persistent program per SM (:mod:`strandwise.kernels.cheri_infer_gluon`)."""
-    from strandwise.kernels.cheri_infer_gluon import mlp_kernel_gluon
+    """One persistent program per SM (:mod:`strandwise.kernels.cheri_infer_gluon`); with
+    :data:`GLUON_WS` the warp-specialised kernel (that many 4-warp partitions a program)."""
+    from strandwise.kernels import cheri_infer_gluon as cig
 
     N, L, C = x.shape
     H = w1t.shape[1]
     bc, bh, nh = _gluon_geometry(C, H)
-    bm = 16 * num_warps
+    npart = int(GLUON_WS)
+    bm = 64 if npart else 16 * num_warps
     NL = N * L
     tiles = cdiv(NL, bm)
+    even = int(NL % bm == 0 and C == bc)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
-    grid = (min(tiles, sms),)
+    common = dict(BLOCK_M=bm, BLOCK_C=bc, BLOCK_H=bh, NUM_H=nh, COALESCED=GLUON_COALESCED,
+                  TPW_C=min(32, bc // 8), PIPE=int(GLUON_PIPE), EVEN=even)
 
     def launch(fast):
-        mlp_kernel_gluon[grid](x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, dilation, tiles,
-                               BLOCK_M=bm, BLOCK_C=bc, BLOCK_H=bh, NUM_H=nh, FAST_GELU=fast,
-                               COALESCED=GLUON_COALESCED, TPW_C=min(32, bc // 8),
-                               num_warps=num_warps)
+        if npart:
+            grid = (max(1, min(cdiv(tiles, npart), sms)),)
+            cig.mlp_kernel_gluon_ws[grid](x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, dilation, tiles,
+                                          FAST_GELU=fast, NPART=npart, REGS=int(GLUON_WS_REGS),
+                                          num_warps=4, **common)
+        else:
+            grid = (min(tiles, sms),)
+            cig.mlp_kernel_gluon[grid](x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, dilation, tiles,
+                                       FAST_GELU=fast, num_warps=num_warps, **common)
 
     run_with_fast_gelu(launch, fast_gelu_ok())
 

@@ -30,7 +30,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
     fence_async_shared, warpgroup_mma, warpgroup_mma_wait,
 )
 
-__all__ = ["mlp_kernel_gluon"]
+__all__ = ["mlp_kernel_gluon", "mlp_kernel_gluon_ws"]
 
 
 @gluon.jit
@@ -49,24 +49,12 @@ def _gelu_exact(z):
 
 
 @gluon.jit
-def mlp_kernel_gluon(
-    x_ptr, cw_ptr, w1t_ptr, w2t_ptr, mean_ptr, rstd_ptr, out_ptr, NL, L, C, H, D, num_tiles,
-    BLOCK_M: gl.constexpr, BLOCK_C: gl.constexpr, BLOCK_H: gl.constexpr, NUM_H: gl.constexpr,
-    FAST_GELU: gl.constexpr, COALESCED: gl.constexpr, TPW_C: gl.constexpr, num_warps: gl.constexpr,
-):
-    # w1t: W1ᵀ (C, H) and w2t: (s·W2)ᵀ (H, C), contiguous, in the operand dtype (bf16/fp16).
-    # Layouts: one warpgroup per 64 rows; z (BLOCK_M, BLOCK_H) and acc (BLOCK_M, BLOCK_C) in the
-    # wgmma accumulator layouts; x̂ and g in the register-operand layouts of the two products.
+def _load_weights(w1t_ptr, w2t_ptr, C, H, BLOCK_C: gl.constexpr, BLOCK_H: gl.constexpr,
+                  NUM_H: gl.constexpr):
+    """``W1ᵀ`` and ``(s·W2)ᵀ`` into shared memory (zero-padded to BLOCK_C × NUM_H·BLOCK_H), by all
+    the warps of the current context, fenced and barriered; returns the two descriptors."""
     wdt: gl.constexpr = w1t_ptr.dtype.element_ty
-    mma_z: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
-                                                   instr_shape=[16, BLOCK_H, 16])
-    mma_o: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
-                                                   instr_shape=[16, BLOCK_C, 16])
-    a_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma_z, k_width=2)
-    g_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma_o, k_width=2)
-    ld_l: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [num_warps, 1], [1, 0])
-
-    # ---- weights -> shared memory, once per program (zero-padded to BLOCK_C × NUM_H·BLOCK_H)
+    ld_l: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [gl.num_warps(), 1], [1, 0])
     w1_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_C, BLOCK_H], wdt)
     w2_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_H, BLOCK_C], wdt)
     w1s = gl.allocate_shared_memory(wdt, [NUM_H, BLOCK_C, BLOCK_H], w1_sl)
@@ -86,79 +74,207 @@ def mlp_kernel_gluon(
         w2s.index(j).store(t2)
     fence_async_shared()
     gl.thread_barrier()
+    return w1s, w2s
 
+
+@gluon.jit
+def _mlp_tiles(
+    first, step, x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs, NL, L, C, D, num_tiles,
+    BLOCK_M: gl.constexpr, BLOCK_C: gl.constexpr, BLOCK_H: gl.constexpr, NUM_H: gl.constexpr,
+    FAST_GELU: gl.constexpr, COALESCED: gl.constexpr, TPW_C: gl.constexpr, PIPE: gl.constexpr, EVEN: gl.constexpr,
+    A_SMEM: gl.constexpr,
+):
+    """Row tiles ``first, first + step, …`` of the MLP pass, by the warps of the current context
+    (the whole program, or one partition of the warp-specialised kernel). ``PIPE``: 1 = the first
+    product of hidden chunk ``j+1`` is issued before chunk ``j``'s GELU (two ``z`` chunks live); 0 =
+    each ``z`` is waited for at once (fewer registers; the overlap then comes from the other
+    warpgroups of the SM). ``A_SMEM``: x̂ is computed in the coalesced layout and written to the
+    (BLOCK_M, BLOCK_C) shared buffer ``xs``, the first product's operand, instead of being held in
+    registers in the operand layout (32 registers a thread fewer, 16-byte loads; two barriers of
+    the current warps a tile: only for a one-warpgroup context, i.e. a partition)."""
+    nw: gl.constexpr = gl.num_warps()
+    wdt: gl.constexpr = w1s.dtype
+    # Layouts: one warpgroup per 64 rows; z (BLOCK_M, BLOCK_H) and acc (BLOCK_M, BLOCK_C) in the
+    # wgmma accumulator layouts; x̂ and g in the register-operand layouts of the two products.
+    mma_z: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[nw, 1],
+                                                   instr_shape=[16, BLOCK_H, 16])
+    mma_o: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[nw, 1],
+                                                   instr_shape=[16, BLOCK_C, 16])
+    a_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma_z, k_width=2)
+    g_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma_o, k_width=2)
     # COALESCED: x is read and out written in a layout where each thread holds 16-byte row
     # pieces (a warp instruction covers whole 128-byte lines) and whose warps own the same 16 rows
     # as in the wgmma layouts, so the conversions stay inside a warp (no shared memory, no
     # barrier). Otherwise x is read straight in the operand layout: 4-byte pieces of 8 rows per
     # warp instruction, 8 cache lines per instruction.
-    io_l: gl.constexpr = gl.BlockedLayout([16 // (32 // TPW_C), 8], [32 // TPW_C, TPW_C], [num_warps, 1], [1, 0])
-    x_l: gl.constexpr = io_l if COALESCED else a_l
+    io_l: gl.constexpr = gl.BlockedLayout([16 // (32 // TPW_C), 8], [32 // TPW_C, TPW_C], [nw, 1], [1, 0])
+    x_l: gl.constexpr = io_l if (COALESCED or A_SMEM) else a_l
     o_l: gl.constexpr = io_l if COALESCED else mma_o
     cols = gl.arange(0, BLOCK_C, layout=gl.SliceLayout(0, x_l))
     cmask = cols < C
     cols_o = gl.arange(0, BLOCK_C, layout=gl.SliceLayout(0, o_l))
     cmask_o = cols_o < C
 
-    pid = gl.program_id(0)
-    nprog = gl.num_programs(0)
-    for tile in range(pid, num_tiles, nprog):
+    for tile in range(first, num_tiles, step):
         # ---- conv + norm, straight into the first product's register operand
-        rows = tile.to(gl.int64) * BLOCK_M + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, x_l))
-        rmask = rows < NL
+        # Addresses: the tile's first element as one 64-bit scalar, the elements within it as
+        # int32 offsets; with EVEN the row stride is the constexpr BLOCK_C, so a thread's
+        # offsets are compile-time constants from one base (held as 64-bit addresses per element
+        # they took ~128 registers a thread and made every variant spill).
+        lr = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, x_l))
+        r0 = tile.to(gl.int64) * BLOCK_M
+        rows = r0 + lr
         n = rows // L
-        pos = rows - n * L
-        offs = rows[:, None] * C + cols[None, :]
-        m_c = rmask[:, None] & cmask[None, :]
-        m_m = (rmask & (pos >= D))[:, None] & cmask[None, :]
-        m_p = (rmask & (pos + D < L))[:, None] & cmask[None, :]
+        pos = (rows - n * L).to(gl.int32)
+        if EVEN:
+            stride = BLOCK_C
+            m_c = gl.full([BLOCK_M, BLOCK_C], 1, gl.int1, layout=x_l)
+        else:
+            stride = C
+            m_c = (rows < NL)[:, None] & cmask[None, :]
+        rmask = rows < NL
+        xt = x_ptr + r0 * stride
+        offs = lr[:, None] * stride + cols[None, :]
+        m_m = m_c & (pos >= D)[:, None]
+        m_p = m_c & (pos + D < L)[:, None]
         # conv taps re-read per tile (L1 hits): held through the loop they would cost a register
         # per channel this thread touches and tap
         cw0 = gl.load(cw_ptr + cols, mask=cmask, other=0.0).to(gl.float32)
-        y = cw0[None, :] * gl.load(x_ptr + offs - D * C, mask=m_m, other=0.0).to(gl.float32)
+        y = cw0[None, :] * gl.load(xt + offs - D * stride, mask=m_m, other=0.0).to(gl.float32)
         cw1 = gl.load(cw_ptr + C + cols, mask=cmask, other=0.0).to(gl.float32)
-        y += cw1[None, :] * gl.load(x_ptr + offs, mask=m_c, other=0.0).to(gl.float32)
+        y += cw1[None, :] * gl.load(xt + offs, mask=m_c, other=0.0).to(gl.float32)
         cw2 = gl.load(cw_ptr + 2 * C + cols, mask=cmask, other=0.0).to(gl.float32)
-        y += cw2[None, :] * gl.load(x_ptr + offs + D * C, mask=m_p, other=0.0).to(gl.float32)
+        y += cw2[None, :] * gl.load(xt + offs + D * stride, mask=m_p, other=0.0).to(gl.float32)
         mu = gl.load(mean_ptr + n, mask=rmask, other=0.0)
         r = gl.load(rstd_ptr + n, mask=rmask, other=0.0)
         a = gl.where(m_c, (y - mu[:, None]) * r[:, None], 0.0).to(wdt)
-        if COALESCED:
+        if A_SMEM:
+            gl.thread_barrier()  # the previous tile's products have all been waited for
+            xs.store(a)
+            fence_async_shared()
+            gl.thread_barrier()
+            a = xs
+        elif COALESCED:
             a = gl.convert_layout(a, a_l)
 
-        # ---- products and GELU, software-pipelined over hidden chunks (all unrolled).
-        # Issue order: Z0 Z1 | G0 A0 Z2 | G1 A1 Z3 | … ; wgmma groups retire in order, so the wait
-        # for Z_j leaves the products issued after it in flight.
         acc = gl.zeros([BLOCK_M, BLOCK_C], gl.float32, layout=mma_o)
         zero_z = gl.zeros([BLOCK_M, BLOCK_H], gl.float32, layout=mma_z)
-        zt = warpgroup_mma(a, w1s.index(0), zero_z, use_acc=False, is_async=True)
-        for j in gl.static_range(NUM_H):
-            if j + 1 < NUM_H:
-                zn = warpgroup_mma(a, w1s.index(j + 1), zero_z, use_acc=False, is_async=True)
-                if j == 0:
-                    z = warpgroup_mma_wait(num_outstanding=1, deps=(zt,))
+        if PIPE:
+            # ---- products and GELU, software-pipelined over hidden chunks (all unrolled).
+            # Issue order: Z0 Z1 | G0 A0 Z2 | G1 A1 Z3 | … ; wgmma groups retire in order, so the
+            # wait for Z_j leaves the products issued after it in flight.
+            zt = warpgroup_mma(a, w1s.index(0), zero_z, use_acc=False, is_async=True)
+            for j in gl.static_range(NUM_H):
+                if j + 1 < NUM_H:
+                    zn = warpgroup_mma(a, w1s.index(j + 1), zero_z, use_acc=False, is_async=True)
+                    if j == 0:
+                        z = warpgroup_mma_wait(num_outstanding=1, deps=(zt,))
+                    else:
+                        z = warpgroup_mma_wait(num_outstanding=2, deps=(zt,))
                 else:
-                    z = warpgroup_mma_wait(num_outstanding=2, deps=(zt,))
-            else:
-                if j == 0:
-                    z = warpgroup_mma_wait(num_outstanding=0, deps=(zt,))
+                    if j == 0:
+                        z = warpgroup_mma_wait(num_outstanding=0, deps=(zt,))
+                    else:
+                        z = warpgroup_mma_wait(num_outstanding=1, deps=(zt,))
+                if FAST_GELU:
+                    g = _gelu_fast(z)
                 else:
-                    z = warpgroup_mma_wait(num_outstanding=1, deps=(zt,))
-            if FAST_GELU:
-                g = _gelu_fast(z)
-            else:
-                g = _gelu_exact(z)
-            g = gl.convert_layout(g.to(wdt), g_l)
-            acc = warpgroup_mma(g, w2s.index(j), acc, is_async=True)
-            if j + 1 < NUM_H:
-                zt = zn
+                    g = _gelu_exact(z)
+                g = gl.convert_layout(g.to(wdt), g_l)
+                acc = warpgroup_mma(g, w2s.index(j), acc, is_async=True)
+                if j + 1 < NUM_H:
+                    zt = zn
+        else:
+            # ---- one chunk at a time: Z_j (waited at once, which also retires A_{j-1}), GELU,
+            # A_j issued asynchronously
+            for j in gl.static_range(NUM_H):
+                zt = warpgroup_mma(a, w1s.index(j), zero_z, use_acc=False, is_async=True)
+                z, acc = warpgroup_mma_wait(num_outstanding=0, deps=(zt, acc))
+                if FAST_GELU:
+                    g = _gelu_fast(z)
+                else:
+                    g = _gelu_exact(z)
+                g = gl.convert_layout(g.to(wdt), g_l)
+                acc = warpgroup_mma(g, w2s.index(j), acc, is_async=True)
         acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
 
         # ---- residual (re-read: an L2 hit) and store, in the accumulator layout
-        rows_o = tile.to(gl.int64) * BLOCK_M + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, o_l))
-        offs_o = rows_o[:, None] * C + cols_o[None, :]
-        m_o = (rows_o < NL)[:, None] & cmask_o[None, :]
-        xr = gl.load(x_ptr + offs_o, mask=m_o, other=0.0).to(gl.float32)
+        lr_o = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, o_l))
+        offs_o = lr_o[:, None] * stride + cols_o[None, :]
+        if EVEN:
+            m_o = gl.full([BLOCK_M, BLOCK_C], 1, gl.int1, layout=o_l)
+        else:
+            m_o = ((r0 + lr_o) < NL)[:, None] & cmask_o[None, :]
+        xr = gl.load(xt + offs_o, mask=m_o, other=0.0).to(gl.float32)
         if COALESCED:
             acc = gl.convert_layout(acc, o_l)
-        gl.store(out_ptr + offs_o, (xr + acc).to(out_ptr.dtype.element_ty), mask=m_o)
+        gl.store(out_ptr + r0 * stride + offs_o, (xr + acc).to(out_ptr.dtype.element_ty), mask=m_o)
+
+
+@gluon.jit
+def mlp_kernel_gluon(
+    x_ptr, cw_ptr, w1t_ptr, w2t_ptr, mean_ptr, rstd_ptr, out_ptr, NL, L, C, H, D, num_tiles,
+    BLOCK_M: gl.constexpr, BLOCK_C: gl.constexpr, BLOCK_H: gl.constexpr, NUM_H: gl.constexpr,
+    FAST_GELU: gl.constexpr, COALESCED: gl.constexpr, TPW_C: gl.constexpr, num_warps: gl.constexpr,
+    PIPE: gl.constexpr = 1, EVEN: gl.constexpr = 0,
+):
+    # w1t: W1ᵀ (C, H) and w2t: (s·W2)ᵀ (H, C), contiguous, in the operand dtype (bf16/fp16).
+    # One program per SM: the weights go to shared memory once, then all warps walk row tiles
+    # together (BLOCK_M = 16 · num_warps rows a tile).
+    w1s, w2s = _load_weights(w1t_ptr, w2t_ptr, C, H, BLOCK_C, BLOCK_H, NUM_H)
+    _mlp_tiles(gl.program_id(0), gl.num_programs(0), x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr,
+               w1s, w2s, w1s, NL, L, C, D, num_tiles, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU,
+               COALESCED, TPW_C, PIPE, EVEN, 0)
+
+
+@gluon.jit
+def _ws_partition(
+    part, NPART: gl.constexpr, x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs, NL, L, C, D,
+    num_tiles, BLOCK_M: gl.constexpr, BLOCK_C: gl.constexpr, BLOCK_H: gl.constexpr,
+    NUM_H: gl.constexpr, FAST_GELU: gl.constexpr, COALESCED: gl.constexpr, TPW_C: gl.constexpr,
+    PIPE: gl.constexpr, EVEN: gl.constexpr, A_SMEM: gl.constexpr,
+):
+    _mlp_tiles(gl.program_id(0) * NPART + part, gl.num_programs(0) * NPART, x_ptr, cw_ptr,
+               mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs.index(part), NL, L, C, D, num_tiles, BLOCK_M,
+               BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN, A_SMEM)
+
+
+@gluon.jit
+def mlp_kernel_gluon_ws(
+    x_ptr, cw_ptr, w1t_ptr, w2t_ptr, mean_ptr, rstd_ptr, out_ptr, NL, L, C, H, D, num_tiles,
+    BLOCK_M: gl.constexpr, BLOCK_C: gl.constexpr, BLOCK_H: gl.constexpr, NUM_H: gl.constexpr,
+    FAST_GELU: gl.constexpr, COALESCED: gl.constexpr, TPW_C: gl.constexpr, PIPE: gl.constexpr, EVEN: gl.constexpr,
+    NPART: gl.constexpr, REGS: gl.constexpr, A_SMEM: gl.constexpr = 1,
+):
+    # Launched with num_warps = 4: one warpgroup per partition, NPART (2 or 3) partitions per
+    # program, each walking its own row tiles of BLOCK_M = 64 rows with its own products and GELU.
+    # The weights sit in shared memory once per SM for all of them, and nothing in the tile loop
+    # synchronises the partitions, so one's GELU runs beside another's products. 12 warps with
+    # weights resident is what a plain launch cannot have (num_warps must be a power of two and
+    # the 128 KB of weights allow one program per SM).
+    gl.static_assert(NPART == 2 or NPART == 3)
+    w1s, w2s = _load_weights(w1t_ptr, w2t_ptr, C, H, BLOCK_C, BLOCK_H, NUM_H)
+    # each partition's x̂ operand buffer (A_SMEM; allocated, unused, otherwise)
+    xs = gl.allocate_shared_memory(w1s.dtype, [NPART, BLOCK_M, BLOCK_C],
+                                   gl.NVMMASharedLayout.get_default_for([BLOCK_M, BLOCK_C], w1s.dtype))
+    if NPART == 3:
+        gl.warp_specialize([
+            (_ws_partition, (0, NPART, x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs, NL, L, C, D,
+                             num_tiles, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN,
+                             A_SMEM)),
+            (_ws_partition, (1, NPART, x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs, NL, L, C, D,
+                             num_tiles, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN,
+                             A_SMEM)),
+            (_ws_partition, (2, NPART, x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs, NL, L, C, D,
+                             num_tiles, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN,
+                             A_SMEM)),
+        ], [4, 4], [REGS, REGS])
+    else:
+        gl.warp_specialize([
+            (_ws_partition, (0, NPART, x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs, NL, L, C, D,
+                             num_tiles, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN,
+                             A_SMEM)),
+            (_ws_partition, (1, NPART, x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs, NL, L, C, D,
+                             num_tiles, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN,
+                             A_SMEM)),
+        ], [4], [REGS])

@@ -82,3 +82,20 @@ def _check(N, L, C, H, d, dt):
     # against the Triton kernel: the same operands and products, other summation order
     diff = (glu.float() - tri.float()).abs()
     assert bool((diff <= 2e-3 + 2 * ulp * tri.float().abs()).all()), diff.max().item()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("npart,pipe,bh", [(3, 0, 32), (3, 1, 32), (2, 1, 64), (2, 0, 64)])
+@pytest.mark.parametrize("dt", ["bf16", "fp32"])
+@pytest.mark.parametrize("N,L,C,H,d", [
+    (2, 1024, 128, 256, 4),      # full tiles: the unmasked (EVEN) variant
+    (3, 2114, 96, 192, 1),       # C below its power of two: masked
+    (2, 37, 32, 64, 256),        # ragged last tile, dilation beyond L
+    (1, 1, 48, 96, 2),           # one row
+])
+def test_gluon_warp_specialised_matches_triton_and_float64(N, L, C, H, d, dt, npart, pipe, bh, monkeypatch):
+    monkeypatch.setattr(ci, "GLUON_WS", npart)
+    monkeypatch.setattr(ci, "GLUON_PIPE", pipe)
+    monkeypatch.setattr(ci, "GLUON_BLOCK_H", bh)
+    monkeypatch.setattr(ci, "GLUON_WS_REGS", 168 if npart == 3 else 240)
+    _check(N, L, C, H, d, dt)
