@@ -246,36 +246,50 @@ def half_w2_ok(dot: int, wdtype: torch.dtype) -> bool:
 _HALF_W2 = {"on": env_flag("STRANDWISE_HALF_W2", True)}
 
 
-# Hopper Gluon variant of the MLP pass (strandwise.kernels.cheri_infer_gluon): opt-in until its
-# GPU figures are in (set_gluon_inference(True) or STRANDWISE_GLUON_INFER=1 before import).
-_GLUON = {"on": env_flag("STRANDWISE_GLUON_INFER", False)}
+# Hopper Gluon variant of the MLP pass (strandwise.kernels.cheri_infer_gluon). Automatic (None):
+# the warp-specialised kernel for bf16/fp16 input on compute capability 9.0, where it measured
+# faster than the Triton megakernel (H100: block -20 %, whole-model inference +7 %; BENCHMARKS.md,
+# Cherimoya round 17); fp32 input stays on the megakernel (the whole model measured slower with
+# the Gluon pass: 38.4k vs 46.2k seq/s). STRANDWISE_GLUON_INFER=1 forces it on for every eligible
+# call (fp32 input included), =0 off; set_gluon_inference(True/False/None) likewise.
+_GLUON = {"on": env_flag("STRANDWISE_GLUON_INFER", None)}
 GLUON_SMEM_BUDGET = 160 * 1024  # both weights resident in shared memory (bytes)
-GLUON_BLOCK_H = 64
-GLUON_COALESCED = False  # x read / out written in 16-byte row pieces (via shared memory, 2 barriers a tile)
-#: Warp-specialised variant (cheri_infer_gluon.mlp_kernel_gluon_ws): 0 = off (the plain Gluon
-#: kernel), 2 or 3 = that many one-warpgroup partitions per program sharing the resident weights.
-GLUON_WS = 0
+GLUON_BLOCK_H = 128  # widest hidden chunk (H's widest power-of-two divisor up to this, see _gluon_geometry)
+GLUON_COALESCED = True  # out written (and, without A_SMEM, x read) in 16-byte row pieces
+#: Warp-specialised variant (cheri_infer_gluon.mlp_kernel_gluon_ws): 0 = the plain Gluon kernel
+#: (8 warps walking tiles together), 2 or 3 = that many one-warpgroup partitions per program
+#: sharing the resident weights. 2 measured fastest (3 partitions at 168 registers spill).
+GLUON_WS = 2
 GLUON_PIPE = 1  # 1 = hand-pipelined products (two z chunks live), 0 = one chunk at a time
-GLUON_WS_REGS = 168  # registers per thread requested for each worker partition
+GLUON_WS_REGS = 240  # registers per thread requested for each worker partition (168 for 3)
 
 
-def set_gluon_inference(on: bool) -> None:
-    """Use (``True``) or not the Hopper Gluon kernel for the inference MLP pass where eligible."""
-    _GLUON["on"] = bool(on)
+def set_gluon_inference(on) -> None:
+    """Use (``True``), not (``False``) or automatically (``None``: half-precision input only) the
+    Hopper Gluon kernel for the inference MLP pass where eligible."""
+    _GLUON["on"] = None if on is None else bool(on)
 
 
 def _gluon_geometry(C: int, H: int):
     bc = max(16, next_pow2(C))
-    bh = GLUON_BLOCK_H if H >= GLUON_BLOCK_H else max(16, next_pow2(H))
+    bh = GLUON_BLOCK_H
+    while bh > 16 and H % bh:  # the widest chunk that divides H (no zero-padded hidden columns)
+        bh //= 2
+    if H % bh:
+        bh = min(GLUON_BLOCK_H, max(16, next_pow2(H)))
     nh = cdiv(H, bh)
     return bc, bh, nh
 
 
 def gluon_mlp_ok(x, C: int, H: int) -> bool:
-    """Whether the Gluon MLP kernel can run: switched on, compute capability 9.0 (wgmma), not
-    under the interpreter, Gluon importable, bf16/fp16 operands, and both weights (zero-padded)
-    fit :data:`GLUON_SMEM_BUDGET` of shared memory."""
-    if not _GLUON["on"] or INTERPRETING or not x.is_cuda:
+    """Whether the Gluon MLP kernel runs: switched on (or automatic with bf16/fp16 input),
+    compute capability 9.0 (wgmma), not under the interpreter, Gluon importable, bf16/fp16
+    operands, and both weights (zero-padded) within :data:`GLUON_SMEM_BUDGET` of shared memory
+    (with the warp-specialised kernel's x̂ buffers within the SM's 227 KB)."""
+    on = _GLUON["on"]
+    if on is False or INTERPRETING or not x.is_cuda:
+        return False
+    if on is None and x.dtype == torch.float32:
         return False
     if torch.cuda.get_device_capability(x.device) != (9, 0):
         return False
@@ -283,7 +297,9 @@ def gluon_mlp_ok(x, C: int, H: int) -> bool:
     weight_bytes = 2 * bc * bh * nh * 2  # W1ᵀ and (s·W2)ᵀ, 16-bit
     if weight_bytes > GLUON_SMEM_BUDGET:
         return False
-    if GLUON_COALESCED and weight_bytes + 128 * bc * 4 > 220 * 1024:
+    if GLUON_WS and weight_bytes + int(GLUON_WS) * 64 * bc * 2 > 200 * 1024:
+        return False  # plus the partitions' x̂ buffers and layout-conversion scratch
+    if not GLUON_WS and GLUON_COALESCED and weight_bytes + 128 * bc * 4 > 220 * 1024:
         return False  # plus the layout-conversion scratch (an fp32 tile at 8 warps)
     try:
         import strandwise.kernels.cheri_infer_gluon  # noqa: F401

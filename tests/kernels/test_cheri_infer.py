@@ -40,7 +40,15 @@ def _x(N, L, C, seed=1):
      # beyond the spec's shapes: C=128, 4000 rows — one more bf16 rounding step shows (measured 1.5e-2)
      (128, 1000, 16, "bf16", 2e-2)],
 )
-def test_megakernel_vs_grad_path(cnt, C, L, d, dt, tol):
+@pytest.mark.parametrize("gluon", [None, False], ids=["default", "triton"])
+def test_megakernel_vs_grad_path(cnt, C, L, d, dt, tol, gluon, monkeypatch):
+    """``gluon=None``: the default dispatch (on an sm_90 GPU the Gluon MLP pass for bf16/fp16
+    input); ``False``: the Triton megakernel throughout."""
+    from strandwise.kernels import cheri_infer as ci
+
+    if gluon is False and dt == "fp32":
+        pytest.skip("fp32 input runs the Triton megakernel either way")
+    monkeypatch.setitem(ci._GLUON, "on", gluon)
     b = _block(C, d).cuda().to(DT[dt])
     x = _x(4, L, C).cuda().to(DT[dt])
     with torch.no_grad():

@@ -1,7 +1,7 @@
 """Hopper Gluon MLP pass of the inference megakernel vs the Triton megakernel and the float64 block.
 
-GPU tests (compute capability 9.0); the CPU part checks only that the switch stays off by default
-and that ineligible devices fall back."""
+GPU tests (compute capability 9.0); the CPU part checks the switch (automatic by default), that
+CPU tensors never take it, and the hidden-chunk geometry."""
 
 import pytest
 import torch
@@ -11,13 +11,36 @@ from strandwise.kernels import cheri_infer as ci
 DT = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def test_gluon_path_off_by_default_and_never_on_cpu():
-    assert ci._GLUON["on"] is False or __import__("os").environ.get("STRANDWISE_GLUON_INFER") == "1"
-    ci.set_gluon_inference(True)
-    try:
+def test_gluon_path_automatic_by_default_and_never_on_cpu(monkeypatch):
+    import os
+
+    if "STRANDWISE_GLUON_INFER" not in os.environ:
+        assert ci._GLUON["on"] is None
+    for on in (True, None):
+        monkeypatch.setitem(ci._GLUON, "on", on)
         assert ci.gluon_mlp_ok(torch.zeros(2, 8, 32), 32, 64) is False  # CPU tensor
-    finally:
-        ci.set_gluon_inference(False)
+        assert ci.gluon_mlp_ok(torch.zeros(2, 8, 32, dtype=torch.bfloat16), 32, 64) is False
+
+
+def test_set_gluon_inference_takes_true_false_none(monkeypatch):
+    monkeypatch.setitem(ci._GLUON, "on", None)
+    ci.set_gluon_inference(True)
+    assert ci._GLUON["on"] is True
+    ci.set_gluon_inference(False)
+    assert ci._GLUON["on"] is False
+    ci.set_gluon_inference(None)
+    assert ci._GLUON["on"] is None
+
+
+@pytest.mark.parametrize("H,ws,expect", [
+    (256, 2, (128, 128, 2)),    # the default model: two chunks of 128
+    (192, 2, (128, 64, 3)),     # the description preset (C 96): 64 divides 192, no padding
+    (80, 2, (128, 16, 5)),      # only 16 divides 80
+    (40, 2, (128, 64, 1)),      # no power of two ≥ 16 divides: one zero-padded chunk
+])
+def test_gluon_geometry_picks_the_widest_dividing_chunk(H, ws, expect, monkeypatch):
+    monkeypatch.setattr(ci, "GLUON_BLOCK_H", 128)
+    assert ci._gluon_geometry(128, H) == expect
 
 
 def _hopper():
@@ -42,6 +65,22 @@ def _weights(C, H, seed=0):
     (5, 300, 64, 80, 8),         # H not a multiple of the chunk (zero-padded)
 ])
 def test_gluon_matches_triton_and_float64(N, L, C, H, d, dt):
+    """The default Gluon configuration (warp-specialised, two partitions)."""
+    _check(N, L, C, H, d, dt)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dt", ["bf16", "fp32"])
+@pytest.mark.parametrize("N,L,C,H,d", [
+    (2, 1024, 128, 256, 4),
+    (3, 2114, 96, 192, 1),
+    (2, 37, 32, 64, 256),
+])
+def test_plain_gluon_kernel_matches_triton_and_float64(N, L, C, H, d, dt, monkeypatch):
+    """The 8-warp kernel without partitions (``GLUON_WS = 0``), round 10's layout."""
+    monkeypatch.setattr(ci, "GLUON_WS", 0)
+    monkeypatch.setattr(ci, "GLUON_BLOCK_H", 64)
+    monkeypatch.setattr(ci, "GLUON_COALESCED", False)
     _check(N, L, C, H, d, dt)
 
 
@@ -52,7 +91,9 @@ def test_gluon_matches_triton_and_float64(N, L, C, H, d, dt):
     (2, 37, 32, 64, 256),
     (1, 1, 48, 96, 2),
 ])
-def test_gluon_coalesced_io_matches_triton_and_float64(N, L, C, H, d, dt, monkeypatch):
+def test_plain_gluon_coalesced_io_matches_triton_and_float64(N, L, C, H, d, dt, monkeypatch):
+    monkeypatch.setattr(ci, "GLUON_WS", 0)
+    monkeypatch.setattr(ci, "GLUON_BLOCK_H", 64)
     monkeypatch.setattr(ci, "GLUON_COALESCED", True)
     _check(N, L, C, H, d, dt)
 
@@ -64,15 +105,16 @@ def _check(N, L, C, H, d, dt):
     x = torch.randn(N, L, C, generator=torch.Generator().manual_seed(1))
     xd = x.cuda().to(DT[dt])
     args = (cw.cuda(), w1.cuda(), w2.cuda(), d, 0.15)
+    saved = ci._GLUON["on"]
     with torch.no_grad():
-        ci.set_gluon_inference(False)
-        tri = ci.cheri_block_inference(xd, *args)
-        ci.set_gluon_inference(True)
         try:
+            ci.set_gluon_inference(False)
+            tri = ci.cheri_block_inference(xd, *args)
+            ci.set_gluon_inference(True)
             assert ci.gluon_mlp_ok(xd, C, H)
             glu = ci.cheri_block_inference(xd, *args)
         finally:
-            ci.set_gluon_inference(False)
+            ci.set_gluon_inference(saved)
     ref = ci.cheri_block_reference(xd.double().cpu(), cw.double(), w1.double(), w2.double(), d, 0.15)
     assert glu.dtype == xd.dtype and glu.shape == xd.shape
     # half-precision operands (both kernels): same bound as the Triton kernel's own tests
@@ -98,4 +140,5 @@ def test_gluon_warp_specialised_matches_triton_and_float64(N, L, C, H, d, dt, np
     monkeypatch.setattr(ci, "GLUON_PIPE", pipe)
     monkeypatch.setattr(ci, "GLUON_BLOCK_H", bh)
     monkeypatch.setattr(ci, "GLUON_WS_REGS", 168 if npart == 3 else 240)
+    monkeypatch.setattr(ci, "GLUON_COALESCED", False)
     _check(N, L, C, H, d, dt)
