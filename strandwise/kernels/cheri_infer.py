@@ -261,7 +261,7 @@ GLUON_COALESCED = True  # out written (and, without A_SMEM, x read) in 16-byte r
 #: sharing the resident weights. 2 measured fastest (3 partitions at 168 registers spill).
 GLUON_WS = 2
 GLUON_PIPE = 1  # 1 = hand-pipelined products (two z chunks live), 0 = one chunk at a time
-GLUON_WS_REGS = 240  # registers per thread requested for each worker partition (168 for 3)
+GLUON_WS_REGS = None  # registers per thread for each worker partition; None: 240 for 2 partitions, 168 for 3
 
 
 def set_gluon_inference(on) -> None:
@@ -325,11 +325,13 @@ def launch_gluon_kernel(x, cw, w1t, w2t, mean, rstd, out, dilation: int, num_war
     common = dict(BLOCK_M=bm, BLOCK_C=bc, BLOCK_H=bh, NUM_H=nh, COALESCED=GLUON_COALESCED,
                   TPW_C=min(32, bc // 8), PIPE=int(GLUON_PIPE), EVEN=even)
 
+    regs = int(GLUON_WS_REGS) if GLUON_WS_REGS else (240 if npart == 2 else 168)
+
     def launch(fast):
         if npart:
             grid = (max(1, min(cdiv(tiles, npart), sms)),)
             cig.mlp_kernel_gluon_ws[grid](x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, dilation, tiles,
-                                          FAST_GELU=fast, NPART=npart, REGS=int(GLUON_WS_REGS),
+                                          FAST_GELU=fast, NPART=npart, REGS=regs,
                                           num_warps=4, **common)
         else:
             grid = (min(tiles, sms),)

@@ -1,27 +1,28 @@
-"""Hopper (sm_90) Gluon kernel of the Cheri Block inference MLP pass (see
+"""Hopper (sm_90) Gluon kernels of the Cheri Block inference MLP pass (see
 :mod:`strandwise.kernels.cheri_infer`).
 
 Same arithmetic as :func:`strandwise.kernels.cheri_infer_triton.mlp_kernel` with half-precision
 operands (``DOT = 0``): recompute the 3-tap conv from ``x``, normalise with the prepass's
-statistics, ``z = x̂·W1ᵀ`` → GELU(tanh) → ``acc += g·(s·W2)ᵀ`` over hidden chunks, ``out = x + acc``.
-What the Triton kernel cannot express and this one does (Triton 3.6 waits for every product before
-the GELU, so within a warpgroup the products and the GELU never overlap — BENCHMARKS.md rounds 2
-and 4):
+statistics, ``z = x̂·W1ᵀ`` → GELU(tanh) → ``acc += g·(s·W2)ᵀ`` over hidden chunks, ``out = x + acc``
+(the same operands, products and chunk order: bit-identical outputs). What the Triton kernel
+cannot express and these do (Triton 3.6 waits for every product before the GELU, so within a
+warpgroup the products and the GELU never overlap — BENCHMARKS.md rounds 2 and 4):
 
-* the weights ``W1ᵀ`` and ``(s·W2)ᵀ`` are copied into shared memory once per program, which then
-  walks row tiles (persistent); the tile loop has no shared-memory writes and therefore no
-  CTA-wide barrier, so the warpgroups of a program run their tiles independently and one's GELU
-  overlaps another's products;
-* both products take their left operand from registers (``x̂`` is computed directly in the
-  operand layout; the GELU output is converted in registers), so no tile goes through shared
-  memory;
-* within a warpgroup the products are software-pipelined by hand: the first product of chunk
-  ``j+1`` is issued before the GELU of chunk ``j`` runs, and the wait keeps the later products in
-  flight (``warpgroup_mma_wait(num_outstanding=…)``).
+* the weights ``W1ᵀ`` and ``(s·W2)ᵀ`` are copied into shared memory once per persistent program
+  (one per SM), not re-read from L2 for every row tile;
+* :func:`mlp_kernel_gluon_ws` (the default on sm_90 for bf16/fp16 input) forks the program into
+  ``NPART`` one-warpgroup partitions (``gl.warp_specialize``) that walk their own row tiles with
+  their own x̂ buffer in shared memory and synchronise only their own 4 warps, so one
+  partition's GELU runs beside another's products (BENCHMARKS.md, Cherimoya round 17);
+  :func:`mlp_kernel_gluon` is round 10's variant: all warps of the program walk tiles together,
+  x̂ held in registers as the operand;
+* within a warpgroup the products are software-pipelined by hand (``PIPE``): the first product
+  of chunk ``j+1`` is issued before the GELU of chunk ``j`` runs, and the wait keeps the later
+  products in flight (``warpgroup_mma_wait(num_outstanding=…)``).
 
-Eligible (:func:`gluon_mlp_ok`): compute capability 9.0, Gluon importable, not under the
-interpreter, and both weights in shared memory within :data:`SMEM_BUDGET`. Kept apart so that
-importing :mod:`strandwise.kernels` never imports Triton.
+Eligible (:func:`strandwise.kernels.cheri_infer.gluon_mlp_ok`): compute capability 9.0, Gluon
+importable, not under the interpreter, and both weights in shared memory within
+``GLUON_SMEM_BUDGET``. Kept apart so that importing :mod:`strandwise.kernels` never imports Triton.
 """
 
 from triton.experimental import gluon
