@@ -120,8 +120,8 @@ def _mlp_tiles(
         # ---- conv + norm, straight into the first product's register operand
         # Addresses: the tile's first element as one 64-bit scalar, the elements within it as
         # int32 offsets; with EVEN the row stride is the constexpr BLOCK_C, so a thread's
-        # offsets are compile-time constants from one base (held as 64-bit addresses per element
-        # they took ~128 registers a thread and made every variant spill).
+        # offsets are compile-time constants from one base (offline sm_90 this alone did not
+        # lower the plain kernel's 255 registers; x̂ in shared memory, A_SMEM, cut the spills).
         lr = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, x_l))
         r0 = tile.to(gl.int64) * BLOCK_M
         rows = r0 + lr
