@@ -225,8 +225,11 @@ def _infer_impl(x, conv_weight, w1, w2, dilation: int, residual_scale: float, ep
         dot, prec, wdtype = 0, "ieee", x.dtype
     if dot == 0 and gluon_mlp_ok(x, C, H):
         w1t, w2t = _derived_weights(w1, w2, residual_scale, wdtype)
-        launch_gluon_kernel(x, cw, w1t, w2t, mean, rstd, out, int(dilation))
-        return out
+        try:
+            launch_gluon_kernel(x, cw, w1t, w2t, mean, rstd, out, int(dilation))
+            return out
+        except Exception as e:  # a compile or launch failure (before anything ran): the Triton pass
+            _gluon_failed(e)
     half = int(half_w2_ok(dot, wdtype))
     # HALF_W2: the kernel multiplies 2·GELU(z) by ½·(s·W2)ᵀ, bit-identical to GELU(z)·(s·W2)ᵀ
     w1t, w2t = _derived_weights(w1, w2, residual_scale * (0.5 if half else 1.0), wdtype)
@@ -264,6 +267,17 @@ GLUON_PIPE = 1  # 1 = hand-pipelined products (two z chunks live), 0 = one chunk
 GLUON_WS_REGS = None  # registers per thread for each worker partition; None: 240 for 2 partitions, 168 for 3
 
 
+def _gluon_failed(e: Exception) -> None:
+    """Switch the Gluon pass off for this process after it failed to compile or launch, with one
+    warning; the caller then runs the Triton megakernel (same results)."""
+    import warnings
+
+    _GLUON["on"] = False
+    warnings.warn(f"strandwise: the Gluon inference kernel failed ({type(e).__name__}: {str(e)[:200]}); "
+                  "using the Triton kernel from now on (STRANDWISE_GLUON_INFER=0 silences this)",
+                  RuntimeWarning, stacklevel=3)
+
+
 def set_gluon_inference(on) -> None:
     """Use (``True``), not (``False``) or automatically (``None``: half-precision input only) the
     Hopper Gluon kernel for the inference MLP pass where eligible."""
@@ -283,12 +297,12 @@ def _gluon_geometry(C: int, H: int):
 
 def gluon_mlp_ok(x, C: int, H: int) -> bool:
     """Whether the Gluon MLP kernel runs: switched on (or automatic with bf16/fp16 input),
-    compute capability 9.0 (wgmma), not under the interpreter, Gluon importable, bf16/fp16
+    C ≥ 32, compute capability 9.0 (wgmma), not under the interpreter, Gluon importable, bf16/fp16
     operands, and both weights (zero-padded) within :data:`GLUON_SMEM_BUDGET` of shared memory
     (with the warp-specialised kernel's x̂ buffers within the SM's 227 KB)."""
     on = _GLUON["on"]
-    if on is False or INTERPRETING or not x.is_cuda:
-        return False
+    if on is False or INTERPRETING or not x.is_cuda or C < 32:
+        return False  # C < 32: not covered by the GPU parity tests
     if on is None and x.dtype == torch.float32:
         return False
     if torch.cuda.get_device_capability(x.device) != (9, 0):

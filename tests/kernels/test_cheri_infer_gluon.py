@@ -142,3 +142,39 @@ def test_gluon_warp_specialised_matches_triton_and_float64(N, L, C, H, d, dt, np
     monkeypatch.setattr(ci, "GLUON_WS_REGS", 168 if npart == 3 else 240)
     monkeypatch.setattr(ci, "GLUON_COALESCED", False)
     _check(N, L, C, H, d, dt)
+
+
+def test_gluon_failure_falls_back_to_triton_once(monkeypatch):
+    """A Gluon compile/launch failure switches the pass off for the process with one warning, and
+    the call returns the Triton megakernel's result. CPU tensors with the kernels faked: what is
+    checked is the dispatch in ``_infer_impl``."""
+    import types
+
+    gluon_calls, triton_calls = [], []
+
+    def failing_launch(*a, **k):
+        gluon_calls.append(1)
+        raise RuntimeError("out of resource: shared memory")
+
+    def fake_triton(args, *a, **k):
+        triton_calls.append(1)
+        args[6].fill_(7.0)  # out
+
+    stats = types.SimpleNamespace(conv_norm_stats=lambda x, cw, d, eps: (torch.zeros(x.shape[0]),) * 2)
+    monkeypatch.setattr(ci, "_kernels", lambda: types.SimpleNamespace(cnt=stats))
+    monkeypatch.setitem(ci._GLUON, "on", None)
+    monkeypatch.setattr(ci, "gluon_mlp_ok", lambda x, C, H: ci._GLUON["on"] is not False)
+    monkeypatch.setattr(ci, "launch_gluon_kernel", failing_launch)
+    monkeypatch.setattr(ci, "launch_block_kernel", fake_triton)
+    x = torch.randn(2, 8, 32, dtype=torch.bfloat16)
+    cw, w1, w2 = torch.randn(3, 32), torch.randn(64, 32), torch.randn(32, 64)
+    with pytest.warns(RuntimeWarning, match="Gluon inference kernel failed"):
+        out = ci._infer_impl(x, cw, w1, w2, 2, 0.15, 1e-5, "bf16")
+    assert bool((out == 7).all()) and ci._GLUON["on"] is False
+    out = ci._infer_impl(x, cw, w1, w2, 2, 0.15, 1e-5, "bf16")  # no second attempt, no warning
+    assert gluon_calls == [1] and triton_calls == [1, 1]
+
+
+def test_small_channel_counts_stay_on_triton(monkeypatch):
+    monkeypatch.setitem(ci._GLUON, "on", True)
+    assert ci.gluon_mlp_ok(torch.zeros(2, 8, 16), 16, 32) is False
