@@ -352,7 +352,9 @@ def launch_gluon_kernel(x, cw, w1t, w2t, mean, rstd, out, dilation: int, num_war
             cig.mlp_kernel_gluon[grid](x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, dilation, tiles,
                                        FAST_GELU=fast, num_warps=num_warps, **common)
 
-    run_with_fast_gelu(launch, fast_gelu_ok())
+    # no run_with_fast_gelu here: a failure must not switch the hardware tanh off for the Triton
+    # kernels too; _infer_impl falls back to the Triton pass instead
+    launch(fast_gelu_ok())
 
 
 _FAST_GELU = {"ok": True}
