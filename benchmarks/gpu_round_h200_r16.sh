@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# One device call on an H200 (timeouts sum to 470 s): the summary table's H200 rows that are older
+# One device call on an H200 (timeouts sum to 540 s): the summary table's H200 rows that are older
 # than the kernels (block rows last measured on an H200 in round 3; scan rows in scan round 7):
 # 1. the stem's fp32 split test with its error-analysis bound (not yet run on a GPU);
 # 2. the bf16 block at the spec shape (inference, training forward, forward+backward, fused rows);
-# 3. the whole model's bf16 inference at batch 512 (eager and CUDA graph);
+# 3. the whole model's bf16 inference at batch 512 (eager and CUDA graph; the Gluon MLP pass is
+#    the bf16 default since round 17), and the block's inference call Triton vs Gluon;
 # 4. the scan's four benchmark shapes with scan round 8's -0.0 change.
 #
 #   bash benchmarks/gpu_round_h200_r16.sh [OUTDIR]
@@ -14,4 +15,5 @@ timeout 160 python benchmarks/bench_cheri_block.py --no-compile --dtypes bf16 --
     | grep -E "^bf16"
 timeout 100 python benchmarks/bench_cherimoya_model.py --modes eager --dtypes bf16 --infer-only --no-plain \
     --out "$OUTDIR/cherimoya_model_infer.json" 2>&1 | tail -6
+timeout 70 python benchmarks/bench_cheri_infer_gluon.py --warps ws2h128p1c --out "$OUTDIR/cheri_infer_gluon_h200.json" 2>&1 | tail -4
 timeout 150 python benchmarks/bench_selective_scan.py --skip-reference --out "$OUTDIR/selective_scan_r8.json" 2>&1 | tail -12
