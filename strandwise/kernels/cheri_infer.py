@@ -251,7 +251,7 @@ _HALF_W2 = {"on": env_flag("STRANDWISE_HALF_W2", True)}
 
 # Hopper Gluon variant of the MLP pass (strandwise.kernels.cheri_infer_gluon). Automatic (None):
 # the warp-specialised kernel for bf16/fp16 input on compute capability 9.0, where it measured
-# faster than the Triton megakernel (H100: block -20 %, whole-model inference +7 %; BENCHMARKS.md,
+# faster than the Triton megakernel (H100: block -20 %, whole-model inference +7-14 %; BENCHMARKS.md,
 # Cherimoya round 17); fp32 input stays on the megakernel (the whole model measured slower with
 # the Gluon pass: 38.4k vs 46.2k seq/s). STRANDWISE_GLUON_INFER=1 forces it on for every eligible
 # call (fp32 input included), =0 off; set_gluon_inference(True/False/None) likewise.
@@ -261,7 +261,8 @@ GLUON_BLOCK_H = 128  # widest hidden chunk (H's widest power-of-two divisor up t
 GLUON_COALESCED = True  # out written (and, without A_SMEM, x read) in 16-byte row pieces
 #: Warp-specialised variant (cheri_infer_gluon.mlp_kernel_gluon_ws): 0 = the plain Gluon kernel
 #: (8 warps walking tiles together), 2 or 3 = that many one-warpgroup partitions per program
-#: sharing the resident weights. 2 measured fastest (3 partitions at 168 registers spill).
+#: sharing the resident weights. 2 measured fastest (3 partitions at 168 registers spill with the
+#: chunk loop unrolled).
 GLUON_WS = 2
 GLUON_PIPE = 1  # 1 = hand-pipelined products (two z chunks live), 0 = one chunk at a time
 GLUON_WS_REGS = None  # registers per thread for each worker partition; None: 240 for 2 partitions, 168 for 3
