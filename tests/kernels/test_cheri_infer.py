@@ -1,5 +1,7 @@
 """Inference megakernel vs the grad path and the CPU block (spec §2.6, §2.8, §9 idea 8)."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -51,7 +53,8 @@ def test_megakernel_vs_grad_path(cnt, C, L, d, dt, tol, gluon, monkeypatch):
     monkeypatch.setitem(ci._GLUON, "on", gluon)
     b = _block(C, d).cuda().to(DT[dt])
     x = _x(4, L, C).cuda().to(DT[dt])
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no silent fallback from the Gluon pass
         mega = b(x)
     with torch.enable_grad():
         grad_path = b(x.clone().requires_grad_(True)).detach()
