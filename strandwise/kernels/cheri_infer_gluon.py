@@ -50,6 +50,15 @@ def _gelu_exact(z):
 
 
 @gluon.jit
+def _gelu(z, FAST: gl.constexpr):
+    if FAST:
+        g = _gelu_fast(z)
+    else:
+        g = _gelu_exact(z)
+    return g
+
+
+@gluon.jit
 def _load_weights(w1t_ptr, w2t_ptr, C, H, BLOCK_C: gl.constexpr, BLOCK_H: gl.constexpr,
                   NUM_H: gl.constexpr):
     """``W1ᵀ`` and ``(s·W2)ᵀ`` into shared memory (zero-padded to BLOCK_C × NUM_H·BLOCK_H), by all
@@ -104,10 +113,10 @@ def _mlp_tiles(
     a_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma_z, k_width=2)
     g_l: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma_o, k_width=2)
     # COALESCED: x is read and out written in a layout where each thread holds 16-byte row
-    # pieces (a warp instruction covers whole 128-byte lines) and whose warps own the same 16 rows
-    # as in the wgmma layouts, so the conversions stay inside a warp (no shared memory, no
-    # barrier). Otherwise x is read straight in the operand layout: 4-byte pieces of 8 rows per
-    # warp instruction, 8 cache lines per instruction.
+    # pieces (a warp instruction covers whole 128-byte lines); the conversion to and from the
+    # wgmma layouts goes through shared-memory scratch (offline sm_90: 16 KB a partition for the
+    # store). Otherwise x is read straight in the operand layout: 4-byte pieces of 8 rows per warp
+    # instruction, 8 cache lines per instruction.
     io_l: gl.constexpr = gl.BlockedLayout([16 // (32 // TPW_C), 8], [32 // TPW_C, TPW_C], [nw, 1], [1, 0])
     x_l: gl.constexpr = io_l if (COALESCED or A_SMEM) else a_l
     o_l: gl.constexpr = io_l if COALESCED else mma_o
@@ -117,7 +126,7 @@ def _mlp_tiles(
     cmask_o = cols_o < C
 
     for tile in range(first, num_tiles, step):
-        # ---- conv + norm, straight into the first product's register operand
+        # ---- conv + norm, into the first product's operand (registers, or xs with A_SMEM)
         # Addresses: the tile's first element as one 64-bit scalar, the elements within it as
         # int32 offsets; with EVEN the row stride is the constexpr BLOCK_C, so a thread's
         # offsets are compile-time constants from one base (offline sm_90 this alone did not
@@ -177,11 +186,7 @@ def _mlp_tiles(
                         z = warpgroup_mma_wait(num_outstanding=0, deps=(zt,))
                     else:
                         z = warpgroup_mma_wait(num_outstanding=1, deps=(zt,))
-                if FAST_GELU:
-                    g = _gelu_fast(z)
-                else:
-                    g = _gelu_exact(z)
-                g = gl.convert_layout(g.to(wdt), g_l)
+                g = gl.convert_layout(_gelu(z, FAST_GELU).to(wdt), g_l)
                 acc = warpgroup_mma(g, w2s.index(j), acc, is_async=True)
                 if j + 1 < NUM_H:
                     zt = zn
@@ -191,11 +196,7 @@ def _mlp_tiles(
             for j in gl.static_range(NUM_H):
                 zt = warpgroup_mma(a, w1s.index(j), zero_z, use_acc=False, is_async=True)
                 z, acc = warpgroup_mma_wait(num_outstanding=0, deps=(zt, acc))
-                if FAST_GELU:
-                    g = _gelu_fast(z)
-                else:
-                    g = _gelu_exact(z)
-                g = gl.convert_layout(g.to(wdt), g_l)
+                g = gl.convert_layout(_gelu(z, FAST_GELU).to(wdt), g_l)
                 acc = warpgroup_mma(g, w2s.index(j), acc, is_async=True)
         acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
 
@@ -230,14 +231,16 @@ def mlp_kernel_gluon(
 
 @gluon.jit
 def _ws_partition(
-    part, NPART: gl.constexpr, x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs, NL, L, C, D,
-    num_tiles, BLOCK_M: gl.constexpr, BLOCK_C: gl.constexpr, BLOCK_H: gl.constexpr,
+    part, rt, NPART: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_C: gl.constexpr, BLOCK_H: gl.constexpr,
     NUM_H: gl.constexpr, FAST_GELU: gl.constexpr, COALESCED: gl.constexpr, TPW_C: gl.constexpr,
-    PIPE: gl.constexpr, EVEN: gl.constexpr, A_SMEM: gl.constexpr,
+    PIPE: gl.constexpr, EVEN: gl.constexpr,
 ):
+    # rt: the runtime arguments as one tuple (constexprs must be passed on their own: inside a
+    # tuple, warp_specialize hands them over as tensors)
+    x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs, NL, L, C, D, num_tiles = rt
     _mlp_tiles(gl.program_id(0) * NPART + part, gl.num_programs(0) * NPART, x_ptr, cw_ptr,
                mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs.index(part), NL, L, C, D, num_tiles, BLOCK_M,
-               BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN, A_SMEM)
+               BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN, 1)
 
 
 @gluon.jit
@@ -245,37 +248,27 @@ def mlp_kernel_gluon_ws(
     x_ptr, cw_ptr, w1t_ptr, w2t_ptr, mean_ptr, rstd_ptr, out_ptr, NL, L, C, H, D, num_tiles,
     BLOCK_M: gl.constexpr, BLOCK_C: gl.constexpr, BLOCK_H: gl.constexpr, NUM_H: gl.constexpr,
     FAST_GELU: gl.constexpr, COALESCED: gl.constexpr, TPW_C: gl.constexpr, PIPE: gl.constexpr, EVEN: gl.constexpr,
-    NPART: gl.constexpr, REGS: gl.constexpr, A_SMEM: gl.constexpr = 1,
+    NPART: gl.constexpr, REGS: gl.constexpr,
 ):
     # Launched with num_warps = 4: one warpgroup per partition, NPART (2 or 3) partitions per
-    # program, each walking its own row tiles of BLOCK_M = 64 rows with its own products and GELU.
-    # The weights sit in shared memory once per SM for all of them, and nothing in the tile loop
-    # synchronises the partitions, so one's GELU runs beside another's products. 12 warps with
-    # weights resident is what a plain launch cannot have (num_warps must be a power of two and
-    # the 128 KB of weights allow one program per SM).
+    # program, each walking its own row tiles of BLOCK_M = 64 rows with its own products and GELU,
+    # x̂ in its own shared buffer (A_SMEM). The weights sit in shared memory once per SM for all
+    # of them, and nothing in the tile loop synchronises the partitions, so one's GELU runs beside
+    # another's products. 12 warps with weights resident is what a plain launch cannot have
+    # (num_warps must be a power of two and the 128 KB of weights allow one program per SM).
     gl.static_assert(NPART == 2 or NPART == 3)
     w1s, w2s = _load_weights(w1t_ptr, w2t_ptr, C, H, BLOCK_C, BLOCK_H, NUM_H)
-    # each partition's x̂ operand buffer (A_SMEM; allocated, unused, otherwise)
     xs = gl.allocate_shared_memory(w1s.dtype, [NPART, BLOCK_M, BLOCK_C],
                                    gl.NVMMASharedLayout.get_default_for([BLOCK_M, BLOCK_C], w1s.dtype))
+    rt = (x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs, NL, L, C, D, num_tiles)
     if NPART == 3:
         gl.warp_specialize([
-            (_ws_partition, (0, NPART, x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs, NL, L, C, D,
-                             num_tiles, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN,
-                             A_SMEM)),
-            (_ws_partition, (1, NPART, x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs, NL, L, C, D,
-                             num_tiles, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN,
-                             A_SMEM)),
-            (_ws_partition, (2, NPART, x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs, NL, L, C, D,
-                             num_tiles, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN,
-                             A_SMEM)),
+            (_ws_partition, (0, rt, NPART, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN)),
+            (_ws_partition, (1, rt, NPART, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN)),
+            (_ws_partition, (2, rt, NPART, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN)),
         ], [4, 4], [REGS, REGS])
     else:
         gl.warp_specialize([
-            (_ws_partition, (0, NPART, x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs, NL, L, C, D,
-                             num_tiles, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN,
-                             A_SMEM)),
-            (_ws_partition, (1, NPART, x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs, NL, L, C, D,
-                             num_tiles, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN,
-                             A_SMEM)),
+            (_ws_partition, (0, rt, NPART, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN)),
+            (_ws_partition, (1, rt, NPART, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN)),
         ], [4], [REGS])
