@@ -258,7 +258,7 @@ _HALF_W2 = {"on": env_flag("STRANDWISE_HALF_W2", True)}
 _GLUON = {"on": env_flag("STRANDWISE_GLUON_INFER", None)}
 GLUON_SMEM_BUDGET = 160 * 1024  # both weights resident in shared memory (bytes)
 GLUON_BLOCK_H = 128  # widest hidden chunk (H's widest power-of-two divisor up to this, see _gluon_geometry)
-GLUON_COALESCED = True  # out written (and, without A_SMEM, x read) in 16-byte row pieces
+GLUON_COALESCED = True  # residual read and out written in 16-byte row pieces (x too in the plain kernel)
 #: Warp-specialised variant (cheri_infer_gluon.mlp_kernel_gluon_ws): 0 = the plain Gluon kernel
 #: (8 warps walking tiles together), 2 or 3 = that many one-warpgroup partitions per program
 #: sharing the resident weights. 2 measured fastest (3 partitions at 168 registers spill with the
@@ -340,22 +340,17 @@ def launch_gluon_kernel(x, cw, w1t, w2t, mean, rstd, out, dilation: int, num_war
     common = dict(BLOCK_M=bm, BLOCK_C=bc, BLOCK_H=bh, NUM_H=nh, COALESCED=GLUON_COALESCED,
                   TPW_C=min(32, bc // 8), PIPE=int(GLUON_PIPE), EVEN=even)
 
-    regs = int(GLUON_WS_REGS) if GLUON_WS_REGS else (240 if npart == 2 else 168)
-
-    def launch(fast):
-        if npart:
-            grid = (max(1, min(cdiv(tiles, npart), sms)),)
-            cig.mlp_kernel_gluon_ws[grid](x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, dilation, tiles,
-                                          FAST_GELU=fast, NPART=npart, REGS=regs,
-                                          num_warps=4, **common)
-        else:
-            grid = (min(tiles, sms),)
-            cig.mlp_kernel_gluon[grid](x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, dilation, tiles,
-                                       FAST_GELU=fast, num_warps=num_warps, **common)
-
     # no run_with_fast_gelu here: a failure must not switch the hardware tanh off for the Triton
     # kernels too; _infer_impl falls back to the Triton pass instead
-    launch(fast_gelu_ok())
+    fast = fast_gelu_ok()
+    if npart:
+        regs = int(GLUON_WS_REGS) if GLUON_WS_REGS else (240 if npart == 2 else 168)
+        grid = (max(1, min(cdiv(tiles, npart), sms)),)
+        cig.mlp_kernel_gluon_ws[grid](x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, dilation, tiles,
+                                      FAST_GELU=fast, NPART=npart, REGS=regs, num_warps=4, **common)
+    else:
+        cig.mlp_kernel_gluon[(min(tiles, sms),)](x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, dilation,
+                                                 tiles, FAST_GELU=fast, num_warps=num_warps, **common)
 
 
 _FAST_GELU = {"ok": True}
