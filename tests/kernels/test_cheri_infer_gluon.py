@@ -72,31 +72,20 @@ def test_gluon_matches_triton_and_float64(N, L, C, H, d, dt):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("coalesced", [False, True], ids=["operand_io", "coalesced_io"])
 @pytest.mark.parametrize("dt", ["bf16", "fp32"])
 @pytest.mark.parametrize("N,L,C,H,d", [
     (2, 1024, 128, 256, 4),
     (3, 2114, 96, 192, 1),
     (2, 37, 32, 64, 256),
-])
-def test_plain_gluon_kernel_matches_triton_and_float64(N, L, C, H, d, dt, monkeypatch):
-    """The 8-warp kernel without partitions (``GLUON_WS = 0``), round 10's layout."""
-    monkeypatch.setattr(ci, "GLUON_WS", 0)
-    monkeypatch.setattr(ci, "GLUON_BLOCK_H", 64)
-    monkeypatch.setattr(ci, "GLUON_COALESCED", False)
-    _check(N, L, C, H, d, dt)
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("dt", ["bf16", "fp32"])
-@pytest.mark.parametrize("N,L,C,H,d", [
-    (2, 1024, 128, 256, 4),
-    (2, 37, 32, 64, 256),
     (1, 1, 48, 96, 2),
 ])
-def test_plain_gluon_coalesced_io_matches_triton_and_float64(N, L, C, H, d, dt, monkeypatch):
+def test_plain_gluon_kernel_matches_triton_and_float64(N, L, C, H, d, dt, coalesced, monkeypatch):
+    """The 8-warp kernel without partitions (``GLUON_WS = 0``), round 10's layout, with x/out in
+    the operand layouts or in 16-byte pieces."""
     monkeypatch.setattr(ci, "GLUON_WS", 0)
     monkeypatch.setattr(ci, "GLUON_BLOCK_H", 64)
-    monkeypatch.setattr(ci, "GLUON_COALESCED", True)
+    monkeypatch.setattr(ci, "GLUON_COALESCED", coalesced)
     _check(N, L, C, H, d, dt)
 
 
