@@ -3,7 +3,8 @@
 Switches (``--switch``):
 
 * ``half_w2``: the inference megakernel with and without ``HALF_W2`` (the GELU's ½ folded into the
-  cached ``(s·W2)ᵀ``, Cherimoya round 15); outputs must be bit-identical (the fold is exact).
+  cached ``(s·W2)ᵀ``, Cherimoya round 15); outputs must be bit-identical (the fold is exact). The
+  Gluon MLP pass (the bf16 default on sm_90 since round 17) is switched off for this A/B.
 * ``stats_rows_first``: the statistics pass's grid with the row tile varying fastest (the
   programs resident together read neighbouring rows of one example) or the example, forced for
   every dilation (by default it depends on the dilation: ``conv_norm_triton.stats_rows_first``);
@@ -64,6 +65,9 @@ def main(argv=None):
 
     state, key, exact = _switch(args.switch)
     saved = state[key]
+    saved_gluon = ci._GLUON["on"]
+    if args.switch == "half_w2":  # a switch of the Triton MLP pass: keep bf16 off the Gluon one
+        ci.set_gluon_inference(False)
 
     def set_on(on):
         state[key] = bool(on)
@@ -105,6 +109,7 @@ def main(argv=None):
                 del x, outs
     finally:
         state[key] = saved
+        ci.set_gluon_inference(saved_gluon)
     result = dict(gpu=torch.cuda.get_device_name(), date=datetime.date.today().isoformat(),
                   torch=torch.__version__, switch=args.switch, rows=rows)
     atomic_write_text(args.out, json.dumps(result, indent=1))
