@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One device call (Firecracker machines only: ncu reads counters there; timeouts sum to 540 s):
+# One device call per two targets (Firecracker machines only: ncu reads counters there; each target
+# up to 170 s, four targets 680 s: more than one call allows, so run it with the targets split):
 # Nsight Compute on one call (an NVTX range, after autotuning) of the kernels behind the open targets
 # (benchmarks/ncu_targets.py). Speed of light, memory workload, warp states (what stalls the
 # warps), scheduler and occupancy; CSV pages into OUTDIR. Clocks left alone (--clock-control none).
@@ -14,5 +15,6 @@ prof() {  # name, kernel regex
   grep -E '"(Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Registers Per Thread|Achieved Occupancy|Issue Slots Busy|No Eligible)"' "$OUTDIR/ncu_$1.csv" | cut -d, -f5,13- | head -24
 }
 prof infer "mlp_kernel|_fwd_stats|finalize"
+prof infer_gluon_ws "mlp_kernel_gluon_ws|_fwd_stats|finalize"
 prof infer_gluon_c "mlp_kernel_gluon|_fwd_stats|finalize"
 prof scan_fwd "_fwd|_summ"

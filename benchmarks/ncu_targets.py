@@ -2,11 +2,14 @@
 range ``profile`` after its autotuning and two warm calls (``ncu --nvtx --nvtx-include profile/``
 profiles only that call; see ncu_round.sh).
 
-    python benchmarks/ncu_targets.py {infer,infer_gluon_c,scan_fwd}
+    python benchmarks/ncu_targets.py {infer,infer_gluon_ws,infer_gluon_c,scan_fwd}
 
-* ``infer``: the Cheri block inference megakernel, bf16, N=512, L=1024, C=128, d=4 (stats
-  prepass + MLP pass; target 0.20 ms, measured 0.385–0.387);
-* ``infer_gluon_c``: the same call through the Gluon MLP pass with coalesced I/O (0.373 on an H100);
+* ``infer``: the Cheri block inference call through the Triton megakernel, bf16, N=512, L=1024,
+  C=128, d=4 (stats prepass + MLP pass; target 0.20 ms, measured 0.345–0.387);
+* ``infer_gluon_ws``: the same call as dispatched by default on sm_90 since round 17: the
+  warp-specialised Gluon MLP pass (0.300 on an H100);
+* ``infer_gluon_c``: the same call through round 10's plain 8-warp Gluon pass with coalesced I/O
+  (0.373 on an H100);
 * ``scan_fwd``: the selective-scan forward at (8, 1024, 4096), the row 7 % behind upstream.
 """
 
@@ -30,9 +33,11 @@ def main(which):
     if which.startswith("infer"):
         from strandwise.kernels import cheri_infer as ci
 
-        if which == "infer_gluon_c":
+        if which == "infer":
+            ci.set_gluon_inference(False)
+        elif which == "infer_gluon_c":
             ci.set_gluon_inference(True)
-            ci.GLUON_COALESCED = True
+            ci.GLUON_WS, ci.GLUON_BLOCK_H, ci.GLUON_COALESCED = 0, 64, True
         C = 128
         x = torch.randn(512, 1024, C, device="cuda").bfloat16()
         cw = torch.randn(3, C, device="cuda")
