@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# One device call per two targets (Firecracker machines only: ncu reads counters there; each target
-# up to 170 s, four targets 680 s: more than one call allows, so run it with the targets split):
+# Device calls (Firecracker machines only: ncu reads counters there; each target up to 170 s, so
+# at most three a call: NCU_TARGETS="infer infer_gluon_ws" picks them, default all four):
 # Nsight Compute on one call (an NVTX range, after autotuning) of the kernels behind the open targets
 # (benchmarks/ncu_targets.py). Speed of light, memory workload, warp states (what stalls the
 # warps), scheduler and occupancy; CSV pages into OUTDIR. Clocks left alone (--clock-control none).
 #
-#   bash benchmarks/ncu_round.sh [OUTDIR]
+#   [NCU_TARGETS="..."] bash benchmarks/ncu_round.sh [OUTDIR]
 source "$(dirname "$0")/_gpu_round_prelude.sh"
 SECTIONS="--section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats --section Occupancy --section LaunchStats --section ComputeWorkloadAnalysis"
 prof() {  # name, kernel regex
@@ -14,7 +14,8 @@ prof() {  # name, kernel regex
   echo "$1: rc=$? $(wc -l < "$OUTDIR/ncu_$1.csv") lines"
   grep -E '"(Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Registers Per Thread|Achieved Occupancy|Issue Slots Busy|No Eligible)"' "$OUTDIR/ncu_$1.csv" | cut -d, -f5,13- | head -24
 }
-prof infer "mlp_kernel|_fwd_stats|finalize"
-prof infer_gluon_ws "mlp_kernel_gluon_ws|_fwd_stats|finalize"
-prof infer_gluon_c "mlp_kernel_gluon|_fwd_stats|finalize"
-prof scan_fwd "_fwd|_summ"
+declare -A REGEX=([infer]="mlp_kernel|_fwd_stats|finalize" [infer_gluon_ws]="mlp_kernel_gluon_ws|_fwd_stats|finalize"
+                  [infer_gluon_c]="mlp_kernel_gluon|_fwd_stats|finalize" [scan_fwd]="_fwd|_summ")
+for t in ${NCU_TARGETS:-infer infer_gluon_ws infer_gluon_c scan_fwd}; do
+  prof "$t" "${REGEX[$t]}"
+done
