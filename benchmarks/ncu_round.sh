@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Device calls (Firecracker machines only: ncu reads counters there; each target up to 170 s, so
-# at most three a call: NCU_TARGETS="infer infer_gluon_ws" picks them, default all four):
+# at most three a call: NCU_TARGETS picks them; default infer, infer_gluon_ws, scan_fwd, 510 s):
 # Nsight Compute on one call (an NVTX range, after autotuning) of the kernels behind the open targets
 # (benchmarks/ncu_targets.py). Speed of light, memory workload, warp states (what stalls the
 # warps), scheduler and occupancy; CSV pages into OUTDIR. Clocks left alone (--clock-control none).
@@ -16,6 +16,6 @@ prof() {  # name, kernel regex
 }
 declare -A REGEX=([infer]="mlp_kernel|_fwd_stats|finalize" [infer_gluon_ws]="mlp_kernel_gluon_ws|_fwd_stats|finalize"
                   [infer_gluon_c]="mlp_kernel_gluon|_fwd_stats|finalize" [scan_fwd]="_fwd|_summ")
-for t in ${NCU_TARGETS:-infer infer_gluon_ws infer_gluon_c scan_fwd}; do
+for t in ${NCU_TARGETS:-infer infer_gluon_ws scan_fwd}; do
   prof "$t" "${REGEX[$t]}"
 done
