@@ -173,3 +173,27 @@ def test_gluon_failure_falls_back_to_triton_once(monkeypatch):
 def test_small_channel_counts_stay_on_triton(monkeypatch):
     monkeypatch.setitem(ci._GLUON, "on", True)
     assert ci.gluon_mlp_ok(torch.zeros(2, 8, 16), 16, 32) is False
+
+
+def test_default_gluon_pass_compiles_offline_for_sm90():
+    """The default warp-specialised configuration compiles for sm_90 without a GPU (Triton's
+    bundled ptxas), within the SM's 232,448 bytes of shared memory, and spills no more than when
+    it was timed (128 bytes of stack, Cherimoya round 17): a change to the kernel source that no
+    longer compiles, or that spills more, shows up in CPU CI before any device time is spent."""
+    pytest.importorskip("triton.experimental.gluon")
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+    try:
+        from sass_gluon import compile_ws
+        from sass_scan import sass_of
+
+        ck = compile_ws(C=128, H=256, npart=ci.GLUON_WS, block_h=ci.GLUON_BLOCK_H, pipe=ci.GLUON_PIPE,
+                        coalesced=int(ci.GLUON_COALESCED))
+        usage = sass_of(ck)[1]
+    except SystemExit as exc:  # cuobjdump missing beside this Triton build
+        pytest.skip(str(exc))
+    assert ck.metadata.num_warps == 4 * ci.GLUON_WS  # partition 0 runs in the default warps
+    assert ck.metadata.shared <= 232_448, ck.metadata.shared
+    assert usage["stack"] <= 128, usage
