@@ -27,6 +27,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from _profiling import cuda_kernel_ms
+
 SHAPES = [(4, 512, 1024), (2, 512, 16384), (2, 512, 131072), (8, 1024, 4096)]
 UPSTREAM_H200 = {  # (fwd ms, bwd ms), upstream selective_scan_cuda on one H200
     (4, 512, 1024): (0.049, 0.185),
@@ -112,24 +114,10 @@ def kernel_profile(fwd, fwd_bwd, iters=20):
 
     Set beside the wall-clock medians it separates kernel time from launch (host) overhead.
     """
-    from torch.profiler import ProfilerActivity, profile
-
     out = {}
     for name, fn, grad in (("fwd", fwd, False), ("fwd_bwd", fwd_bwd, True)):
         with torch.set_grad_enabled(grad):
-            fn()
-            torch.cuda.synchronize()
-            with profile(activities=[ProfilerActivity.CUDA]) as prof:
-                for _ in range(iters):
-                    fn()
-                torch.cuda.synchronize()
-        per = {}
-        for ev in prof.key_averages():
-            t = getattr(ev, "device_time_total", None)
-            if t is None:
-                t = ev.cuda_time_total
-            if t > 0 and ev.device_type.name == "CUDA":
-                per[ev.key[:60]] = round(t / iters / 1e3, 4)
+            per = {k: round(v, 4) for k, v in cuda_kernel_ms(fn, iters).items()}
         out[name] = dict(total_kernel_ms=round(sum(per.values()), 4), kernels=per)
     return out
 

@@ -10,29 +10,11 @@ kernel name, summed over the profiled calls, side by side::
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 
 import torch
 
-
-def kernel_times(fn, calls: int) -> dict[str, float]:
-    from torch.profiler import ProfilerActivity, profile
-
-    fn()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(calls):
-            fn()
-        torch.cuda.synchronize()
-    out: dict[str, float] = collections.defaultdict(float)
-    for ev in prof.key_averages():
-        t = getattr(ev, "device_time_total", None)
-        if t is None:
-            t = ev.cuda_time_total
-        if t:
-            out[ev.key[:60]] += t / 1e3 / calls  # ms per call
-    return out
+from _profiling import cuda_kernel_ms
 
 
 def main(argv=None):
@@ -63,7 +45,7 @@ def main(argv=None):
             res = {}
             for label, on in (("gluon", True), ("triton", False)):
                 ci.set_gluon_inference(on)
-                res[label] = kernel_times(fwd, args.calls)
+                res[label] = cuda_kernel_ms(fwd, args.calls)
             names = sorted(set(res["gluon"]) | set(res["triton"]),
                            key=lambda k: -max(res["gluon"].get(k, 0), res["triton"].get(k, 0)))
             print(f"\n{dt}: ms per call   gluon   triton   kernel")

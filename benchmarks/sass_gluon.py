@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import re
 
 from sass_cheri import mix
 from sass_scan import instructions, opcode, sass_of
@@ -25,13 +24,14 @@ def compile_ws(C=128, H=256, npart=2, block_h=128, pipe=1, coalesced=1, prefetch
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
 
+    from strandwise.kernels import cheri_infer as ci
     from strandwise.kernels import cheri_infer_gluon as cig
 
     fn = cig.mlp_kernel_gluon_ws
-    bc = max(16, 1 << (C - 1).bit_length())
-    consts = dict(BLOCK_M=64, BLOCK_C=bc, BLOCK_H=block_h, NUM_H=H // block_h, FAST_GELU=fast,
+    bc, bh, nh = ci._gluon_geometry(C, H, block_h)  # as the launcher chooses them
+    consts = dict(BLOCK_M=64, BLOCK_C=bc, BLOCK_H=bh, NUM_H=nh, FAST_GELU=fast,
                   COALESCED=coalesced, TPW_C=min(32, bc // 8), PIPE=pipe, EVEN=int(C == bc), NPART=npart,
-                  REGS=regs or {2: 240, 3: 168, 4: 128}[npart], PREFETCH=prefetch, HALF_W2=half_w2,
+                  REGS=regs or ci.gluon_ws_regs(npart), PREFETCH=prefetch, HALF_W2=half_w2,
                   PACKED=packed)
     ptr_t = {"x_ptr": "*bf16", "cw_ptr": "*fp32", "w1t_ptr": "*bf16", "w2t_ptr": "*fp16" if packed == 2 else "*bf16",
              "mean_ptr": "*fp32", "rstd_ptr": "*fp32", "out_ptr": "*bf16"}

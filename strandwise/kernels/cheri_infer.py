@@ -285,13 +285,16 @@ def set_gluon_inference(on) -> None:
     _GLUON["on"] = None if on is None else bool(on)
 
 
-def _gluon_geometry(C: int, H: int):
+def _gluon_geometry(C: int, H: int, block_h: int | None = None):
+    """``(BLOCK_C, BLOCK_H, NUM_H)``: hidden chunks of ``block_h`` (default :data:`GLUON_BLOCK_H`)
+    or the widest power of two below it that divides H."""
+    widest = block_h or GLUON_BLOCK_H
     bc = max(16, next_pow2(C))
-    bh = GLUON_BLOCK_H
+    bh = widest
     while bh > 16 and H % bh:  # the widest chunk that divides H (no zero-padded hidden columns)
         bh //= 2
     if H % bh:
-        bh = min(GLUON_BLOCK_H, max(16, next_pow2(H)))
+        bh = min(widest, max(16, next_pow2(H)))
     nh = cdiv(H, bh)
     return bc, bh, nh
 
@@ -323,6 +326,12 @@ def gluon_mlp_ok(x, C: int, H: int) -> bool:
     return True
 
 
+def gluon_ws_regs(npart: int) -> int:
+    """Registers per thread requested for each partition: :data:`GLUON_WS_REGS`, else 240 for two
+    partitions and 168 for three."""
+    return int(GLUON_WS_REGS) if GLUON_WS_REGS else (240 if npart == 2 else 168)
+
+
 def launch_gluon_kernel(x, cw, w1t, w2t, mean, rstd, out, dilation: int, num_warps: int = 8) -> None:
     """One persistent program per SM (:mod:`strandwise.kernels.cheri_infer_gluon`); with
     :data:`GLUON_WS` the warp-specialised kernel (that many 4-warp partitions a program)."""
@@ -344,7 +353,7 @@ def launch_gluon_kernel(x, cw, w1t, w2t, mean, rstd, out, dilation: int, num_war
     # kernels too; _infer_impl falls back to the Triton pass instead
     fast = fast_gelu_ok()
     if npart:
-        regs = int(GLUON_WS_REGS) if GLUON_WS_REGS else (240 if npart == 2 else 168)
+        regs = gluon_ws_regs(npart)
         grid = (max(1, min(cdiv(tiles, npart), sms)),)
         cig.mlp_kernel_gluon_ws[grid](x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, dilation, tiles,
                                       FAST_GELU=fast, NPART=npart, REGS=regs, num_warps=4, **common)
