@@ -106,7 +106,7 @@ def main(argv=None):
         sys.exit("bench_cheri_block needs a CUDA GPU")
 
     from strandwise.kernels import conv_norm_triton as cnt
-    from strandwise.kernels.cheri_infer import cheri_block_inference, gluon_mlp_ok
+    from strandwise.kernels.cheri_infer import cheri_block_inference, inference_mlp_pass
     from strandwise.kernels.cheri_train import cheri_block_train
     from strandwise.kernels.conv_norm import fused_dilated_conv_norm
 
@@ -170,8 +170,7 @@ def main(argv=None):
                                 inf()
                                 name = impl + ("_megakernel" + (f"[{tag}]" if tag else ""))
                                 # which MLP pass the default dispatch took (Gluon: bf16/fp16 on sm_90)
-                                half_ops = x.dtype != torch.float32 or mode == "bf16"
-                                mlp = "gluon" if half_ops and gluon_mlp_ok(x, x.shape[-1], w1.shape[0]) else "triton"
+                                mlp = inference_mlp_pass(x, w1.shape[0], mode)
                                 rows.append(dict(dtype=label, case="inference", impl=name, ms=bench(inf), mlp_pass=mlp))
                         else:
                             fn(x)

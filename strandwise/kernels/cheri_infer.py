@@ -223,7 +223,7 @@ def _infer_impl(x, conv_weight, w1, w2, dilation: int, residual_scale: float, ep
         wdtype = torch.bfloat16 if fp32_dot == "bf16" else torch.float32
     else:
         dot, prec, wdtype = 0, "ieee", x.dtype
-    if dot == 0 and gluon_mlp_ok(x, C, H):
+    if inference_mlp_pass(x, H, fp32_dot) == "gluon":
         w1t, w2t = _derived_weights(w1, w2, residual_scale, wdtype)
         try:
             launch_gluon_kernel(x, cw, w1t, w2t, mean, rstd, out, int(dilation))
@@ -297,6 +297,13 @@ def _gluon_geometry(C: int, H: int, block_h: int | None = None):
         bh = min(widest, max(16, next_pow2(H)))
     nh = cdiv(H, bh)
     return bc, bh, nh
+
+
+def inference_mlp_pass(x, H: int, fp32_dot: str = "bf16") -> str:
+    """Which MLP pass :func:`cheri_block_inference` runs for ``x`` (N, L, C) and hidden width H:
+    ``"gluon"`` (half-precision operands and :func:`gluon_mlp_ok`) or ``"triton"``."""
+    half_ops = x.dtype != torch.float32 or fp32_dot == "bf16"
+    return "gluon" if half_ops and gluon_mlp_ok(x, x.shape[-1], H) else "triton"
 
 
 def gluon_mlp_ok(x, C: int, H: int) -> bool:
