@@ -215,3 +215,21 @@ def test_default_chunk_size_follows_autograd(monkeypatch):
     out = S.selective_scan_chunked(u.requires_grad_(True), delta, A, B, C, delta_softplus=True)
     assert seen == [S.DEFAULT_CHUNK_SIZE, S.DEFAULT_TRAIN_CHUNK_SIZE]
     torch.testing.assert_close(out.detach(), ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk_size", [4, 7, 64])
+def test_reused_chunk_buffers_match_fresh_tensors(monkeypatch, chunk_size):
+    # The chunk loop writes dA and the states into per-call scratch tensors (the last, shorter
+    # chunk into their first positions); the result must be the fresh-tensor computation's bit for
+    # bit, with and without an initial state, in both directions.
+    t = make(3, 5, 4, 30, dtype=torch.float32, grad=False)
+    kw = dict(D=t["D"], z=t["z"], delta_bias=t["delta_bias"], delta_softplus=True,
+              return_last_state=True, chunk_size=chunk_size)
+    for h0 in (None, t["initial_state"]):
+        for reverse in (False, True):
+            args = (t["u"], t["delta"], t["A"], t["B"], t["C"])
+            got = selective_scan_chunked(*args, initial_state=h0, reverse=reverse, **kw)
+            with monkeypatch.context() as m:
+                m.setattr(ss, "_chunk_buffers", lambda *a: None)
+                want = selective_scan_chunked(*args, initial_state=h0, reverse=reverse, **kw)
+            assert all(torch.equal(a, b) for a, b in zip(got, want))
