@@ -130,7 +130,7 @@ def main():
              seg_chunks, n_chunks, u.stride(0), u.stride(1), delta.stride(0), delta.stride(1),
              z.stride(0), z.stride(1), B.stride(0), B.stride(1), C.stride(0), C.stride(1))
         flags = dict(HAS_D=True, HAS_Z=True, HAS_DBIAS=True, SOFTPLUS=True, HAS_H0=False,
-                     REVERSE=False, STORE_LAST=False, NP=16, T=T)
+                     REVERSE=False, STORE_LAST=False, STORE_STATES=True, NP=16, T=T)
         grid = lambda meta: (batch * n_seg, sst.cdiv(di, meta["BLOCK_D"]))  # noqa: E731
         sst._fwd_kernel_tuned[grid](*a, **flags)
         cfg = sst._fwd_kernel_tuned.best_config

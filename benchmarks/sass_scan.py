@@ -52,7 +52,7 @@ def _kernel_spec(name: str, tf: int, block_d: int, src: str | None = None):
     common = dict(HAS_DBIAS=True, SOFTPLUS=True, REVERSE=False, BLOCK_D=block_d, NP=16, T=32, TF=tf)
     if name == "fwd":
         return sst._fwd_kernel, dict(common, HAS_D=True, HAS_Z=True, HAS_H0=False,
-                                     STORE_LAST=False), _BF16_FWD
+                                     STORE_LAST=False, STORE_STATES=True), _BF16_FWD
     if name == "fwd_summary":
         return sst._fwd_summary_kernel, common, _BF16_FWD
     if name in ("bwd", "bwd_summary"):

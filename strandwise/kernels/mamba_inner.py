@@ -28,11 +28,11 @@ autocast state that was active in the forward.
 
 from __future__ import annotations
 
-import os
 
 import torch
 from torch.autograd.function import once_differentiable
 
+from strandwise.kernels._host import INTERPRETING
 from strandwise.kernels.causal_conv import causal_conv1d_silu
 from strandwise.kernels.selective_scan import selective_scan_fn
 
@@ -70,8 +70,7 @@ def mamba_inner_reference(xz, conv_weight, conv_bias, x_proj_weight, dt_proj_wei
 def _triton_ok(t: torch.Tensor) -> bool:
     """The Triton scan can run on ``t``: a CUDA tensor with Triton, or Triton's CPU interpreter
     (``TRITON_INTERPRET=1``, which the tests use to run this path without a GPU)."""
-    interp = os.environ.get("TRITON_INTERPRET", "0") == "1"
-    if not (t.is_cuda or interp):
+    if not (t.is_cuda or INTERPRETING):
         return False
     from strandwise.kernels.conv_norm import triton_available
 
@@ -82,6 +81,24 @@ def _triton_ok(t: torch.Tensor) -> bool:
     except ImportError:
         return False
     return True
+
+
+def _fast_forward(tensors, d_state, reverse, store_states):
+    """The Triton forward: ``(out, chunk-start states or None, scan plan)``; ``store_states=False``
+    (inference) skips the states the backward would need."""
+    from strandwise.kernels.selective_scan_triton import _lastdim_contig, selective_scan_triton_fwd
+
+    (xz, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A, D, delta_bias,
+     out_proj_weight, out_proj_bias) = tensors
+    di = xz.shape[1] // 2
+    z = xz[:, di:]
+    xc, delta, Bm, Cm = _inner_pre_scan(xz[:, :di], conv_weight, conv_bias, x_proj_weight,
+                                        dt_proj_weight, d_state, reverse)
+    Bm, Cm = _lastdim_contig(Bm), _lastdim_contig(Cm)
+    y, _, states, plan = selective_scan_triton_fwd(
+        xc, delta, A.contiguous(), Bm, Cm, D, z, delta_bias, True, reverse, None, False,
+        store_states=store_states)
+    return _bproj(out_proj_weight, y, out_proj_bias), states, plan
 
 
 def _autocast_state(device_type: str):
@@ -107,18 +124,9 @@ class MambaInnerFn(torch.autograd.Function):
             out = mamba_inner_reference(*tensors, d_state=d_state, reverse=reverse)
             ctx.save_for_backward(*tensors)
             return out
-        from strandwise.kernels.selective_scan_triton import _lastdim_contig, selective_scan_triton_fwd
-
-        di = xz.shape[1] // 2
-        z = xz[:, di:]
-        xc, delta, Bm, Cm = _inner_pre_scan(xz[:, :di], conv_weight, conv_bias, x_proj_weight,
-                                            dt_proj_weight, d_state, reverse)
-        Bm, Cm = _lastdim_contig(Bm), _lastdim_contig(Cm)
-        y, _, states, plan = selective_scan_triton_fwd(
-            xc, delta, A.contiguous(), Bm, Cm, D, z, delta_bias, True, reverse, None, False)
-        ctx.plan = plan
+        out, states, ctx.plan = _fast_forward(tensors, d_state, reverse, store_states=True)
         ctx.save_for_backward(*tensors, states)
-        return _bproj(out_proj_weight, y, out_proj_bias)
+        return out
 
     @staticmethod
     @once_differentiable  # both paths return first-order gradients only (recompute + grad,
@@ -226,5 +234,10 @@ def mamba_inner_fn(xz, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A,
     if out_proj_weight.ndim != 2 or out_proj_weight.shape[1] != di:
         raise ValueError(f"mamba_inner_fn: out_proj_weight must have shape (d_model, {di}); "
                          f"got {tuple(out_proj_weight.shape)}")
-    return MambaInnerFn.apply(xz, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A, D,
-                              delta_bias, out_proj_weight, out_proj_bias, d_state, reverse)
+    tensors = (xz, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A, D, delta_bias,
+               out_proj_weight, out_proj_bias)
+    if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)) \
+            and _triton_ok(xz):
+        # inference: no autograd node, and the scan writes no chunk states for a backward
+        return _fast_forward(tensors, int(d_state), bool(reverse), store_states=False)[0]
+    return MambaInnerFn.apply(*tensors, d_state, reverse)

@@ -50,7 +50,7 @@ import triton
 from torch.autograd.function import once_differentiable
 import triton.language as tl
 
-from strandwise.kernels._host import AUTOTUNE_CACHE, DIRECT, INTERPRETING, cdiv, env_flag, next_pow2
+from strandwise.kernels._host import AUTOTUNE_CACHE, DIRECT, INTERPRETING, cdiv, env_flag, env_get, next_pow2
 
 __all__ = ["selective_scan_triton", "SelectiveScanTritonFunc", "selective_scan_triton_fwd",
            "selective_scan_triton_bwd"]
@@ -209,6 +209,7 @@ def _fwd_kernel(
     s_ub, s_ud, s_db, s_dd, s_zb, s_zd, s_bb, s_bn, s_cb, s_cn,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DBIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_H0: tl.constexpr, REVERSE: tl.constexpr, STORE_LAST: tl.constexpr,
+    STORE_STATES: tl.constexpr,
     BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, TF: tl.constexpr,
 ):
     # Tiles are laid out [N, TF, BLOCK_D]: Triton's default layout puts lanes on the last axis,
@@ -255,9 +256,10 @@ def _fwd_kernel(
     c0 = seg * seg_chunks
     c1 = tl.minimum(c0 + seg_chunks, n_chunks)
     for k in range(c0 * SUB, c1 * SUB):
-        if k % SUB == 0:
-            tl.store(states_ptr + ((b64 * DI + offs_d[None, :]) * n_chunks + k // SUB) * N
-                     + offs_n[:, None], h, mask=mnd)
+        if STORE_STATES:  # the backward's chunk-start states (a forward without one skips them)
+            if k % SUB == 0:
+                tl.store(states_ptr + ((b64 * DI + offs_d[None, :]) * n_chunks + k // SUB) * N
+                         + offs_n[:, None], h, mask=mnd)
         p = k * TF + offs_t
         pm = p < L
         if REVERSE:
@@ -684,7 +686,7 @@ _PROGRAMS_PER_SM = 32  # plan target: 1-warp programs per SM (the backward, at 2
 
 def _env_int(name: str, default: int, choices: tuple[int, ...] | None = None) -> int:
     """A positive-integer plan override from the environment (experiments), with a clear error."""
-    raw = os.environ.get(name)
+    raw = env_get(name)
     if raw is None or raw == "":
         return default
     try:
@@ -749,6 +751,26 @@ def _np(N: int) -> int:
     return max(2, next_pow2(N))
 
 
+_PLANS: dict = {}
+_PLAN_ENV = ("STRANDWISE_SCAN_CHUNK", "STRANDWISE_SCAN_PROGRAMS_PER_SM", "STRANDWISE_SCAN_SEG_MIN_CHUNKS")
+
+
+def _plan(batch: int, di: int, L: int, device) -> tuple[int, int, int, int]:
+    """``(T, n_chunks, n_seg, seg_chunks)`` for a call, computed once per shape, device and plan
+    override (a small scan's host time is its wall time: the uncached plan read three environment
+    variables and the device's SM count on every call)."""
+    key = (batch, di, L, device, _SEG_MIN_CHUNKS, _SEG_MIN_CHUNKS_T64, *map(env_get, _PLAN_ENV))
+    plan = _PLANS.get(key)
+    if plan is None:
+        T = _chunk_len(L)
+        n_chunks = cdiv(L, T)
+        plan = (T, n_chunks, *_plan_segments(batch, di, n_chunks, device, T))
+        if len(_PLANS) > 1024:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
+
+
 # --------------------------------------------------------------------------------------------
 # host wrappers
 # --------------------------------------------------------------------------------------------
@@ -766,20 +788,24 @@ def _f32(x):
 
 
 def selective_scan_triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse,
-                              initial_state, return_last_state):
-    """Launch the forward; returns ``(out, last_state or None, states, plan)``."""
+                              initial_state, return_last_state, store_states=True):
+    """Launch the forward; returns ``(out, last_state or None, states, plan)``.
+
+    ``store_states=False`` (a forward no backward will follow: inference) neither allocates nor
+    writes the chunk-start states the backward needs (``states`` is then ``None``): at
+    (4, 512, 1,024) they are 4 MiB of fp32 writes beside 16 MiB of bf16 inputs and output.
+    """
     batch, di, L = u.shape
     N = A.shape[1]
     B, C = _f32(B), _f32(C)
-    T = _chunk_len(L)
-    n_chunks = cdiv(L, T)
-    n_seg, seg_chunks = _plan_segments(batch, di, n_chunks, u.device, T)
-    NP = _np(N)
     dev = u.device
+    T, n_chunks, n_seg, seg_chunks = _plan(batch, di, L, dev)
+    NP = _np(N)
     f32 = torch.float32
+    su, sd, sz, sB, sC = u.stride(), delta.stride(), (z if z is not None else u).stride(), B.stride(), C.stride()
     out = torch.empty((batch, di, L), device=dev, dtype=u.dtype)
-    states = torch.empty((batch, di, n_chunks, N), device=dev, dtype=f32)
-    last = torch.empty((batch, di, N), device=dev, dtype=f32) if return_last_state else states
+    states = torch.empty((batch, di, n_chunks, N), device=dev, dtype=f32) if store_states else None
+    last = torch.empty((batch, di, N), device=dev, dtype=f32) if return_last_state else A
     zz = z if z is not None else u
     Dv = D if D is not None else A
     db = delta_bias if delta_bias is not None else A
@@ -790,22 +816,20 @@ def selective_scan_triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplu
         sbd = _DEFAULT_BLOCK_D if _interpreting() else 32
         grid = (batch * n_seg, cdiv(di, sbd))
         DIRECT.run(_fwd_summary_kernel, grid, (u, delta, A, B, db, hsum, dsum),
-                (L, di, N, n_seg, seg_chunks, n_chunks, u.stride(0), u.stride(1), delta.stride(0),
-                 delta.stride(1), B.stride(0), B.stride(1)),
+                (L, di, N, n_seg, seg_chunks, n_chunks, su[0], su[1], sd[0], sd[1], sB[0], sB[1]),
                 dict(HAS_DBIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
                      REVERSE=bool(reverse), BLOCK_D=sbd, NP=NP, T=T, TF=4, num_warps=1),
                 (u.dtype, delta.dtype, B.dtype))
     else:
         hsum = dsum = A
-    tens = (u, delta, A, B, C, Dv, zz, db, h0, hsum, dsum, out, states, last)
-    ints = (L, di, N, n_seg, seg_chunks, n_chunks,
-            u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
-            B.stride(0), B.stride(1), C.stride(0), C.stride(1))
+    tens = (u, delta, A, B, C, Dv, zz, db, h0, hsum, dsum, out, A if states is None else states, last)
+    ints = (L, di, N, n_seg, seg_chunks, n_chunks, su[0], su[1], sd[0], sd[1], sz[0], sz[1],
+            sB[0], sB[1], sC[0], sC[1])
     dts = (u.dtype, delta.dtype, zz.dtype, B.dtype, C.dtype)
     flags = dict(
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DBIAS=delta_bias is not None,
         SOFTPLUS=bool(delta_softplus), HAS_H0=initial_state is not None, REVERSE=bool(reverse),
-        STORE_LAST=bool(return_last_state), NP=NP, T=T,
+        STORE_LAST=bool(return_last_state), STORE_STATES=states is not None, NP=NP, T=T,
     )
     if not _autotuning():
         bd = _DEFAULT_BLOCK_D if _interpreting() else 32
@@ -931,7 +955,7 @@ class SelectiveScanTritonFunc(torch.autograd.Function):
                 reverse, initial_state):
         out, last, states, plan = selective_scan_triton_fwd(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, initial_state,
-            return_last_state)
+            return_last_state, store_states=any(ctx.needs_input_grad))
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
         ctx.flags = (bool(delta_softplus), bool(reverse), plan)
         ctx.has_h0 = initial_state is not None
@@ -955,7 +979,7 @@ class SelectiveScanTritonFunc(torch.autograd.Function):
 def _check(name, t, shape, dtypes):
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"selective_scan_triton: {name} must be a tensor; got {type(t).__name__}")
-    if tuple(t.shape) != tuple(shape):
+    if t.shape != shape:
         raise ValueError(f"selective_scan_triton: {name} must have shape {tuple(shape)}; "
                          f"got {tuple(t.shape)}")
     if t.dtype not in dtypes:
@@ -1020,9 +1044,10 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     if initial_state is not None:
         _check("initial_state", initial_state, (batch, di, N), (torch.float32,))
     tensors = [t for t in (u, delta, A, B, C, D, z, delta_bias, initial_state) if t is not None]
-    if not _interpreting() and not all(t.is_cuda for t in tensors):
-        raise ValueError("selective_scan_triton: all tensors must be CUDA tensors")
-    if len({t.device for t in tensors}) != 1:
+    dev = u.device
+    if not (_interpreting() or u.is_cuda) or any(t.device != dev for t in tensors):
+        if not _interpreting() and not all(t.is_cuda for t in tensors):
+            raise ValueError("selective_scan_triton: all tensors must be CUDA tensors")
         raise ValueError("selective_scan_triton: all tensors must be on one device")
     u, delta, B, C = (_lastdim_contig(t) for t in (u, delta, B, C))
     z = _lastdim_contig(z) if z is not None else None
@@ -1030,6 +1055,11 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     D = D.contiguous() if D is not None else None
     delta_bias = delta_bias.contiguous() if delta_bias is not None else None
     initial_state = initial_state.contiguous() if initial_state is not None else None
-    res = SelectiveScanTritonFunc.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
-                                        bool(return_last_state), bool(reverse), initial_state)
-    return res
+    if not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
+        # no backward can follow (inference): no autograd node, no saved chunk states
+        out, last, _, _ = selective_scan_triton_fwd(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, initial_state,
+            return_last_state, store_states=False)
+        return (out, last) if return_last_state else out
+    return SelectiveScanTritonFunc.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
+                                         bool(return_last_state), bool(reverse), initial_state)

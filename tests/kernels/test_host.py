@@ -8,6 +8,22 @@ from strandwise.kernels import _host
 from strandwise.kernels._host import DirectLauncher, cdiv, next_pow2
 
 
+def test_env_get_follows_os_environ(monkeypatch):
+    import os
+
+    name = "STRANDWISE_TEST_ENV_GET_Ünï"
+    monkeypatch.delenv(name, raising=False)
+    assert _host.env_get(name) is None
+    monkeypatch.setenv(name, "1")
+    assert _host.env_get(name) == "1" == os.environ[name]
+    os.environ[name] = " 0 é"
+    assert _host.env_get(name) == " 0 é"
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        _host.env_flag(name, True)
+    del os.environ[name]
+    assert _host.env_get(name) is None and _host.env_flag(name, True) is True
+
+
 def test_integer_helpers():
     assert [cdiv(a, 4) for a in (0, 1, 4, 5, 8)] == [0, 1, 1, 2, 2]
     assert [next_pow2(n) for n in (0, 1, 2, 3, 17, 64)] == [1, 1, 2, 4, 32, 64]

@@ -157,6 +157,11 @@ for kw in (dict(reverse=False), dict(reverse=True, out_bias=True, conv_bias=Fals
     t, N = T.make_inputs(batch=2, d_model=4, L=45, d_state=3, **kw)
     T.compare(t, N, reverse, rtol=2e-4, atol=1e-5)
     print("ok", reverse)
+    # inference (no_grad): no autograd node, no chunk states, the training call's output exactly
+    y = mi.mamba_inner_fn(*t.values(), d_state=N, reverse=reverse)
+    with torch.no_grad():
+        y0 = mi.mamba_inner_fn(*t.values(), d_state=N, reverse=reverse)
+    assert y.grad_fn is not None and y0.grad_fn is None and torch.equal(y0, y.detach())
 print("INTERPRETER-OK")
 """
 

@@ -140,6 +140,22 @@ cases = [
 for c in cases:
     dtype = c.pop("dtype", torch.float32)
     print(c, T.check_parity(device="cpu", dtype=dtype, **c))
+# without a backward to follow (no grad mode, or no input requiring grad) the call takes no
+# autograd node and writes no chunk states; its output and last state are the grad path's, bit
+# for bit (the same kernel minus the state stores)
+ins = T.make_inputs(2, 5, 3, 70, torch.float32, "cpu", seed=1, h0=True)
+kw = dict(delta_softplus=True, return_last_state=True)
+y, h = st.selective_scan_triton(**ins, **kw)
+assert y.grad_fn is not None
+with torch.no_grad():
+    y0, h0 = st.selective_scan_triton(**ins, **kw)
+plain = dict((k, v.detach() if v is not None else None) for k, v in ins.items())
+y1, h1 = st.selective_scan_triton(**plain, **kw)
+for a, b in ((y0, y), (h0, h), (y1, y), (h1, h)):
+    assert a.grad_fn is None and torch.equal(a, b.detach())
+_, _, states, _ = st.selective_scan_triton_fwd(*(plain[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")),
+                                               True, False, plain["initial_state"], True, store_states=False)
+assert states is None
 # a second derivative through the Triton backward raises instead of coming out wrong
 ins = T.make_inputs(1, 3, 2, 9, torch.float32, "cpu", seed=0, softplus=True, z=True, D=True, bias=True, h0=False)
 assert_first_order_only(st.selective_scan_triton(**ins, delta_softplus=True), ins["u"])
@@ -431,6 +447,53 @@ def test_gpu_direct_launch_follows_the_batch_size():
         assert rel(out, ref) < TOL[torch.float32], batch
         for g, r in zip(grads, ref_grads):
             assert rel(g, r) < TOL[torch.float32], batch
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(4, 512, 16, 1024), (1, 64, 16, 2000), (2, 80, 5, 333)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_gpu_inference_call_matches_the_training_call(shape):
+    # no_grad / inputs without grad: no autograd node, no chunk states written; the output and
+    # last state are the training call's bit for bit (same kernel, the state stores compiled out)
+    from strandwise.kernels import selective_scan_triton as sst
+
+    batch, di, N, L = shape
+    for reverse in (False, True):
+        ins = make_inputs(batch, di, N, L, torch.bfloat16, "cuda", seed=L, h0=True)
+        kw = dict(delta_softplus=True, return_last_state=True, reverse=reverse)
+        y, h = sst.selective_scan_triton(**ins, **kw)
+        assert y.grad_fn is not None
+        with torch.no_grad():
+            y0, h0 = sst.selective_scan_triton(**ins, **kw)
+        assert y0.grad_fn is None and h0.grad_fn is None
+        assert torch.equal(y0, y.detach()) and torch.equal(h0, h.detach())
+        ref = naive_scan(**{k: (v.detach() if v is not None else None) for k, v in ins.items()}, **kw)
+        assert rel(y0, ref[0]) < TOL[torch.bfloat16] and rel(h0, ref[1]) < TOL[torch.bfloat16]
+
+
+def test_plan_is_cached_per_shape_and_follows_the_overrides(monkeypatch):
+    pytest.importorskip("triton")
+    from strandwise.kernels import selective_scan_triton as st
+
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("STRANDWISE_SCAN_CHUNK", raising=False)
+    monkeypatch.delenv("STRANDWISE_SCAN_PROGRAMS_PER_SM", raising=False)
+    st._PLANS.clear()
+    base = st._plan(1, 64, 256, cpu)
+    assert base == (32, 8, *st._plan_segments(1, 64, 8, cpu, 32)) and len(st._PLANS) == 1
+    assert st._plan(1, 64, 256, cpu) is base  # cached
+    monkeypatch.setenv("STRANDWISE_SCAN_CHUNK", "16")
+    assert st._plan(1, 64, 256, cpu)[:2] == (16, 16)  # an override is part of the key
+    monkeypatch.setenv("STRANDWISE_SCAN_PROGRAMS_PER_SM", "4")
+    assert st._plan(1, 64, 256, cpu)[2:] == st._plan_segments(1, 64, 16, cpu, 16)
+    monkeypatch.setenv("STRANDWISE_SCAN_CHUNK", "48")
+    with pytest.raises(ValueError, match="16, 32 or 64"):
+        st._plan(1, 64, 256, cpu)
+    monkeypatch.delenv("STRANDWISE_SCAN_CHUNK")
+    monkeypatch.delenv("STRANDWISE_SCAN_PROGRAMS_PER_SM")
+    assert st._plan(1, 64, 256, cpu) == base
+    monkeypatch.setattr(st, "_SEG_MIN_CHUNKS", 1)  # the tests' forced split is seen too
+    assert st._plan(1, 64, 256, cpu)[2:] == st._plan_segments(1, 64, 8, cpu, 32)
 
 
 def test_scan_switches_reject_typos(monkeypatch):
