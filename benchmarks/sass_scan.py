@@ -151,12 +151,18 @@ def main():
     ap.add_argument("--num-warps", type=int, default=1)
     ap.add_argument("--maxnreg", type=int, default=None)
     ap.add_argument("--no-int-div16", action="store_true")
+    ap.add_argument("--no-states", action="store_true",
+                    help="fwd: the inference call's kernel (chunk-start state stores compiled out)")
     ap.add_argument("--src", help="compile the kernels of this copy of selective_scan_triton.py instead")
     ap.add_argument("--sass", help="also write the full SASS here")
     ap.add_argument("--json", help="write the counts as JSON here")
     args = ap.parse_args()
     tf = args.tf or (2 if args.kernel.startswith("bwd") else 4)
     fn, consts, bf16 = _kernel_spec(args.kernel, tf, args.block_d, args.src)
+    if args.no_states:
+        if args.kernel != "fwd":
+            ap.error("--no-states applies to the fwd kernel only")
+        consts = dict(consts, STORE_STATES=False)
     ck = compile_sm90(fn, consts, bf16, args.num_warps, args.maxnreg, not args.no_int_div16)
     sass, usage = sass_of(ck)
     if args.sass:

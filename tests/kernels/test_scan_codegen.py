@@ -52,3 +52,16 @@ def test_scan_kernels_add_no_positive_zero(kernel):
     ck = ss.compile_sm90(fn, consts, half, num_warps=1)
     adds = re.findall(r"add\.f32\s+%r\d+, %r\d+, 0f00000000;", ck.asm["ptx"])
     assert not adds, f"{len(adds)} adds of +0.0 in the {kernel} kernel"
+
+
+def test_inference_forward_compiles_without_state_stores():
+    # STORE_STATES=False (a forward no backward follows) must remove the chunk-start state stores
+    # from the compiled loop, not merely skip them at run time
+    import sass_scan as ss
+
+    fn, consts, half = ss._kernel_spec("fwd", 4, 32)
+    counts = {}
+    for store in (True, False):
+        ck = ss.compile_sm90(fn, dict(consts, STORE_STATES=store), half, num_warps=1)
+        counts[store] = len(re.findall(r"st\.global(?:\.\w+)*\.v4\.b32", ck.asm["ptx"]))
+    assert counts[True] > 0 and counts[False] == 0, counts
