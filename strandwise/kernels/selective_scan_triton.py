@@ -899,9 +899,9 @@ def selective_scan_triton_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, 
 
     tens = (u, delta, A, B, C, Dv, zz, db, dout, states, dl, gsum, dsum, scratch,
             du, ddelta, dz, dBCp, dBCp, dAp, dDp, ddbp, dh0, outz)
-    ints = (L, di, N, n_seg, seg_chunks, n_chunks, n_dblk_max,
-            u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
-            B.stride(0), B.stride(1), C.stride(0), C.stride(1), dout.stride(0), dout.stride(1), s_p)
+    su, sd, sz, sB, sC, so = (t.stride() for t in (u, delta, zz, B, C, dout))
+    ints = (L, di, N, n_seg, seg_chunks, n_chunks, n_dblk_max, su[0], su[1], sd[0], sd[1],
+            sz[0], sz[1], sB[0], sB[1], sC[0], sC[1], so[0], so[1], s_p)
     dts = (u.dtype, delta.dtype, zz.dtype, B.dtype, C.dtype, dout.dtype, dl.dtype)
 
     flags = dict(
