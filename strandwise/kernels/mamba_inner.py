@@ -28,7 +28,6 @@ autocast state that was active in the forward.
 
 from __future__ import annotations
 
-
 import torch
 from torch.autograd.function import once_differentiable
 

@@ -43,8 +43,6 @@ the atomic sum's order; bit for bit with deterministic algorithms on).
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 from torch.autograd.function import once_differentiable
