@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One device call on an H200 (timeouts sum to 540 s): the summary table's H200 rows that are older
+# One device call on an H200 (timeouts sum to 580 s): the summary table's H200 rows that are older
 # than the kernels (block rows last measured on an H200 in round 3; scan rows in scan round 7):
 # 1. the stem's fp32 split test with its error-analysis bound (not yet run on a GPU);
 # 2. the bf16 block at the spec shape (inference, training forward, forward+backward, fused rows);
