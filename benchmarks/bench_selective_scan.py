@@ -70,12 +70,6 @@ def chunked_reference(u, delta, A, B, C, D, z, delta_bias, chunk=256):
     return (y * F.silu(z.to(f))).to(u.dtype)
 
 
-def _plan_of(sst, batch, di, L, dev):
-    T = sst._chunk_len(L)
-    n_chunks = -(-L // T)
-    return (T, n_chunks) + tuple(sst._plan_segments(batch, di, n_chunks, dev, T))
-
-
 def make_inputs(batch, di, L, device, seed=0):
     g = torch.Generator(device=device).manual_seed(seed)
     bf = torch.bfloat16
@@ -201,7 +195,7 @@ def main(argv=None):
                    upstream_h200_bwd_ms=UPSTREAM_H200[(batch, di, L)][1],
                    first_call_with_autotune_s=tune_s,
                    plan=dict(zip(("T", "n_chunks", "n_seg", "seg_chunks"),
-                                 _plan_of(sst, batch, di, L, dev))),
+                                 sst._plan(batch, di, L, dev))),
                    fwd_config=str(getattr(sst._fwd_kernel_tuned, "best_config", None)),
                    bwd_config=str(getattr(sst._bwd_kernel_tuned, "best_config", None)))
         # parity spot check of the timed configuration against the PyTorch reference

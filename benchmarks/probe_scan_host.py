@@ -119,9 +119,7 @@ def main():
     # the forward's main launch, three ways
     with torch.no_grad():
         u, delta, A, B, C, D, z, db = (t[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias"))
-        T = sst._chunk_len(L)
-        n_chunks = sst.cdiv(L, T)
-        n_seg, seg_chunks = sst._plan_segments(batch, di, n_chunks, dev, T)
+        T, n_chunks, n_seg, seg_chunks = sst._plan(batch, di, L, dev)
         o = torch.empty_like(u)
         states = torch.empty((batch, di, n_chunks, 16), device=dev)
         hsum = torch.zeros((batch, n_seg, di, 16), device=dev)

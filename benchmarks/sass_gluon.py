@@ -17,6 +17,8 @@ import collections
 from sass_cheri import mix
 from sass_scan import instructions, opcode, sass_of
 
+from strandwise.io.atomic import atomic_write_text
+
 
 def compile_ws(C=128, H=256, npart=2, block_h=128, pipe=1, coalesced=1, prefetch=0, half_w2=0, packed=0,
                regs=None, fast=1):
@@ -75,8 +77,7 @@ def main(argv=None):
         ops = collections.Counter(opcode(t) for _, t in instructions(sass))
         print(ops.most_common(a.top))
     if a.ptx:
-        with open(a.ptx, "w") as f:
-            f.write(ck.asm["ptx"])
+        atomic_write_text(a.ptx, ck.asm["ptx"])
 
 
 if __name__ == "__main__":

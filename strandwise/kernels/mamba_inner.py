@@ -33,7 +33,7 @@ from torch.autograd.function import once_differentiable
 
 from strandwise.kernels._host import INTERPRETING
 from strandwise.kernels.causal_conv import causal_conv1d_silu
-from strandwise.kernels.selective_scan import selective_scan_fn
+from strandwise.kernels.selective_scan import autograd_records, selective_scan_fn
 
 __all__ = ["mamba_inner_reference", "mamba_inner_fn", "MambaInnerFn"]
 
@@ -235,8 +235,7 @@ def mamba_inner_fn(xz, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A,
                          f"got {tuple(out_proj_weight.shape)}")
     tensors = (xz, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A, D, delta_bias,
                out_proj_weight, out_proj_bias)
-    if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)) \
-            and _triton_ok(xz):
+    if not autograd_records(*tensors) and _triton_ok(xz):
         # inference: no autograd node, and the scan writes no chunk states for a backward
         return _fast_forward(tensors, int(d_state), bool(reverse), store_states=False)[0]
     return MambaInnerFn.apply(*tensors, d_state, reverse)

@@ -334,6 +334,12 @@ class SelectiveScanChunkedFn(torch.autograd.Function):
         )
 
 
+def autograd_records(*tensors) -> bool:
+    """Whether autograd records a call on these arguments (grad mode on and a tensor among them
+    requires grad; ``None`` and non-tensors are skipped), i.e. whether a backward can follow."""
+    return torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
+
+
 def selective_scan_chunked(
     u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
     return_last_state=False, reverse=False, initial_state=None, chunk_size=None,
@@ -347,10 +353,7 @@ def selective_scan_chunked(
     """
     _check_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state)
     if chunk_size is None:
-        records = torch.is_grad_enabled() and any(
-            isinstance(t, torch.Tensor) and t.requires_grad
-            for t in (u, delta, A, B, C, D, z, delta_bias, initial_state)
-        )
+        records = autograd_records(u, delta, A, B, C, D, z, delta_bias, initial_state)
         chunk_size = DEFAULT_TRAIN_CHUNK_SIZE if records else DEFAULT_CHUNK_SIZE
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int; got {chunk_size!r}")

@@ -49,6 +49,7 @@ from torch.autograd.function import once_differentiable
 import triton.language as tl
 
 from strandwise.kernels._host import AUTOTUNE_CACHE, DIRECT, INTERPRETING, cdiv, env_flag, env_get, next_pow2
+from strandwise.kernels.selective_scan import autograd_records
 
 __all__ = ["selective_scan_triton", "SelectiveScanTritonFunc", "selective_scan_triton_fwd",
            "selective_scan_triton_bwd"]
@@ -1042,10 +1043,9 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     if initial_state is not None:
         _check("initial_state", initial_state, (batch, di, N), (torch.float32,))
     tensors = [t for t in (u, delta, A, B, C, D, z, delta_bias, initial_state) if t is not None]
-    dev = u.device
-    if not (_interpreting() or u.is_cuda) or any(t.device != dev for t in tensors):
-        if not _interpreting() and not all(t.is_cuda for t in tensors):
-            raise ValueError("selective_scan_triton: all tensors must be CUDA tensors")
+    if not _interpreting() and not all(t.is_cuda for t in tensors):
+        raise ValueError("selective_scan_triton: all tensors must be CUDA tensors")
+    if any(t.device != u.device for t in tensors):
         raise ValueError("selective_scan_triton: all tensors must be on one device")
     u, delta, B, C = (_lastdim_contig(t) for t in (u, delta, B, C))
     z = _lastdim_contig(z) if z is not None else None
@@ -1053,7 +1053,7 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     D = D.contiguous() if D is not None else None
     delta_bias = delta_bias.contiguous() if delta_bias is not None else None
     initial_state = initial_state.contiguous() if initial_state is not None else None
-    if not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
+    if not autograd_records(*tensors):
         # no backward can follow (inference): no autograd node, no saved chunk states
         out, last, _, _ = selective_scan_triton_fwd(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, initial_state,
