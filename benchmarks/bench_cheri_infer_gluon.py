@@ -24,9 +24,10 @@ def main(argv=None):
     ap.add_argument("--C", type=int, default=128)
     ap.add_argument("--expansion", type=int, default=2)
     ap.add_argument("--d", type=int, default=4)
-    ap.add_argument("--warps", default="8", help="Gluon variants, comma-separated: WARPS[hBLOCK_H][pPIPE][c] "
-                    "for the plain kernel, wsNPART[hBLOCK_H][pPIPE][rREGS][c] for the warp-specialised one "
-                    "(c = coalesced x/out, p0 = one hidden chunk at a time; e.g. 8,8h128,8c,ws3p0,ws2r240)")
+    ap.add_argument("--warps", default="8", help="Gluon variants, comma-separated: WARPS[hBLOCK_H][pPIPE][gG][c] "
+                    "for the plain kernel, wsNPART[hBLOCK_H][pPIPE][rREGS][gG][c] for the warp-specialised one "
+                    "(c = coalesced x/out, p0 = one hidden chunk at a time, g0/g1 = GELU in fp32 / on packed "
+                    "half-precision pairs, else the default; e.g. 8,8h128,8c,ws3p0,ws2r240,ws2h128p1g0c)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     C, H = a.C, a.expansion * a.C
@@ -43,12 +44,15 @@ def main(argv=None):
             for backend in ["triton"] + [f"gluon{w}" for w in a.warps.split(",")]:
                 ci.set_gluon_inference(backend != "triton")
                 saved = {k: getattr(ci, k) for k in ("launch_gluon_kernel", "GLUON_BLOCK_H", "GLUON_COALESCED",
-                                                     "GLUON_WS", "GLUON_PIPE", "GLUON_WS_REGS")}
+                                                     "GLUON_WS", "GLUON_PIPE", "GLUON_WS_REGS",
+                                                     "GLUON_PACKED_GELU")}
                 if backend != "triton":
-                    m = re.fullmatch(r"(ws)?(\d+)(?:h(\d+))?(?:p(\d))?(?:r(\d+))?(c)?", backend[5:])
+                    m = re.fullmatch(r"(ws)?(\d+)(?:h(\d+))?(?:p(\d))?(?:r(\d+))?(?:g(\d))?(c)?", backend[5:])
                     if m is None:
                         raise SystemExit(f"bad variant {backend[5:]!r}")
-                    ws, num, bh, pipe, regs, co = m.groups()
+                    ws, num, bh, pipe, regs, gp, co = m.groups()
+                    if gp is not None:
+                        ci.GLUON_PACKED_GELU = bool(int(gp))
                     ci.GLUON_COALESCED = bool(co)
                     ci.GLUON_BLOCK_H = int(bh) if bh else saved["GLUON_BLOCK_H"]
                     ci.GLUON_PIPE = int(pipe) if pipe else saved["GLUON_PIPE"]

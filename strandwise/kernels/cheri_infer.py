@@ -266,6 +266,16 @@ GLUON_COALESCED = True  # residual read and out written in 16-byte row pieces (x
 GLUON_WS = 2
 GLUON_PIPE = 1  # 1 = hand-pipelined products (two z chunks live), 0 = one chunk at a time
 GLUON_WS_REGS = None  # registers per thread for each worker partition; None: 240 for 2 partitions, 168 for 3
+#: GELU on packed pairs of the input's half-precision type (bf16x2 / f16x2 arithmetic and
+#: tanh.approx) for bf16/fp16 input; fp32 input (bf16 dots) keeps the fp32 GELU, where it
+#: measured slower (H100, Cherimoya round 18: block 0.301 -> 0.279 ms, whole model +4 %). Off
+#: with STRANDWISE_GLUON_PACKED_GELU=0 (then the GELU is the megakernel's, in fp32).
+GLUON_PACKED_GELU = env_flag("STRANDWISE_GLUON_PACKED_GELU", True)
+
+
+def gluon_packed_gelu(x_dtype: torch.dtype) -> int:
+    """1 when the Gluon pass computes GELU on packed half-precision pairs for this input dtype."""
+    return int(bool(GLUON_PACKED_GELU) and x_dtype in (torch.bfloat16, torch.float16))
 
 
 def _gluon_failed(e: Exception) -> None:
@@ -354,7 +364,8 @@ def launch_gluon_kernel(x, cw, w1t, w2t, mean, rstd, out, dilation: int, num_war
     even = int(NL % bm == 0 and C == bc)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     common = dict(BLOCK_M=bm, BLOCK_C=bc, BLOCK_H=bh, NUM_H=nh, COALESCED=GLUON_COALESCED,
-                  TPW_C=min(32, bc // 8), PIPE=int(GLUON_PIPE), EVEN=even)
+                  TPW_C=min(32, bc // 8), PIPE=int(GLUON_PIPE), EVEN=even,
+                  PACKED=gluon_packed_gelu(x.dtype))
 
     # no run_with_fast_gelu here: a failure must not switch the hardware tanh off for the Triton
     # kernels too; _infer_impl falls back to the Triton pass instead

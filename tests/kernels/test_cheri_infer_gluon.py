@@ -45,6 +45,14 @@ def test_gluon_geometry_picks_the_widest_dividing_chunk(H, expect, monkeypatch):
     assert ci._gluon_geometry(128, H) == expect
 
 
+def test_packed_gelu_only_for_half_precision_input(monkeypatch):
+    monkeypatch.setattr(ci, "GLUON_PACKED_GELU", True)
+    assert ci.gluon_packed_gelu(torch.bfloat16) == 1 and ci.gluon_packed_gelu(torch.float16) == 1
+    assert ci.gluon_packed_gelu(torch.float32) == 0  # fp32 input (bf16 dots) keeps the fp32 GELU
+    monkeypatch.setattr(ci, "GLUON_PACKED_GELU", False)
+    assert ci.gluon_packed_gelu(torch.bfloat16) == 0
+
+
 def _hopper():
     return torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
 
@@ -89,6 +97,30 @@ def test_plain_gluon_kernel_matches_triton_and_float64(N, L, C, H, d, dt, coales
     _check(N, L, C, H, d, dt)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("dt", ["bf16", "fp16"])
+@pytest.mark.parametrize("N,L,C,H,d", [
+    (2, 1024, 128, 256, 4),
+    (3, 2114, 96, 192, 1),
+    (2, 37, 32, 64, 256),
+    (5, 300, 64, 80, 8),
+])
+def test_packed_gelu_switch(N, L, C, H, d, dt, monkeypatch):
+    """16-bit input with the GELU in fp32 (``GLUON_PACKED_GELU`` off) keeps the bounds, and the
+    packed GELU (the default) changes the result by at most an output rounding step or two: the
+    switch reaches the kernel (the two differ somewhere) and costs no accuracy that shows."""
+    if not _hopper():
+        pytest.skip("needs an sm_90 GPU")
+    monkeypatch.setattr(ci, "GLUON_PACKED_GELU", False)
+    unpacked = _check(N, L, C, H, d, dt)
+    monkeypatch.setattr(ci, "GLUON_PACKED_GELU", True)
+    packed = _check(N, L, C, H, d, dt)
+    ulp = {"bf16": 2.0**-7, "fp16": 2.0**-10}[dt]
+    diff = (packed.float() - unpacked.float()).abs()
+    assert bool((diff <= 1e-3 + 2 * ulp * unpacked.float().abs()).all()), diff.max().item()
+    assert bool((diff > 0).any())
+
+
 def _check(N, L, C, H, d, dt):
     if not _hopper():
         pytest.skip("needs an sm_90 GPU")
@@ -119,6 +151,7 @@ def _check(N, L, C, H, d, dt):
     # against the Triton kernel: the same operands and products, other summation order
     diff = (glu.float() - tri.float()).abs()
     assert bool((diff <= 2e-3 + 2 * ulp * tri.float().abs()).all()), diff.max().item()
+    return glu
 
 
 @pytest.mark.gpu
@@ -175,10 +208,12 @@ def test_small_channel_counts_stay_on_triton(monkeypatch):
     assert ci.gluon_mlp_ok(torch.zeros(2, 8, 16), 16, 32) is False
 
 
-def test_default_gluon_pass_compiles_offline_for_sm90():
-    """The default warp-specialised configuration compiles for sm_90 without a GPU (Triton's
-    bundled ptxas), within the SM's 232,448 bytes of shared memory, and spills no more than when
-    it was timed (128 bytes of stack, Cherimoya round 17): a change to the kernel source that no
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_default_gluon_pass_compiles_offline_for_sm90(dtype):
+    """The default warp-specialised configuration (with the GELU on packed pairs of the input's
+    type) compiles for sm_90 without a GPU (Triton's bundled ptxas), within the SM's 232,448 bytes
+    of shared memory, and spills no more than when it was timed (216 bytes of stack with the
+    packed GELU, 128 without: Cherimoya rounds 17 and 18): a change to the kernel source that no
     longer compiles, or that spills more, shows up in CPU CI before any device time is spent."""
     pytest.importorskip("triton.experimental.gluon")
     import os
@@ -189,11 +224,14 @@ def test_default_gluon_pass_compiles_offline_for_sm90():
         from sass_gluon import compile_ws
         from sass_scan import sass_of
 
+        packed = ci.gluon_packed_gelu(DT[dtype])
         ck = compile_ws(C=128, H=256, npart=ci.GLUON_WS, block_h=ci.GLUON_BLOCK_H, pipe=ci.GLUON_PIPE,
-                        coalesced=int(ci.GLUON_COALESCED))
-        usage = sass_of(ck)[1]
+                        coalesced=int(ci.GLUON_COALESCED), packed=packed, dtype=dtype)
+        sass, usage = sass_of(ck)
     except SystemExit as exc:  # cuobjdump missing beside this Triton build
         pytest.skip(str(exc))
     assert ck.metadata.num_warps == 4 * ci.GLUON_WS  # partition 0 runs in the default warps
     assert ck.metadata.shared <= 232_448, ck.metadata.shared
-    assert usage["stack"] <= 128, usage
+    assert usage["stack"] <= (216 if packed else 128), usage
+    if packed:  # the packed tanh of the input's type, not the fp32 one
+        assert ("MUFU.TANH.BF16" if dtype == "bf16" else "MUFU.TANH.F16") in sass
