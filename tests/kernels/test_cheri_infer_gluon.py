@@ -106,22 +106,23 @@ def test_plain_gluon_kernel_matches_triton_and_float64(N, L, C, H, d, dt, coales
     (5, 300, 64, 80, 8),
 ])
 def test_packed_gelu_switch(N, L, C, H, d, dt, monkeypatch):
-    """16-bit input with the GELU in fp32 (``GLUON_PACKED_GELU`` off) keeps the bounds, and the
-    packed GELU (the default) changes the result by at most an output rounding step or two: the
-    switch reaches the kernel (the two differ somewhere) and costs no accuracy that shows."""
+    """16-bit input with the GELU in fp32 (``GLUON_PACKED_GELU`` off) keeps the bounds, the packed
+    GELU (the default) reaches the kernel (the outputs differ somewhere) and costs no accuracy
+    that shows: its largest and mean errors against float64 within 10 % of the fp32 GELU's (H100,
+    round 19: largest equal to 0.2 %, mean 1-3 % larger)."""
     if not _hopper():
         pytest.skip("needs an sm_90 GPU")
     monkeypatch.setattr(ci, "GLUON_PACKED_GELU", False)
-    unpacked = _check(N, L, C, H, d, dt)
+    unpacked, ref = _check(N, L, C, H, d, dt, with_ref=True)
     monkeypatch.setattr(ci, "GLUON_PACKED_GELU", True)
     packed = _check(N, L, C, H, d, dt)
-    ulp = {"bf16": 2.0**-7, "fp16": 2.0**-10}[dt]
-    diff = (packed.float() - unpacked.float()).abs()
-    assert bool((diff <= 1e-3 + 2 * ulp * unpacked.float().abs()).all()), diff.max().item()
-    assert bool((diff > 0).any())
+    e0, e1 = (unpacked.double().cpu() - ref).abs(), (packed.double().cpu() - ref).abs()
+    assert e1.max().item() <= 1.1 * e0.max().item(), (e1.max().item(), e0.max().item())
+    assert e1.mean().item() <= 1.1 * e0.mean().item(), (e1.mean().item(), e0.mean().item())
+    assert bool((packed != unpacked).any())
 
 
-def _check(N, L, C, H, d, dt):
+def _check(N, L, C, H, d, dt, with_ref=False):
     if not _hopper():
         pytest.skip("needs an sm_90 GPU")
     cw, w1, w2 = _weights(C, H)
@@ -151,7 +152,7 @@ def _check(N, L, C, H, d, dt):
     # against the Triton kernel: the same operands and products, other summation order
     diff = (glu.float() - tri.float()).abs()
     assert bool((diff <= 2e-3 + 2 * ulp * tri.float().abs()).all()), diff.max().item()
-    return glu
+    return (glu, ref) if with_ref else glu
 
 
 @pytest.mark.gpu
