@@ -250,11 +250,13 @@ _HALF_W2 = {"on": env_flag("STRANDWISE_HALF_W2", True)}
 
 
 # Hopper Gluon variant of the MLP pass (strandwise.kernels.cheri_infer_gluon). Automatic (None):
-# the warp-specialised kernel for bf16/fp16 input on compute capability 9.0, where it measured
-# faster than the Triton megakernel (H100: block -20 %, whole-model inference +7-14 %; BENCHMARKS.md,
-# Cherimoya round 17); fp32 input stays on the megakernel (the whole model measured slower with
-# the Gluon pass: 38.4k vs 46.2k seq/s). STRANDWISE_GLUON_INFER=1 forces it on for every eligible
-# call (fp32 input included), =0 off; set_gluon_inference(True/False/None) likewise.
+# the warp-specialised kernel wherever the products take half-precision operands (bf16/fp16 input,
+# and fp32 input with the default bf16 dots) on compute capability 9.0, where it measured faster
+# than the Triton megakernel (H100: block bf16 0.378 -> 0.278 ms, fp32 0.531 -> 0.454; whole-model
+# inference bf16 60,452 -> 68,639 seq/s (round 17), fp32 45,979 -> 48,148 (round 20); BENCHMARKS.md, Cherimoya rounds 17, 19, 20).
+# Until round 20 fp32 input stayed on the megakernel after round 17's whole-model figure (38.4k vs
+# 46.2k seq/s), which did not reproduce. STRANDWISE_GLUON_INFER=0 (or set_gluon_inference(False))
+# turns it off, =1 (True) on, unset (None) automatic: today the same eligible calls as on.
 _GLUON = {"on": env_flag("STRANDWISE_GLUON_INFER", None)}
 GLUON_SMEM_BUDGET = 160 * 1024  # both weights resident in shared memory (bytes)
 GLUON_BLOCK_H = 128  # widest hidden chunk (H's widest power-of-two divisor up to this, see _gluon_geometry)
@@ -290,8 +292,9 @@ def _gluon_failed(e: Exception) -> None:
 
 
 def set_gluon_inference(on) -> None:
-    """Use (``True``), not (``False``) or automatically (``None``: half-precision input only) the
-    Hopper Gluon kernel for the inference MLP pass where eligible."""
+    """Use (``True``), not (``False``) or automatically (``None``: wherever eligible, i.e. with
+    half-precision operands, fp32 input's default bf16 dots included) the Hopper Gluon kernel for
+    the inference MLP pass."""
     _GLUON["on"] = None if on is None else bool(on)
 
 
@@ -317,15 +320,12 @@ def inference_mlp_pass(x, H: int, fp32_dot: str = "bf16") -> str:
 
 
 def gluon_mlp_ok(x, C: int, H: int) -> bool:
-    """Whether the Gluon MLP kernel runs: switched on (or automatic with bf16/fp16 input),
-    C ≥ 32, compute capability 9.0 (wgmma), not under the interpreter, Gluon importable, bf16/fp16
+    """Whether the Gluon MLP kernel runs: not switched off, C ≥ 32, compute capability 9.0 (wgmma), not under the interpreter, Gluon importable, bf16/fp16
     operands, and both weights (zero-padded) within :data:`GLUON_SMEM_BUDGET` of shared memory
     (with the warp-specialised kernel's x̂ buffers within the SM's 227 KB)."""
     on = _GLUON["on"]
     if on is False or INTERPRETING or not x.is_cuda or C < 32:
         return False  # C < 32: not covered by the GPU parity tests
-    if on is None and x.dtype == torch.float32:
-        return False
     if torch.cuda.get_device_capability(x.device) != (9, 0):
         return False
     bc, bh, nh = _gluon_geometry(C, H)

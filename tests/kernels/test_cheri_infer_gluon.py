@@ -24,6 +24,30 @@ def test_gluon_path_automatic_by_default_and_never_on_cpu(monkeypatch):
         assert ci.gluon_mlp_ok(torch.zeros(2, 8, 32, dtype=torch.bfloat16), 32, 64) is False
 
 
+def test_automatic_rule_takes_fp32_input_with_bf16_dots(monkeypatch):
+    """Since round 20 (H100: fp32 whole-model inference 45,979 -> 48,148 seq/s with the Gluon
+    pass) the automatic rule takes it for fp32 input too, as long as the products take bf16
+    operands; exact fp32 products ("ieee"/"tf32") stay on the megakernel. The device is faked:
+    what is checked is the rule, on the CPU."""
+    import types
+
+    pytest.importorskip("triton.experimental.gluon")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+    monkeypatch.setitem(ci._GLUON, "on", None)
+    for dt in (torch.float32, torch.bfloat16, torch.float16):
+        x = types.SimpleNamespace(is_cuda=True, dtype=dt, device="cuda:0", shape=(2, 8, 128))
+        assert ci.gluon_mlp_ok(x, 128, 256) is True
+        assert ci.inference_mlp_pass(x, 256) == "gluon"
+    x32 = types.SimpleNamespace(is_cuda=True, dtype=torch.float32, device="cuda:0", shape=(2, 8, 128))
+    assert ci.inference_mlp_pass(x32, 256, "ieee") == "triton"
+    assert ci.inference_mlp_pass(x32, 256, "tf32") == "triton"
+    monkeypatch.setitem(ci._GLUON, "on", False)
+    assert ci.inference_mlp_pass(x32, 256) == "triton"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (8, 0))  # A100: no wgmma
+    monkeypatch.setitem(ci._GLUON, "on", None)
+    assert ci.inference_mlp_pass(x32, 256) == "triton"
+
+
 def test_set_gluon_inference_takes_true_false_none(monkeypatch):
     monkeypatch.setitem(ci._GLUON, "on", None)
     ci.set_gluon_inference(True)
