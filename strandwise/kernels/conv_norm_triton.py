@@ -60,7 +60,7 @@ import torch
 import triton
 import triton.language as tl
 
-from strandwise.kernels._host import AUTOTUNE_CACHE, DIRECT, cdiv, env_flag, next_pow2
+from strandwise.kernels._host import AUTOTUNE_CACHE, DIRECT, cdiv, env_flag, env_get, next_pow2
 
 __all__ = [
     "conv_norm_fwd",
@@ -94,6 +94,30 @@ STATS_ROWS_FIRST_MIN_D = 64
 #: ``STRANDWISE_STATS_ROWS_FIRST`` (read at import): unset = by dilation (above); ``1`` / ``0``
 #: forces the row-tile-fastest / example-fastest order for every dilation (A/B timing).
 _STATS = {"rows_first": env_flag("STRANDWISE_STATS_ROWS_FIRST", None)}
+
+
+def _stats_loop_from_env() -> int:
+    value = env_get("STRANDWISE_STATS_LOOP")
+    if value is None or not value.strip():
+        return 0
+    try:
+        tiles = int(value)
+    except ValueError:
+        tiles = -1
+    if not 0 <= tiles <= 64:
+        raise ValueError(f"STRANDWISE_STATS_LOOP must be a whole number of row tiles 0-64; got {value!r}")
+    return tiles
+
+
+#: Row tiles per statistics program (``STRANDWISE_STATS_LOOP``, read at import). 0 (default): one
+#: tile a program (:func:`_fwd_stats_kernel`). k > 0: :func:`_fwd_stats_loop_kernel`, each program
+#: walks k consecutive row tiles of one example, so the ±D taps of a tile that the program itself
+#: read for an earlier tile can come from its L1 instead of L2, and the tile's partial is folded
+#: into the program's running one (one partial per program). Experimental: not yet timed (the
+#: statistics pass was 18 % of the whole model's bf16 inference on an H100 at 61 % of DRAM
+#: bandwidth, BENCHMARKS.md Cherimoya round 19; three tap reads per element from L2 is the
+#: suspect).
+_STATS["loop"] = _stats_loop_from_env()
 
 
 def stats_rows_first(dilation: int) -> bool:
@@ -252,6 +276,57 @@ def _fwd_stats_kernel(
 
 
 @triton.jit
+def _fwd_stats_loop_kernel(
+    x_ptr, w_ptr, part_ptr, L, C, D, TMAX, NCT,
+    BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr, TILES: tl.constexpr,
+):
+    # grid (N · groups, channel tiles): a group is TILES consecutive row tiles of one example, the
+    # groups of an example varying fastest. Each tile's (sum, centred M2, count) as in
+    # _fwd_stats_kernel, folded into the program's running partial by Chan's combination.
+    nlt = tl.cdiv(L, BLOCK_L)
+    ngr = tl.cdiv(nlt, TILES)
+    pid = tl.program_id(0)
+    n = pid // ngr
+    gr = pid - n * ngr
+    ct = tl.program_id(1)
+    NB = (tl.num_programs(0) // ngr).to(tl.int64)
+    n = n.to(tl.int64)
+    cols = ct * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    xb = x_ptr + n * L * C
+    w0, w1, w2 = _load_taps(w_ptr, cols, cmask, C)
+    ncols = tl.minimum(C - ct * BLOCK_C, BLOCK_C)
+    lt0 = gr * TILES
+    run_s = 0.0
+    run_m2 = 0.0
+    run_c = 0.0
+    for i in range(0, tl.minimum(TILES, nlt - lt0)):
+        lt = lt0 + i
+        rows = lt * BLOCK_L + tl.arange(0, BLOCK_L)
+        y = _conv3(
+            _load_rows(xb, rows - D, cols, cmask, L, C),
+            _load_rows(xb, rows, cols, cmask, L, C),
+            _load_rows(xb, rows + D, cols, cmask, L, C),
+            w0, w1, w2,
+        )
+        valid = (rows < L)[:, None] & cmask[None, :]
+        y = tl.where(valid, y, 0.0)
+        cnt = (tl.minimum(L - lt * BLOCK_L, BLOCK_L) * ncols).to(tl.float32)
+        s = tl.sum(tl.sum(y, axis=1), axis=0)
+        dev = tl.where(valid, y - s / cnt, 0.0)
+        m2 = tl.sum(tl.sum(dev * dev, axis=1), axis=0)
+        delta = s / cnt - run_s / tl.maximum(run_c, 1.0)
+        run_m2 += m2 + delta * delta * (run_c * cnt / (run_c + cnt))
+        run_s += s
+        run_c += cnt
+    slot = n * TMAX + gr * NCT + ct
+    NT = NB * TMAX
+    tl.store(part_ptr + slot, run_s)
+    tl.store(part_ptr + NT + slot, run_m2)
+    tl.store(part_ptr + 2 * NT + slot, run_c)
+
+
+@triton.jit
 def _fwd_finalize_kernel(part_ptr, mean_ptr, rstd_ptr, NT, TMAX, T, M, eps, CHUNK: tl.constexpr):
     """Chan's combination of per-tile (sum, centred M2, count) into (mean, 1/sqrt(var + eps))."""
     n = tl.program_id(0).to(tl.int64)
@@ -301,6 +376,7 @@ def _fwd_norm_kernel(
 
 
 _fwd_stats_tuned, _fwd_stats_plain = _tuned(_fwd_stats_kernel, extra_key=("ROWS_FIRST",))
+_fwd_stats_loop_tuned, _fwd_stats_loop_plain = _tuned(_fwd_stats_loop_kernel, extra_key=("TILES",))
 _fwd_norm_tuned, _fwd_norm_plain = _tuned(_fwd_norm_kernel)
 
 
@@ -339,17 +415,28 @@ def conv_norm_stats(x: torch.Tensor, w: torch.Tensor, dilation: int, eps: float)
     mean = torch.empty((N,), device=x.device, dtype=torch.float32)
     rstd = torch.empty((N,), device=x.device, dtype=torch.float32)
 
-    rf = int(stats_rows_first(dilation))
+    tiles = int(_STATS["loop"])
+    if tiles:
+        def grid(meta):
+            return (N * cdiv(cdiv(L, meta["BLOCK_L"]), tiles), nct)
 
-    def grid(meta):
-        nlt = cdiv(L, meta["BLOCK_L"])
-        return (N * nlt, nct) if rf else (N, nlt, nct)
+        bl = _launch(
+            _fwd_stats_loop_tuned, _fwd_stats_loop_plain, grid,
+            (x, w, part, L, C, int(dilation), tmax, nct), L, bc, TILES=tiles,
+        )
+        t_used = cdiv(cdiv(L, bl), tiles) * nct
+    else:
+        rf = int(stats_rows_first(dilation))
 
-    bl = _launch(
-        _fwd_stats_tuned, _fwd_stats_plain, grid,
-        (x, w, part, L, C, int(dilation), tmax, nct), L, bc, ROWS_FIRST=rf,
-    )
-    t_used = cdiv(L, bl) * nct
+        def grid(meta):
+            nlt = cdiv(L, meta["BLOCK_L"])
+            return (N * nlt, nct) if rf else (N, nlt, nct)
+
+        bl = _launch(
+            _fwd_stats_tuned, _fwd_stats_plain, grid,
+            (x, w, part, L, C, int(dilation), tmax, nct), L, bc, ROWS_FIRST=rf,
+        )
+        t_used = cdiv(L, bl) * nct
     DIRECT.call(_fwd_finalize_kernel, (N,),
                 (part, mean, rstd, N * tmax, tmax, t_used, float(L * C), float(eps)),
                 dict(CHUNK=128, num_warps=4))

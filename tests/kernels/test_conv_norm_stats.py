@@ -63,6 +63,29 @@ for N, L, C, d, dt in cases:
 x = (torch.randn(2, 512, 32, generator=gen) * 0.01 + 300.0).to(torch.bfloat16)
 w = torch.rand(3, 32, generator=gen) + 0.5
 check(x, w, 4, "offset", rel=1e-4)
+
+# the looped variant (STRANDWISE_STATS_LOOP = k): k row tiles a program, folded into one running
+# partial by Chan's combination; ragged groups (8 tiles in groups of 3), one-tile sequences, C
+# past the channel tile, the large offset
+for tiles in (1, 3):
+    cnt._STATS["loop"] = tiles
+    try:
+        for N, L, C, d, dt in cases[:6] + [(2, 70, 300, 2, torch.float32)]:
+            x = torch.randn(N, L, C, generator=gen).to(dt)
+            w = torch.randn(3, C, generator=gen)
+            wm, wr = want(x, w, d)
+            m, r = cnt.conv_norm_stats(x, w, d, 1e-3)
+            em = ((m.double() - wm).abs() * wr).max().item()
+            er = ((r.double() - wr).abs() / wr).max().item()
+            assert em < 2e-5 and er < 2e-5, ("loop", tiles, N, L, C, d, dt, em, er)
+        x = (torch.randn(2, 512, 32, generator=gen) * 0.01 + 300.0).to(torch.bfloat16)
+        w = torch.rand(3, 32, generator=gen) + 0.5
+        wm, wr = want(x, w, 4)
+        m, r = cnt.conv_norm_stats(x, w, 4, 1e-3)
+        assert ((m.double() - wm).abs() * wr).max().item() < 1e-4
+        assert ((r.double() - wr).abs() / wr).max().item() < 1e-4, ("loop offset", tiles)
+    finally:
+        cnt._STATS["loop"] = 0
 print("INTERPRETER-OK")
 '''
 
@@ -107,6 +130,56 @@ def test_grid_order_environment_rejects_typos():
     res = subprocess.run([sys.executable, "-c", "import strandwise.kernels.conv_norm_triton"],
                          env=env, capture_output=True, text=True)
     assert res.returncode != 0 and "STRANDWISE_STATS_ROWS_FIRST must be 0 or 1" in res.stderr
+
+
+@pytest.mark.parametrize("value, want", [("4", "4"), ("0", "0"), ("", "0"), (None, "0")])
+def test_stats_loop_environment(value, want):
+    pytest.importorskip("triton")
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "STRANDWISE_STATS_LOOP"}
+    if value is not None:
+        env["STRANDWISE_STATS_LOOP"] = value
+    out = subprocess.run(
+        [sys.executable, "-c", "from strandwise.kernels import conv_norm_triton as c; print(c._STATS['loop'])"],
+        env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert out == want
+
+
+@pytest.mark.parametrize("value", ["yes", "-1", "65", "2.5"])
+def test_stats_loop_environment_rejects_bad_values(value):
+    pytest.importorskip("triton")
+    import os
+
+    env = dict(os.environ, STRANDWISE_STATS_LOOP=value)
+    res = subprocess.run([sys.executable, "-c", "import strandwise.kernels.conv_norm_triton"],
+                         env=env, capture_output=True, text=True)
+    assert res.returncode != 0 and "STRANDWISE_STATS_LOOP must be" in res.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("tiles", [2, 8])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("shape", [(8, 1024, 128, 4), (4, 2114, 96, 128), (3, 333, 7, 2), (2, 2114, 128, 256)])
+def test_stats_loop_gpu(dtype, shape, tiles, monkeypatch):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from strandwise.kernels import conv_norm_triton as cnt
+    from strandwise.kernels.conv_norm import _dilated_conv
+
+    N, L, C, d = shape
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(N, L, C, generator=gen).to(dtype).cuda()
+    w = torch.randn(3, C, generator=gen).cuda()
+    y = _dilated_conv(x.double(), w.double(), d)
+    wm = y.mean(dim=(1, 2))
+    wr = torch.rsqrt((y - wm[:, None, None]).pow(2).mean(dim=(1, 2)) + 1e-3)
+    monkeypatch.setitem(cnt._STATS, "loop", tiles)
+    m, r = cnt.conv_norm_stats(x, w, d, 1e-3)
+    m2, r2 = cnt.conv_norm_stats(x, w, d, 1e-3)
+    assert torch.equal(m, m2) and torch.equal(r, r2)  # deterministic, also after autotuning
+    assert ((m.double() - wm).abs() * wr).max() < 2e-5
+    assert ((r.double() - wr).abs() / wr).max() < 2e-5
 
 
 @pytest.mark.gpu
