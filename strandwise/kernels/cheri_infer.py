@@ -253,10 +253,11 @@ _HALF_W2 = {"on": env_flag("STRANDWISE_HALF_W2", True)}
 # the warp-specialised kernel wherever the products take half-precision operands (bf16/fp16 input,
 # and fp32 input with the default bf16 dots) on compute capability 9.0, where it measured faster
 # than the Triton megakernel (H100: block bf16 0.378 -> 0.278 ms, fp32 0.531 -> 0.454; whole-model
-# inference bf16 60,452 -> 68,639 seq/s (round 17), fp32 45,979 -> 48,148 (round 20); BENCHMARKS.md, Cherimoya rounds 17, 19, 20).
-# Until round 20 fp32 input stayed on the megakernel after round 17's whole-model figure (38.4k vs
-# 46.2k seq/s), which did not reproduce. STRANDWISE_GLUON_INFER=0 (or set_gluon_inference(False))
-# turns it off, =1 (True) on, unset (None) automatic: today the same eligible calls as on.
+# inference bf16 60,452 -> 68,639 seq/s in round 17, fp32 45,979 -> 48,148 in round 20;
+# BENCHMARKS.md, Cherimoya rounds 17, 19, 20). Until round 20 fp32 input stayed on the
+# megakernel after round 17's whole-model figure (38.4k vs 46.2k seq/s), which did not reproduce.
+# STRANDWISE_GLUON_INFER=0 (or set_gluon_inference(False)) turns it off, =1 (True) on, unset
+# (None) automatic: today the same eligible calls as on.
 _GLUON = {"on": env_flag("STRANDWISE_GLUON_INFER", None)}
 GLUON_SMEM_BUDGET = 160 * 1024  # both weights resident in shared memory (bytes)
 GLUON_BLOCK_H = 128  # widest hidden chunk (H's widest power-of-two divisor up to this, see _gluon_geometry)
@@ -269,9 +270,10 @@ GLUON_WS = 2
 GLUON_PIPE = 1  # 1 = hand-pipelined products (two z chunks live), 0 = one chunk at a time
 GLUON_WS_REGS = None  # registers per thread for each worker partition; None: 240 for 2 partitions, 168 for 3
 #: GELU on packed pairs of the input's half-precision type (bf16x2 / f16x2 arithmetic and
-#: tanh.approx) for bf16/fp16 input; fp32 input (bf16 dots) keeps the fp32 GELU, where it
-#: measured slower (H100, Cherimoya round 18: block 0.301 -> 0.279 ms, whole model +4 %). Off
-#: with STRANDWISE_GLUON_PACKED_GELU=0 (then the GELU is the megakernel's, in fp32).
+#: tanh.approx) for bf16/fp16 input (H100: bf16 block 0.301 -> 0.278 ms, whole model +3.5 %,
+#: Cherimoya rounds 18 and 19); fp32 input (bf16 dots) keeps the fp32 GELU, where the packed one
+#: measured 2 % slower (round 18). Off with STRANDWISE_GLUON_PACKED_GELU=0 (then the GELU is the
+#: megakernel's, in fp32).
 GLUON_PACKED_GELU = env_flag("STRANDWISE_GLUON_PACKED_GELU", True)
 
 
@@ -320,9 +322,11 @@ def inference_mlp_pass(x, H: int, fp32_dot: str = "bf16") -> str:
 
 
 def gluon_mlp_ok(x, C: int, H: int) -> bool:
-    """Whether the Gluon MLP kernel runs: not switched off, C ≥ 32, compute capability 9.0 (wgmma), not under the interpreter, Gluon importable, bf16/fp16
-    operands, and both weights (zero-padded) within :data:`GLUON_SMEM_BUDGET` of shared memory
-    (with the warp-specialised kernel's x̂ buffers within the SM's 227 KB)."""
+    """Whether the Gluon MLP kernel runs: not switched off, C ≥ 32, compute capability 9.0
+    (wgmma), not under the interpreter, Gluon importable, and both weights (zero-padded) within
+    :data:`GLUON_SMEM_BUDGET` of shared memory (with the warp-specialised kernel's x̂ buffers
+    within the SM's 227 KB). Half-precision operands are the caller's condition
+    (:func:`inference_mlp_pass`)."""
     on = _GLUON["on"]
     if on is False or INTERPRETING or not x.is_cuda or C < 32:
         return False  # C < 32: not covered by the GPU parity tests
