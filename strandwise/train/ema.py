@@ -36,12 +36,19 @@ class EMA:
         self._backup: dict[str, torch.Tensor] | None = None
 
     @torch.no_grad()
+    @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         decay = self.current_decay()
+        shadows, params = [], []
         for name, p in model.named_parameters():
             s = self._shadow_on(name, p.device)
             if s is not None:
-                s.mul_(decay).add_(p.detach().to(s.dtype), alpha=1.0 - decay)
+                shadows.append(s)
+                params.append(p.detach().to(s.dtype))
+        # the same mul_ then add_ as one tensor at a time (bit-identical), in PyTorch's
+        # multi-tensor kernels: two launches per step on a GPU instead of two per parameter
+        torch._foreach_mul_(shadows, decay)
+        torch._foreach_add_(shadows, params, alpha=1.0 - decay)
         self.num_updates += 1
 
     def current_decay(self) -> float:

@@ -97,6 +97,28 @@ def test_ema_update_apply_restore():
         ema.restore(m)
 
 
+def test_ema_update_is_the_per_tensor_formula_bit_for_bit():
+    """The multi-tensor update computes exactly ``s.mul_(d).add_(p, alpha=1 - d)`` per tensor,
+    frozen (requires_grad False) parameters left out."""
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Conv1d(7, 3, 5))
+    m[1].bias.requires_grad_(False)
+    ema = EMA(m, 0.97, warmup=True)
+    want = {k: v.clone() for k, v in ema.shadow.items()}
+    assert "1.bias" not in want
+    for step in range(4):
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(torch.randn_like(p))
+        d = ema.current_decay()
+        params = dict(m.named_parameters())
+        for k in want:
+            want[k].mul_(d).add_(params[k].detach(), alpha=1.0 - d)
+        ema.update(m)
+        for k in want:
+            assert torch.equal(ema.shadow[k], want[k]), (step, k)
+
+
 def test_ema_warmup_decay_ramp():
     m = torch.nn.Linear(2, 2)
     ema = EMA(m, 0.999, warmup=True)
