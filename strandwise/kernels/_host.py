@@ -32,6 +32,22 @@ def env_get(name: str):
     return None if value is None else os.fsdecode(value)
 
 
+def env_int(name: str, default: int, lo: int, hi: int | None = None) -> int:
+    """A whole number from the environment in ``[lo, hi]`` (``default`` when unset or blank).
+    Other values raise, naming the variable, so a typo does not silently keep the default."""
+    value = env_get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        n = None
+    if n is None or n < lo or (hi is not None and n > hi):
+        span = f"{lo}-{hi}" if hi is not None else f"≥ {lo}"
+        raise ValueError(f"{name} must be a whole number {span}; got {value!r}")
+    return n
+
+
 def env_flag(name: str, default):
     """A 0/1 switch from the environment as a bool (``default`` when unset, which may be ``None``
     for a caller with an automatic choice). Other values raise, so a typo does not silently keep

@@ -60,7 +60,7 @@ import torch
 import triton
 import triton.language as tl
 
-from strandwise.kernels._host import AUTOTUNE_CACHE, DIRECT, cdiv, env_flag, env_get, next_pow2
+from strandwise.kernels._host import AUTOTUNE_CACHE, DIRECT, cdiv, env_flag, env_int, next_pow2
 
 __all__ = [
     "conv_norm_fwd",
@@ -96,19 +96,6 @@ STATS_ROWS_FIRST_MIN_D = 64
 _STATS = {"rows_first": env_flag("STRANDWISE_STATS_ROWS_FIRST", None)}
 
 
-def _stats_loop_from_env() -> int:
-    value = env_get("STRANDWISE_STATS_LOOP")
-    if value is None or not value.strip():
-        return 0
-    try:
-        tiles = int(value)
-    except ValueError:
-        tiles = -1
-    if not 0 <= tiles <= 64:
-        raise ValueError(f"STRANDWISE_STATS_LOOP must be a whole number of row tiles 0-64; got {value!r}")
-    return tiles
-
-
 #: Row tiles per statistics program (``STRANDWISE_STATS_LOOP``, read at import). 0 (default): one
 #: tile a program (:func:`_fwd_stats_kernel`). k > 0: :func:`_fwd_stats_loop_kernel`, each program
 #: walks k consecutive row tiles of one example, so the ±D taps of a tile that the program itself
@@ -117,7 +104,7 @@ def _stats_loop_from_env() -> int:
 #: statistics pass was 18 % of the whole model's bf16 inference on an H100 at 61 % of DRAM
 #: bandwidth, BENCHMARKS.md Cherimoya round 19; three tap reads per element from L2 is the
 #: suspect).
-_STATS["loop"] = _stats_loop_from_env()
+_STATS["loop"] = env_int("STRANDWISE_STATS_LOOP", 0, 0, 64)
 
 
 def stats_rows_first(dilation: int) -> bool:

@@ -40,16 +40,19 @@ def chunk_size(bytes_per_example: int, budget: int | None = None) -> int:
     return max(1, int(budget) // max(1, int(bytes_per_example)))
 
 
-def run_chunked(model: nn.Module, fn, step: int, *batched):
-    """``fn(*batched)``, run over chunks of ``step`` examples on the CPU.
+def run_chunked(model: nn.Module, fn, step: int, *batched, any_device: bool = False):
+    """``fn(*batched)``, run over chunks of ``step`` examples on the CPU (on any device with
+    ``any_device``).
 
     ``batched`` are tensors split along dim 0 (``None`` passes through as ``None``); the chunk
     outputs are concatenated along dim 0 (tensors, and tuples/lists of tensors). ``fn`` runs once
-    on the whole batch when it fits one chunk, is not on the CPU, or ``model`` has hooks.
+    on the whole batch when it fits one chunk (or ``step`` ≤ 0), is not on the CPU (unless
+    ``any_device``), or ``model`` has hooks.
     """
     first = next(t for t in batched if t is not None)
     n = first.shape[0]
-    if n <= step or first.device.type != "cpu" or has_module_hooks(model):
+    if (step <= 0 or n <= step or (first.device.type != "cpu" and not any_device)
+            or has_module_hooks(model)):
         return fn(*batched)
     parts = [fn(*(None if t is None else t[i:i + step] for t in batched)) for i in range(0, n, step)]
     return _cat(parts)

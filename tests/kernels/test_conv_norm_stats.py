@@ -154,7 +154,7 @@ def test_stats_loop_environment_rejects_bad_values(value):
     env = dict(os.environ, STRANDWISE_STATS_LOOP=value)
     res = subprocess.run([sys.executable, "-c", "import strandwise.kernels.conv_norm_triton"],
                          env=env, capture_output=True, text=True)
-    assert res.returncode != 0 and "STRANDWISE_STATS_LOOP must be" in res.stderr
+    assert res.returncode != 0 and "STRANDWISE_STATS_LOOP must be a whole number" in res.stderr
 
 
 @pytest.mark.gpu

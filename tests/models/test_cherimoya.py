@@ -347,3 +347,49 @@ def test_cpu_chunking_is_off_while_hooks_are_registered(monkeypatch):
     with torch.no_grad():
         m(X)
     assert calls == [2, 2, 1]
+
+
+def test_gpu_chunk_size_rule(monkeypatch):
+    """``STRANDWISE_GPU_INFER_CHUNK``: chunks only under no-grad, only when set and smaller than
+    the batch."""
+    import strandwise.models.cherimoya as cm
+
+    m = Cherimoya(n_filters=8, n_layers=2, random_state=0)
+    monkeypatch.setitem(cm.GPU_INFER_CHUNK, "n", 32)
+    with torch.no_grad():
+        assert m.gpu_chunk_size(64) == 32 and m.gpu_chunk_size(33) == 32
+        assert m.gpu_chunk_size(32) == 0
+    assert m.gpu_chunk_size(64) == 0  # gradients recorded: training is never chunked here
+    monkeypatch.setitem(cm.GPU_INFER_CHUNK, "n", 0)
+    with torch.no_grad():
+        assert m.gpu_chunk_size(64) == 0
+
+
+def test_channels_last_forward_in_chunks_matches_the_whole_batch():
+    """What a chunked GPU forward runs (the channels-last path through ``run_chunked`` with
+    ``any_device``), here on CPU tensors: ragged chunks, both heads' outputs concatenated."""
+    from strandwise.models.cpu_chunks import run_chunked
+
+    m = Cherimoya(n_filters=16, n_layers=3, trimming=40, random_state=0).eval()
+    X = torch.nn.functional.one_hot(torch.randint(0, 4, (7, 200), generator=torch.Generator().manual_seed(0)),
+                                    4).transpose(1, 2).float()
+    with torch.no_grad():
+        whole = m._forward_channels_last(X)
+        parts = run_chunked(m, m._forward_channels_last, 3, X, None, any_device=True)
+        same = run_chunked(m, m._forward_channels_last, 0, X, None, any_device=True)  # 0: no chunks
+    for a, b, c in zip(whole, parts, same):
+        assert a.shape == b.shape
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+        assert torch.equal(c, a)
+
+
+@pytest.mark.parametrize("value", ["x", "-2", "1.5"])
+def test_gpu_infer_chunk_environment_rejects_bad_values(value):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, STRANDWISE_GPU_INFER_CHUNK=value)
+    res = subprocess.run([sys.executable, "-c", "import strandwise.models.cherimoya"], env=env,
+                         capture_output=True, text=True)
+    assert res.returncode != 0 and "STRANDWISE_GPU_INFER_CHUNK must be a whole number" in res.stderr

@@ -184,3 +184,25 @@ def test_stem_kernel_dispatch(monkeypatch, grad, mode, used):
         ref = m(X)  # cuBLAS stem, exact products in the blocks
     tol = {"bf16": 1e-3, "tf32": 2e-3, "ieee": 2.5e-4}[mode]
     assert (got[0].detach() - ref[0]).abs().max().item() <= tol
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_chunked_gpu_inference_matches_the_whole_batch(dtype, monkeypatch):
+    """``STRANDWISE_GPU_INFER_CHUNK``: a no-grad forward in chunks of 3 examples (a ragged last
+    chunk) gives the whole batch's outputs (per-example model; only library reductions may pick
+    another order for another batch size)."""
+    import strandwise.models.cherimoya as cm
+
+    m = Cherimoya(preset="upstream", n_layers=4, trimming=300, random_state=0).cuda().to(dtype).eval()
+    X = _onehot(8, 1000, seed=3).cuda().to(dtype)
+    with torch.no_grad():
+        monkeypatch.setitem(cm.GPU_INFER_CHUNK, "n", 0)
+        whole = m(X)
+        monkeypatch.setitem(cm.GPU_INFER_CHUNK, "n", 3)
+        assert m.gpu_chunk_size(X.shape[0]) == 3
+        parts = m(X)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    for a, b in zip(whole, parts):
+        assert a.shape == b.shape
+        torch.testing.assert_close(b.float(), a.float(), **tol)
