@@ -194,9 +194,13 @@ def test_chunked_gpu_inference_matches_the_whole_batch(dtype, monkeypatch):
     another order for another batch size)."""
     import strandwise.models.cherimoya as cm
 
-    m = Cherimoya(preset="upstream", n_layers=4, trimming=300, random_state=0).cuda().to(dtype).eval()
-    X = _onehot(8, 1000, seed=3).cuda().to(dtype)
-    with torch.no_grad():
+    import contextlib
+
+    m = Cherimoya(preset="upstream", n_layers=4, trimming=300, random_state=0).cuda().eval()
+    X = _onehot(8, 1000, seed=3).cuda()
+    ac = (torch.autocast("cuda", dtype=torch.bfloat16) if dtype == torch.bfloat16
+          else contextlib.nullcontext())
+    with torch.no_grad(), ac:
         monkeypatch.setitem(cm.GPU_INFER_CHUNK, "n", 0)
         whole = m(X)
         monkeypatch.setitem(cm.GPU_INFER_CHUNK, "n", 3)
