@@ -27,7 +27,8 @@ def main(argv=None):
     ap.add_argument("--warps", default="8", help="Gluon variants, comma-separated: WARPS[hBLOCK_H][pPIPE][gG][c] "
                     "for the plain kernel, wsNPART[hBLOCK_H][pPIPE][rREGS][gG][c] for the warp-specialised one "
                     "(c = coalesced x/out, p0 = one hidden chunk at a time, g0/g1 = GELU in fp32 / on packed "
-                    "half-precision pairs, else the default; e.g. 8,8h128,8c,ws3p0,ws2r240,ws2h128p1g0c)")
+                    "half-precision pairs, else the default, s = the residual kept in shared memory; "
+                    "e.g. 8,8h128,8c,ws3p0,ws2r240,ws2h128p1g0c,ws2h128p1g1sc)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     C, H = a.C, a.expansion * a.C
@@ -45,12 +46,13 @@ def main(argv=None):
                 ci.set_gluon_inference(backend != "triton")
                 saved = {k: getattr(ci, k) for k in ("launch_gluon_kernel", "GLUON_BLOCK_H", "GLUON_COALESCED",
                                                      "GLUON_WS", "GLUON_PIPE", "GLUON_WS_REGS",
-                                                     "GLUON_PACKED_GELU")}
+                                                     "GLUON_PACKED_GELU", "GLUON_RES_SMEM")}
                 if backend != "triton":
-                    m = re.fullmatch(r"(ws)?(\d+)(?:h(\d+))?(?:p(\d))?(?:r(\d+))?(?:g(\d))?(c)?", backend[5:])
+                    m = re.fullmatch(r"(ws)?(\d+)(?:h(\d+))?(?:p(\d))?(?:r(\d+))?(?:g(\d))?(s)?(c)?", backend[5:])
                     if m is None:
                         raise SystemExit(f"bad variant {backend[5:]!r}")
-                    ws, num, bh, pipe, regs, gp, co = m.groups()
+                    ws, num, bh, pipe, regs, gp, rs, co = m.groups()
+                    ci.GLUON_RES_SMEM = bool(rs)
                     if gp is not None:
                         ci.GLUON_PACKED_GELU = bool(int(gp))
                     ci.GLUON_COALESCED = bool(co)

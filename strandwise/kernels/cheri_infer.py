@@ -275,6 +275,16 @@ GLUON_WS_REGS = None  # registers per thread for each worker partition; None: 24
 #: measured 2 % slower (round 18). Off with STRANDWISE_GLUON_PACKED_GELU=0 (then the GELU is the
 #: megakernel's, in fp32).
 GLUON_PACKED_GELU = env_flag("STRANDWISE_GLUON_PACKED_GELU", True)
+#: Experimental, off until timed: the warp-specialised kernel keeps each tile's centre tap (the
+#: residual) in a shared-memory tile of its partition instead of re-reading it from L2 after the
+#: products (offline sm_90: 16 fewer global loads in the loop, 229,380 bytes of shared memory at
+#: C = 128, 224 bytes of stack vs 216). Only where it fits (with coalesced I/O).
+GLUON_RES_SMEM = False
+
+
+def _gluon_res_smem(npart: int, bc: int, weight_bytes: int) -> int:
+    fits = weight_bytes + npart * 64 * bc * 2 * 2 <= 196 * 1024
+    return int(bool(GLUON_RES_SMEM) and npart > 0 and bool(GLUON_COALESCED) and fits)
 
 
 def gluon_packed_gelu(x_dtype: torch.dtype) -> int:
@@ -377,8 +387,10 @@ def launch_gluon_kernel(x, cw, w1t, w2t, mean, rstd, out, dilation: int, num_war
     if npart:
         regs = gluon_ws_regs(npart)
         grid = (max(1, min(cdiv(tiles, npart), sms)),)
+        res = _gluon_res_smem(npart, bc, 2 * bc * bh * nh * 2)
         cig.mlp_kernel_gluon_ws[grid](x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, dilation, tiles,
-                                      FAST_GELU=fast, NPART=npart, REGS=regs, num_warps=4, **common)
+                                      FAST_GELU=fast, NPART=npart, REGS=regs, num_warps=4,
+                                      **common, **({"RES_SMEM": 1} if res else {}))
     else:
         cig.mlp_kernel_gluon[(min(tiles, sms),)](x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, dilation,
                                                  tiles, FAST_GELU=fast, num_warps=num_warps, **common)

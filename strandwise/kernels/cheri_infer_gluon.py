@@ -136,10 +136,10 @@ def _load_weights(w1t_ptr, w2t_ptr, C, H, BLOCK_C: gl.constexpr, BLOCK_H: gl.con
 
 @gluon.jit
 def _mlp_tiles(
-    first, step, x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs, NL, L, C, D, num_tiles,
+    first, step, x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs, rs, NL, L, C, D, num_tiles,
     BLOCK_M: gl.constexpr, BLOCK_C: gl.constexpr, BLOCK_H: gl.constexpr, NUM_H: gl.constexpr,
     FAST_GELU: gl.constexpr, COALESCED: gl.constexpr, TPW_C: gl.constexpr, PIPE: gl.constexpr, EVEN: gl.constexpr,
-    A_SMEM: gl.constexpr, PACKED: gl.constexpr,
+    A_SMEM: gl.constexpr, PACKED: gl.constexpr, RES_SMEM: gl.constexpr,
 ):
     """Row tiles ``first, first + step, …`` of the MLP pass, by the warps of the current context
     (the whole program, or one partition of the warp-specialised kernel). ``PIPE``: 1 = the first
@@ -200,7 +200,12 @@ def _mlp_tiles(
         cw0 = gl.load(cw_ptr + cols, mask=cmask, other=0.0).to(gl.float32)
         y = cw0[None, :] * gl.load(xt + offs - D * stride, mask=m_m, other=0.0).to(gl.float32)
         cw1 = gl.load(cw_ptr + C + cols, mask=cmask, other=0.0).to(gl.float32)
-        y += cw1[None, :] * gl.load(xt + offs, mask=m_c, other=0.0).to(gl.float32)
+        xc = gl.load(xt + offs, mask=m_c, other=0.0)
+        if RES_SMEM:
+            # the centre tap is the residual: kept in the (BLOCK_M, BLOCK_C) buffer rs in the
+            # layout it was loaded in, instead of re-read from L2 after the products
+            rs.store(xc)
+        y += cw1[None, :] * xc.to(gl.float32)
         cw2 = gl.load(cw_ptr + 2 * C + cols, mask=cmask, other=0.0).to(gl.float32)
         y += cw2[None, :] * gl.load(xt + offs + D * stride, mask=m_p, other=0.0).to(gl.float32)
         mu = gl.load(mean_ptr + n, mask=rmask, other=0.0)
@@ -255,7 +260,10 @@ def _mlp_tiles(
             m_o = gl.full([BLOCK_M, BLOCK_C], 1, gl.int1, layout=o_l)
         else:
             m_o = ((r0 + lr_o) < NL)[:, None] & cmask_o[None, :]
-        xr = gl.load(xt + offs_o, mask=m_o, other=0.0).to(gl.float32)
+        if RES_SMEM:
+            xr = rs.load(o_l).to(gl.float32)
+        else:
+            xr = gl.load(xt + offs_o, mask=m_o, other=0.0).to(gl.float32)
         if COALESCED:
             acc = gl.convert_layout(acc, o_l)
         gl.store(out_ptr + r0 * stride + offs_o, (xr + acc).to(out_ptr.dtype.element_ty), mask=m_o)
@@ -273,22 +281,23 @@ def mlp_kernel_gluon(
     # together (BLOCK_M = 16 · num_warps rows a tile).
     w1s, w2s = _load_weights(w1t_ptr, w2t_ptr, C, H, BLOCK_C, BLOCK_H, NUM_H)
     _mlp_tiles(gl.program_id(0), gl.num_programs(0), x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr,
-               w1s, w2s, w1s, NL, L, C, D, num_tiles, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU,
-               COALESCED, TPW_C, PIPE, EVEN, 0, PACKED)
+               w1s, w2s, w1s, w1s, NL, L, C, D, num_tiles, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU,
+               COALESCED, TPW_C, PIPE, EVEN, 0, PACKED, 0)
 
 
 @gluon.jit
 def _ws_partition(
     part, rt, NPART: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_C: gl.constexpr, BLOCK_H: gl.constexpr,
     NUM_H: gl.constexpr, FAST_GELU: gl.constexpr, COALESCED: gl.constexpr, TPW_C: gl.constexpr,
-    PIPE: gl.constexpr, EVEN: gl.constexpr, PACKED: gl.constexpr,
+    PIPE: gl.constexpr, EVEN: gl.constexpr, PACKED: gl.constexpr, RES_SMEM: gl.constexpr,
 ):
     # rt: the runtime arguments as one tuple (constexprs must be passed on their own: inside a
     # tuple, warp_specialize hands them over as tensors)
-    x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs, NL, L, C, D, num_tiles = rt
+    x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs, rs, NL, L, C, D, num_tiles = rt
     _mlp_tiles(gl.program_id(0) * NPART + part, gl.num_programs(0) * NPART, x_ptr, cw_ptr,
-               mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs.index(part), NL, L, C, D, num_tiles, BLOCK_M,
-               BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN, 1, PACKED)
+               mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs.index(part), rs.index(part), NL, L, C, D,
+               num_tiles, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN, 1,
+               PACKED, RES_SMEM)
 
 
 @gluon.jit
@@ -296,7 +305,7 @@ def mlp_kernel_gluon_ws(
     x_ptr, cw_ptr, w1t_ptr, w2t_ptr, mean_ptr, rstd_ptr, out_ptr, NL, L, C, H, D, num_tiles,
     BLOCK_M: gl.constexpr, BLOCK_C: gl.constexpr, BLOCK_H: gl.constexpr, NUM_H: gl.constexpr,
     FAST_GELU: gl.constexpr, COALESCED: gl.constexpr, TPW_C: gl.constexpr, PIPE: gl.constexpr, EVEN: gl.constexpr,
-    NPART: gl.constexpr, REGS: gl.constexpr, PACKED: gl.constexpr = 0,
+    NPART: gl.constexpr, REGS: gl.constexpr, PACKED: gl.constexpr = 0, RES_SMEM: gl.constexpr = 0,
 ):
     # Launched with num_warps = 4: one warpgroup per partition, NPART (2 or 3) partitions per
     # program, each walking its own row tiles of BLOCK_M = 64 rows with its own products and GELU,
@@ -308,15 +317,20 @@ def mlp_kernel_gluon_ws(
     w1s, w2s = _load_weights(w1t_ptr, w2t_ptr, C, H, BLOCK_C, BLOCK_H, NUM_H)
     xs = gl.allocate_shared_memory(w1s.dtype, [NPART, BLOCK_M, BLOCK_C],
                                    gl.NVMMASharedLayout.get_default_for([BLOCK_M, BLOCK_C], w1s.dtype))
-    rt = (x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs, NL, L, C, D, num_tiles)
+    if RES_SMEM:  # one residual tile a partition, x's dtype, row-major as loaded (needs COALESCED)
+        rs = gl.allocate_shared_memory(x_ptr.dtype.element_ty, [NPART, BLOCK_M, BLOCK_C],
+                                       gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
+    else:
+        rs = xs
+    rt = (x_ptr, cw_ptr, mean_ptr, rstd_ptr, out_ptr, w1s, w2s, xs, rs, NL, L, C, D, num_tiles)
     if NPART == 3:
         gl.warp_specialize([
-            (_ws_partition, (0, rt, NPART, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN, PACKED)),
-            (_ws_partition, (1, rt, NPART, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN, PACKED)),
-            (_ws_partition, (2, rt, NPART, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN, PACKED)),
+            (_ws_partition, (0, rt, NPART, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN, PACKED, RES_SMEM)),
+            (_ws_partition, (1, rt, NPART, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN, PACKED, RES_SMEM)),
+            (_ws_partition, (2, rt, NPART, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN, PACKED, RES_SMEM)),
         ], [4, 4], [REGS, REGS])
     else:
         gl.warp_specialize([
-            (_ws_partition, (0, rt, NPART, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN, PACKED)),
-            (_ws_partition, (1, rt, NPART, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN, PACKED)),
+            (_ws_partition, (0, rt, NPART, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN, PACKED, RES_SMEM)),
+            (_ws_partition, (1, rt, NPART, BLOCK_M, BLOCK_C, BLOCK_H, NUM_H, FAST_GELU, COALESCED, TPW_C, PIPE, EVEN, PACKED, RES_SMEM)),
         ], [4], [REGS])

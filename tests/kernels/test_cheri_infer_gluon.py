@@ -146,6 +146,30 @@ def test_packed_gelu_switch(N, L, C, H, d, dt, monkeypatch):
     assert bool((packed != unpacked).any())
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("dt", ["bf16", "fp16", "fp32"])
+@pytest.mark.parametrize("N,L,C,H,d", [
+    (2, 1024, 128, 256, 4),
+    (3, 2114, 96, 192, 1),
+    (2, 37, 32, 64, 256),
+    (1, 1, 48, 96, 2),
+])
+def test_residual_in_shared_memory_is_bit_identical(N, L, C, H, d, dt, monkeypatch):
+    """``GLUON_RES_SMEM`` (experimental): the residual read back from the partition's shared tile
+    instead of global memory — the same values, so the same output bit for bit; also within the
+    usual bounds."""
+    if not _hopper():
+        pytest.skip("needs an sm_90 GPU")
+    monkeypatch.setattr(ci, "GLUON_COALESCED", True)
+    monkeypatch.setattr(ci, "GLUON_RES_SMEM", False)
+    off = _check(N, L, C, H, d, dt)
+    monkeypatch.setattr(ci, "GLUON_RES_SMEM", True)
+    bc, bh, nh = ci._gluon_geometry(C, H)
+    assert ci._gluon_res_smem(ci.GLUON_WS, bc, 2 * bc * bh * nh * 2) == 1
+    on = _check(N, L, C, H, d, dt)
+    assert torch.equal(on, off)
+
+
 def _check(N, L, C, H, d, dt, with_ref=False):
     if not _hopper():
         pytest.skip("needs an sm_90 GPU")
@@ -260,3 +284,37 @@ def test_default_gluon_pass_compiles_offline_for_sm90(dtype):
     assert usage["stack"] <= (216 if packed else 128), usage
     if packed:  # the packed tanh of the input's type, not the fp32 one
         assert ("MUFU.TANH.BF16" if dtype == "bf16" else "MUFU.TANH.F16") in sass
+
+
+def test_residual_in_shared_memory_compiles_offline_for_sm90():
+    """The experimental ``GLUON_RES_SMEM`` variant at C = 128 fits the SM's shared memory (the
+    launcher's rule agrees) and spills no more than when it was written (224 bytes of stack)."""
+    pytest.importorskip("triton.experimental.gluon")
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+    try:
+        from sass_gluon import compile_ws
+        from sass_scan import sass_of
+
+        ck = compile_ws(C=128, H=256, npart=2, block_h=128, pipe=1, coalesced=1, packed=1, res_smem=1)
+        usage = sass_of(ck)[1]
+    except SystemExit as exc:
+        pytest.skip(str(exc))
+    assert ck.metadata.shared <= 232_448, ck.metadata.shared
+    assert usage["stack"] <= 224, usage
+
+
+def test_residual_in_shared_memory_rule(monkeypatch):
+    """Off by default; when switched on, only for the warp-specialised kernel with coalesced I/O
+    and where the extra tiles fit (C = 128 at expansion 2 does, as compiled above)."""
+    assert ci.GLUON_RES_SMEM is False
+    monkeypatch.setattr(ci, "GLUON_RES_SMEM", True)
+    monkeypatch.setattr(ci, "GLUON_COALESCED", True)
+    w128 = 2 * 128 * 256 * 2  # W1ᵀ and (s·W2)ᵀ at C 128, H 256, 16-bit
+    assert ci._gluon_res_smem(2, 128, w128) == 1
+    assert ci._gluon_res_smem(3, 128, w128) == 0  # three partitions' tiles do not fit
+    assert ci._gluon_res_smem(0, 128, w128) == 0  # the plain kernel has no partitions
+    monkeypatch.setattr(ci, "GLUON_COALESCED", False)
+    assert ci._gluon_res_smem(2, 128, w128) == 0
