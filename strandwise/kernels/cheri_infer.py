@@ -282,6 +282,11 @@ GLUON_PACKED_GELU = env_flag("STRANDWISE_GLUON_PACKED_GELU", True)
 GLUON_RES_SMEM = False
 
 
+def _gluon_weight_bytes(bc: int, bh: int, nh: int) -> int:
+    """Shared memory of the resident W1ᵀ and (s·W2)ᵀ, 16-bit, zero-padded to the geometry."""
+    return 2 * bc * bh * nh * 2
+
+
 def _gluon_res_smem(npart: int, bc: int, weight_bytes: int) -> int:
     fits = weight_bytes + npart * 64 * bc * 2 * 2 <= 196 * 1024
     return int(bool(GLUON_RES_SMEM) and npart > 0 and bool(GLUON_COALESCED) and fits)
@@ -343,7 +348,7 @@ def gluon_mlp_ok(x, C: int, H: int) -> bool:
     if torch.cuda.get_device_capability(x.device) != (9, 0):
         return False
     bc, bh, nh = _gluon_geometry(C, H)
-    weight_bytes = 2 * bc * bh * nh * 2  # W1ᵀ and (s·W2)ᵀ, 16-bit
+    weight_bytes = _gluon_weight_bytes(bc, bh, nh)
     if weight_bytes > GLUON_SMEM_BUDGET:
         return False
     if GLUON_WS and weight_bytes + int(GLUON_WS) * 64 * bc * 2 > 200 * 1024:
@@ -387,10 +392,10 @@ def launch_gluon_kernel(x, cw, w1t, w2t, mean, rstd, out, dilation: int, num_war
     if npart:
         regs = gluon_ws_regs(npart)
         grid = (max(1, min(cdiv(tiles, npart), sms)),)
-        res = _gluon_res_smem(npart, bc, 2 * bc * bh * nh * 2)
+        res = _gluon_res_smem(npart, bc, _gluon_weight_bytes(bc, bh, nh))
         cig.mlp_kernel_gluon_ws[grid](x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, dilation, tiles,
-                                      FAST_GELU=fast, NPART=npart, REGS=regs, num_warps=4,
-                                      **common, **({"RES_SMEM": 1} if res else {}))
+                                      FAST_GELU=fast, NPART=npart, REGS=regs, RES_SMEM=res,
+                                      num_warps=4, **common)
     else:
         cig.mlp_kernel_gluon[(min(tiles, sms),)](x, cw, w1t, w2t, mean, rstd, out, NL, L, C, H, dilation,
                                                  tiles, FAST_GELU=fast, num_warps=num_warps, **common)

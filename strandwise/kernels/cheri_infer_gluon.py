@@ -6,8 +6,9 @@ operands (``DOT = 0``): recompute the 3-tap conv from ``x``, normalise with the 
 statistics, ``z = x̂·W1ᵀ`` → GELU(tanh) → ``acc += g·(s·W2)ᵀ`` over hidden chunks, ``out = x + acc``
 (the same operands, products and chunk order: bit-identical outputs with ``PACKED = 0``; the
 default for bf16/fp16 input, ``PACKED = 1``, runs the GELU on packed pairs of the second product's
-operand type, see :func:`_gelu_packed`). What the Triton kernel cannot express and these do (Triton 3.6 waits for every product before the GELU, so within a
-warpgroup the products and the GELU never overlap — BENCHMARKS.md rounds 2 and 4):
+operand type, see :func:`_gelu_packed`). What the Triton kernel cannot express and these do
+(Triton 3.6 waits for every product before the GELU, so within a warpgroup the products and the
+GELU never overlap — BENCHMARKS.md rounds 2 and 4):
 
 * the weights ``W1ᵀ`` and ``(s·W2)ᵀ`` are copied into shared memory once per persistent program
   (one per SM), not re-read from L2 for every row tile;

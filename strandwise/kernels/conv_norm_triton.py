@@ -228,19 +228,11 @@ def _stats_pids(L, ROWS: tl.constexpr, ROWS_FIRST: tl.constexpr):
 
 
 @triton.jit
-def _fwd_stats_kernel(
-    x_ptr, w_ptr, part_ptr, L, C, D, TMAX, NCT,
-    BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr, ROWS_FIRST: tl.constexpr = 0,
-):
-    # ROWS_FIRST: grid (N·row tiles, channel tiles), the row tile varying fastest, so that the
-    # programs resident together read neighbouring rows of one example and the taps at ±D rows
-    # are L2 hits; else grid (N, row tiles, channel tiles), the example varying fastest
-    n, lt, ct, NB = _stats_pids(L, BLOCK_L, ROWS_FIRST)
+def _tile_partial(xb, lt, ct, cols, cmask, L, C, D, w0, w1, w2,
+                  BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr):
+    """(sum, centred M2, count) of the conv output over row tile ``lt`` of one example (``xb``)
+    and channel tile ``ct`` (``cols``)."""
     rows = lt * BLOCK_L + tl.arange(0, BLOCK_L)
-    cols = ct * BLOCK_C + tl.arange(0, BLOCK_C)
-    cmask = cols < C
-    xb = x_ptr + n * L * C
-    w0, w1, w2 = _load_taps(w_ptr, cols, cmask, C)
     y = _conv3(
         _load_rows(xb, rows - D, cols, cmask, L, C),
         _load_rows(xb, rows, cols, cmask, L, C),
@@ -249,12 +241,28 @@ def _fwd_stats_kernel(
     )
     valid = (rows < L)[:, None] & cmask[None, :]
     y = tl.where(valid, y, 0.0)
-    nrows = tl.minimum(L - lt * BLOCK_L, BLOCK_L)
     ncols = tl.minimum(C - ct * BLOCK_C, BLOCK_C)
-    cnt = (nrows * ncols).to(tl.float32)
+    cnt = (tl.minimum(L - lt * BLOCK_L, BLOCK_L) * ncols).to(tl.float32)
     s = tl.sum(tl.sum(y, axis=1), axis=0)
     dev = tl.where(valid, y - s / cnt, 0.0)
     m2 = tl.sum(tl.sum(dev * dev, axis=1), axis=0)
+    return s, m2, cnt
+
+
+@triton.jit
+def _fwd_stats_kernel(
+    x_ptr, w_ptr, part_ptr, L, C, D, TMAX, NCT,
+    BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr, ROWS_FIRST: tl.constexpr = 0,
+):
+    # ROWS_FIRST: grid (N·row tiles, channel tiles), the row tile varying fastest, so that the
+    # programs resident together read neighbouring rows of one example and the taps at ±D rows
+    # are L2 hits; else grid (N, row tiles, channel tiles), the example varying fastest
+    n, lt, ct, NB = _stats_pids(L, BLOCK_L, ROWS_FIRST)
+    cols = ct * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    xb = x_ptr + n * L * C
+    w0, w1, w2 = _load_taps(w_ptr, cols, cmask, C)
+    s, m2, cnt = _tile_partial(xb, lt, ct, cols, cmask, L, C, D, w0, w1, w2, BLOCK_L, BLOCK_C)
     slot = n * TMAX + lt * NCT + ct
     NT = NB * TMAX
     tl.store(part_ptr + slot, s)
@@ -282,26 +290,13 @@ def _fwd_stats_loop_kernel(
     cmask = cols < C
     xb = x_ptr + n * L * C
     w0, w1, w2 = _load_taps(w_ptr, cols, cmask, C)
-    ncols = tl.minimum(C - ct * BLOCK_C, BLOCK_C)
     lt0 = gr * TILES
     run_s = 0.0
     run_m2 = 0.0
     run_c = 0.0
     for i in range(0, tl.minimum(TILES, nlt - lt0)):
-        lt = lt0 + i
-        rows = lt * BLOCK_L + tl.arange(0, BLOCK_L)
-        y = _conv3(
-            _load_rows(xb, rows - D, cols, cmask, L, C),
-            _load_rows(xb, rows, cols, cmask, L, C),
-            _load_rows(xb, rows + D, cols, cmask, L, C),
-            w0, w1, w2,
-        )
-        valid = (rows < L)[:, None] & cmask[None, :]
-        y = tl.where(valid, y, 0.0)
-        cnt = (tl.minimum(L - lt * BLOCK_L, BLOCK_L) * ncols).to(tl.float32)
-        s = tl.sum(tl.sum(y, axis=1), axis=0)
-        dev = tl.where(valid, y - s / cnt, 0.0)
-        m2 = tl.sum(tl.sum(dev * dev, axis=1), axis=0)
+        s, m2, cnt = _tile_partial(xb, lt0 + i, ct, cols, cmask, L, C, D, w0, w1, w2,
+                                   BLOCK_L, BLOCK_C)
         delta = s / cnt - run_s / tl.maximum(run_c, 1.0)
         run_m2 += m2 + delta * delta * (run_c * cnt / (run_c + cnt))
         run_s += s
@@ -402,28 +397,21 @@ def conv_norm_stats(x: torch.Tensor, w: torch.Tensor, dilation: int, eps: float)
     mean = torch.empty((N,), device=x.device, dtype=torch.float32)
     rstd = torch.empty((N,), device=x.device, dtype=torch.float32)
 
-    tiles = int(_STATS["loop"])
+    tiles = int(_STATS["loop"])  # row tiles a program: 0 = one, by _fwd_stats_kernel
+    rf = int(stats_rows_first(dilation))
+
+    def grid(meta):
+        nlt = cdiv(L, meta["BLOCK_L"])
+        if tiles:
+            return (N * cdiv(nlt, tiles), nct)
+        return (N * nlt, nct) if rf else (N, nlt, nct)
+
     if tiles:
-        def grid(meta):
-            return (N * cdiv(cdiv(L, meta["BLOCK_L"]), tiles), nct)
-
-        bl = _launch(
-            _fwd_stats_loop_tuned, _fwd_stats_loop_plain, grid,
-            (x, w, part, L, C, int(dilation), tmax, nct), L, bc, TILES=tiles,
-        )
-        t_used = cdiv(cdiv(L, bl), tiles) * nct
+        kernels, extra = (_fwd_stats_loop_tuned, _fwd_stats_loop_plain), dict(TILES=tiles)
     else:
-        rf = int(stats_rows_first(dilation))
-
-        def grid(meta):
-            nlt = cdiv(L, meta["BLOCK_L"])
-            return (N * nlt, nct) if rf else (N, nlt, nct)
-
-        bl = _launch(
-            _fwd_stats_tuned, _fwd_stats_plain, grid,
-            (x, w, part, L, C, int(dilation), tmax, nct), L, bc, ROWS_FIRST=rf,
-        )
-        t_used = cdiv(L, bl) * nct
+        kernels, extra = (_fwd_stats_tuned, _fwd_stats_plain), dict(ROWS_FIRST=rf)
+    bl = _launch(*kernels, grid, (x, w, part, L, C, int(dilation), tmax, nct), L, bc, **extra)
+    t_used = cdiv(cdiv(L, bl), max(tiles, 1)) * nct  # partials written per example
     DIRECT.call(_fwd_finalize_kernel, (N,),
                 (part, mean, rstd, N * tmax, tmax, t_used, float(L * C), float(eps)),
                 dict(CHUNK=128, num_warps=4))

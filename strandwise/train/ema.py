@@ -36,7 +36,6 @@ class EMA:
         self._backup: dict[str, torch.Tensor] | None = None
 
     @torch.no_grad()
-    @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         decay = self.current_decay()
         shadows, params = [], []

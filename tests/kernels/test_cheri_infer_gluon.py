@@ -77,6 +77,11 @@ def test_packed_gelu_only_for_half_precision_input(monkeypatch):
     assert ci.gluon_packed_gelu(torch.bfloat16) == 0
 
 
+#: spec shape's channels; description preset (three hidden chunks, C below its power of two);
+#: dilation beyond L with a ragged last tile; one row
+_SHAPES4 = [(2, 1024, 128, 256, 4), (3, 2114, 96, 192, 1), (2, 37, 32, 64, 256), (1, 1, 48, 96, 2)]
+
+
 def _hopper():
     return torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
 
@@ -106,12 +111,7 @@ def test_gluon_matches_triton_and_float64(N, L, C, H, d, dt):
 @pytest.mark.gpu
 @pytest.mark.parametrize("coalesced", [False, True], ids=["operand_io", "coalesced_io"])
 @pytest.mark.parametrize("dt", ["bf16", "fp32"])
-@pytest.mark.parametrize("N,L,C,H,d", [
-    (2, 1024, 128, 256, 4),
-    (3, 2114, 96, 192, 1),
-    (2, 37, 32, 64, 256),
-    (1, 1, 48, 96, 2),
-])
+@pytest.mark.parametrize("N,L,C,H,d", _SHAPES4)
 def test_plain_gluon_kernel_matches_triton_and_float64(N, L, C, H, d, dt, coalesced, monkeypatch):
     """The 8-warp kernel without partitions (``GLUON_WS = 0``), round 10's layout, with x/out in
     the operand layouts or in 16-byte pieces."""
@@ -148,12 +148,7 @@ def test_packed_gelu_switch(N, L, C, H, d, dt, monkeypatch):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dt", ["bf16", "fp16", "fp32"])
-@pytest.mark.parametrize("N,L,C,H,d", [
-    (2, 1024, 128, 256, 4),
-    (3, 2114, 96, 192, 1),
-    (2, 37, 32, 64, 256),
-    (1, 1, 48, 96, 2),
-])
+@pytest.mark.parametrize("N,L,C,H,d", _SHAPES4)
 def test_residual_in_shared_memory_is_bit_identical(N, L, C, H, d, dt, monkeypatch):
     """``GLUON_RES_SMEM`` (experimental): the residual read back from the partition's shared tile
     instead of global memory — the same values, so the same output bit for bit; also within the
@@ -165,7 +160,7 @@ def test_residual_in_shared_memory_is_bit_identical(N, L, C, H, d, dt, monkeypat
     off = _check(N, L, C, H, d, dt)
     monkeypatch.setattr(ci, "GLUON_RES_SMEM", True)
     bc, bh, nh = ci._gluon_geometry(C, H)
-    assert ci._gluon_res_smem(ci.GLUON_WS, bc, 2 * bc * bh * nh * 2) == 1
+    assert ci._gluon_res_smem(ci.GLUON_WS, bc, ci._gluon_weight_bytes(bc, bh, nh)) == 1
     on = _check(N, L, C, H, d, dt)
     assert torch.equal(on, off)
 

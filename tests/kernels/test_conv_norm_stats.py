@@ -162,31 +162,26 @@ def test_stats_loop_environment_rejects_bad_values(value):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("shape", [(8, 1024, 128, 4), (4, 2114, 96, 128), (3, 333, 7, 2), (2, 2114, 128, 256)])
 def test_stats_loop_gpu(dtype, shape, tiles, monkeypatch):
-    if not torch.cuda.is_available():
-        pytest.skip("needs CUDA")
     from strandwise.kernels import conv_norm_triton as cnt
-    from strandwise.kernels.conv_norm import _dilated_conv
 
-    N, L, C, d = shape
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(N, L, C, generator=gen).to(dtype).cuda()
-    w = torch.randn(3, C, generator=gen).cuda()
-    y = _dilated_conv(x.double(), w.double(), d)
-    wm = y.mean(dim=(1, 2))
-    wr = torch.rsqrt((y - wm[:, None, None]).pow(2).mean(dim=(1, 2)) + 1e-3)
     monkeypatch.setitem(cnt._STATS, "loop", tiles)
-    m, r = cnt.conv_norm_stats(x, w, d, 1e-3)
-    m2, r2 = cnt.conv_norm_stats(x, w, d, 1e-3)
-    assert torch.equal(m, m2) and torch.equal(r, r2)  # deterministic, also after autotuning
-    assert ((m.double() - wm).abs() * wr).max() < 2e-5
-    assert ((r.double() - wr).abs() / wr).max() < 2e-5
+    _check_gpu_stats(shape, dtype)
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("rows_first", [True, False])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("shape", [(8, 1024, 128, 4), (4, 2114, 96, 128), (3, 333, 7, 2)])
-def test_stats_gpu(dtype, shape, rows_first):
+def test_stats_gpu(dtype, shape, rows_first, monkeypatch):
+    from strandwise.kernels import conv_norm_triton as cnt
+
+    monkeypatch.setitem(cnt._STATS, "rows_first", rows_first)
+    _check_gpu_stats(shape, dtype)
+
+
+def _check_gpu_stats(shape, dtype):
+    """conv_norm_stats on the GPU, twice (deterministic, also after autotuning), against the
+    float64 statistics of the conv output."""
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     from strandwise.kernels import conv_norm_triton as cnt
@@ -199,13 +194,8 @@ def test_stats_gpu(dtype, shape, rows_first):
     y = _dilated_conv(x.double(), w.double(), d)
     wm = y.mean(dim=(1, 2))
     wr = torch.rsqrt((y - wm[:, None, None]).pow(2).mean(dim=(1, 2)) + 1e-3)
-    prev = cnt._STATS["rows_first"]
-    cnt._STATS["rows_first"] = rows_first
-    try:
-        m, r = cnt.conv_norm_stats(x, w, d, 1e-3)
-        m2, r2 = cnt.conv_norm_stats(x, w, d, 1e-3)
-    finally:
-        cnt._STATS["rows_first"] = prev
+    m, r = cnt.conv_norm_stats(x, w, d, 1e-3)
+    m2, r2 = cnt.conv_norm_stats(x, w, d, 1e-3)
     assert torch.equal(m, m2) and torch.equal(r, r2)  # deterministic, also after autotuning
     assert ((m.double() - wm).abs() * wr).max() < 2e-5
     assert ((r.double() - wr).abs() / wr).max() < 2e-5
