@@ -10,8 +10,11 @@ ms, and the DRAM rate the time implies for one read of x (``--out``: the rows as
 from __future__ import annotations
 
 import argparse
+import json
 
 import torch
+
+from strandwise.io.atomic import atomic_write_text
 
 
 def main(argv=None):
@@ -56,10 +59,6 @@ def main(argv=None):
     finally:
         cnt._STATS.update(saved)
     if args.out:
-        import json
-
-        from strandwise.io.atomic import atomic_write_text
-
         atomic_write_text(args.out, json.dumps({"gpu": torch.cuda.get_device_name(), "rows": rows}, indent=1))
 
 
