@@ -1,0 +1,178 @@
+"""The compiled CPU selective scan (``strandwise.kernels.selective_scan_cpu``): parity with the
+chunked reference, the dispatch rules, the ``auto`` rule, and the fallback when compiling fails.
+
+The suite's conftest sets ``STRANDWISE_CPU_SCAN_COMPILE=0`` for every other test; these tests set
+the switch themselves. The first compile costs ~20–40 s on a 2-core machine (one chunk kernel
+serves every shape: its sizes are compiled as free symbols).
+"""
+
+import warnings
+
+import pytest
+import torch
+
+from strandwise.kernels import selective_scan_cpu as cpu_scan
+from strandwise.kernels.selective_scan import selective_scan_chunked, selective_scan_fn
+from strandwise.models.caduceus import CaduceusConfig, CaduceusForMaskedLM
+
+
+def _inputs(b, d, L, N, *, z=True, D=True, bias=True, init=False, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g)
+
+    return dict(
+        u=r(b, d, L).to(dtype), delta=r(b, d, L).to(dtype), A=-torch.rand(d, N, generator=g) * 4,
+        B=r(b, N, L).to(dtype), C=r(b, N, L).to(dtype),
+        D=r(d) if D else None, z=r(b, d, L).to(dtype) if z else None,
+        delta_bias=r(d) if bias else None,
+        initial_state=r(b, d, N) if init else None,
+    )
+
+
+# (b, d, L, N, reverse, softplus, options): odd lengths (padded last chunk), a batch, width and
+# state of one, L shorter than a chunk and several chunks, both directions, every optional input.
+CASES = [
+    (2, 40, 70, 16, False, True, {}),
+    (2, 40, 70, 16, True, True, {"init": True}),
+    (1, 1, 1, 1, True, True, {"init": True, "z": False}),
+    (3, 24, 96, 4, False, False, {"D": False, "bias": False}),
+    (1, 8, 33, 2, True, True, {"z": False, "D": False}),
+]
+
+
+@pytest.mark.parametrize("b,d,L,N,reverse,softplus,opts", CASES)
+def test_compiled_scan_matches_the_chunked_reference(b, d, L, N, reverse, softplus, opts):
+    x = _inputs(b, d, L, N, **opts)
+    with torch.no_grad():
+        ref, ref_last = selective_scan_chunked(**x, delta_softplus=softplus, reverse=reverse,
+                                               return_last_state=True)
+        res = cpu_scan.selective_scan_compiled(**x, delta_softplus=softplus, reverse=reverse,
+                                               return_last_state=True)
+    assert res is not None, "compiling the CPU scan failed on this machine"
+    out, last = res
+    assert out.shape == ref.shape and out.dtype == ref.dtype
+    assert last.shape == ref_last.shape and last.dtype == torch.float32
+    scale = ref.abs().max().clamp_min(1.0)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5 * scale.item())
+    torch.testing.assert_close(last, ref_last, rtol=1e-5, atol=1e-5 * ref_last.abs().max().clamp_min(1.0).item())
+    # and the reference differs from a clearly wrong answer: the check can fail
+    assert not torch.allclose(out, torch.zeros_like(out))
+
+
+def test_compiled_scan_bf16_inputs_return_bf16():
+    x = _inputs(2, 16, 45, 8, dtype=torch.bfloat16)
+    with torch.no_grad():
+        ref = selective_scan_chunked(**x, delta_softplus=True)
+        out = cpu_scan.selective_scan_compiled(**x, delta_softplus=True)
+    assert out is not None and out.dtype == torch.bfloat16
+    # both compute in fp32 and round once to bf16: at most one bf16 step apart
+    torch.testing.assert_close(out.float(), ref.float(), rtol=1e-2, atol=1e-2)
+
+
+def _spy(monkeypatch):
+    calls = []
+    real = cpu_scan.selective_scan_compiled
+
+    def spy(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(cpu_scan, "selective_scan_compiled", spy)
+    return calls
+
+
+def test_dispatcher_takes_the_compiled_scan_only_for_fp32_cpu_inference(monkeypatch):
+    calls = _spy(monkeypatch)
+    x = _inputs(2, 16, 40, 4)
+    monkeypatch.setenv("STRANDWISE_CPU_SCAN_COMPILE", "1")
+    with torch.no_grad():
+        out = selective_scan_fn(**x, delta_softplus=True)
+        ref = selective_scan_chunked(**x, delta_softplus=True)
+    assert len(calls) == 1
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-4)
+
+    # autograd records the call: the differentiable chunked scan, even when asked to compile
+    xg = {k: (v.clone().requires_grad_(True) if k == "u" else v) for k, v in x.items()}
+    y = selective_scan_fn(**xg, delta_softplus=True)
+    y.sum().backward()
+    assert len(calls) == 1 and xg["u"].grad is not None
+
+    # fp64 computes in fp64: the reference
+    x64 = {k: (v.double() if v is not None and k != "A" else v) for k, v in x.items()}
+    with torch.no_grad():
+        selective_scan_fn(**x64, delta_softplus=True)
+    assert len(calls) == 1
+
+    monkeypatch.setenv("STRANDWISE_CPU_SCAN_COMPILE", "0")
+    with torch.no_grad():
+        selective_scan_fn(**x, delta_softplus=True)
+    assert len(calls) == 1
+
+
+def test_auto_compiles_after_the_eager_time_budget(monkeypatch):
+    calls = _spy(monkeypatch)
+    monkeypatch.delenv("STRANDWISE_CPU_SCAN_COMPILE", raising=False)
+    monkeypatch.setitem(cpu_scan._state, "eager_s", 0.0)
+    monkeypatch.setitem(cpu_scan._state, "failed", False)
+    assert cpu_scan.mode() == "auto" and not cpu_scan.wanted()
+    x = _inputs(1, 8, 20, 4)
+    with torch.no_grad():
+        selective_scan_fn(**x, delta_softplus=True)
+    assert calls == [] and cpu_scan._state["eager_s"] > 0.0  # eager, and timed
+    cpu_scan.note_eager(cpu_scan.AUTO_AFTER_S)
+    assert cpu_scan.wanted()
+    with torch.no_grad():
+        selective_scan_fn(**x, delta_softplus=True)
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("value,expected", [("auto", "auto"), ("", "auto"), (" 1 ", "on"), ("0", "off")])
+def test_mode_values(monkeypatch, value, expected):
+    monkeypatch.setenv("STRANDWISE_CPU_SCAN_COMPILE", value)
+    assert cpu_scan.mode() == expected
+
+
+def test_mode_rejects_typos(monkeypatch):
+    monkeypatch.setenv("STRANDWISE_CPU_SCAN_COMPILE", "yes")
+    with pytest.raises(ValueError, match="STRANDWISE_CPU_SCAN_COMPILE"):
+        cpu_scan.mode()
+
+
+def test_a_failed_compile_warns_once_and_keeps_the_reference(monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("no C++ compiler\nsecond line")
+
+    monkeypatch.setitem(cpu_scan._state, "fn", {"chunk": broken, "prologue": broken, "epilogue": broken})
+    monkeypatch.setitem(cpu_scan._state, "failed", False)
+    monkeypatch.setenv("STRANDWISE_CPU_SCAN_COMPILE", "1")
+    x = _inputs(2, 8, 20, 4)
+    with torch.no_grad():
+        ref = selective_scan_chunked(**x, delta_softplus=True)
+        with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+            out = selective_scan_fn(**x, delta_softplus=True)
+        torch.testing.assert_close(out, ref, rtol=0, atol=0)
+        assert not cpu_scan.wanted()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            out2 = selective_scan_fn(**x, delta_softplus=True)
+    torch.testing.assert_close(out2, ref, rtol=0, atol=0)
+
+
+def test_caduceus_inference_is_the_same_with_the_compiled_scan(monkeypatch):
+    """A bidirectional RC-equivariant Caduceus (forward and reverse scans, both strands): no-grad
+    logits with the compiled scan equal the chunked reference's up to fp32 rounding."""
+    cfg = CaduceusConfig(d_model=32, n_layer=2, vocab_size=12, rcps=True,
+                         complement_map={7: 10, 8: 9, 9: 8, 10: 7}, ssm_cfg={"d_state": 8})
+    torch.manual_seed(0)
+    model = CaduceusForMaskedLM(cfg).eval()
+    ids = torch.randint(7, 11, (3, 75), generator=torch.Generator().manual_seed(1))
+    calls = _spy(monkeypatch)
+    with torch.no_grad():
+        monkeypatch.setenv("STRANDWISE_CPU_SCAN_COMPILE", "0")
+        ref = model(ids).logits
+        monkeypatch.setenv("STRANDWISE_CPU_SCAN_COMPILE", "1")
+        out = model(ids).logits
+    assert len(calls) >= 2 * cfg.n_layer  # both directions of every layer
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
