@@ -2,10 +2,12 @@
 against the chunked PyTorch reference, alternated in one process so both sides see the same
 machine load (``STRANDWISE_CPU_SCAN_COMPILE`` is switched between calls).
 
-Measured, no grad, fp32: the scan alone at ``--scan-shape`` (default 2 × 512 × 1,024, d_state 16,
-z gate, softplus, D, delta_bias: one strand of the Caduceus-PS mixer as the model's CPU batches of
-two sequences call it), in both directions; and a Caduceus-PS 131k forward (``--layers`` of its 16
-layers) on ``--batch`` × ``--length`` tokens. Also the first compiled call's wall time (compile,
+Measured, fp32: the scan alone at ``--scan-shape`` (default 2 × 512 × 1,024, d_state 16, z gate,
+softplus, D, delta_bias: one strand of the Caduceus-PS mixer as the model's CPU batches of two
+sequences call it), no grad in both directions, and forward + backward (the gradient of ``u`` is
+compared); a no-grad Caduceus-PS 131k forward (``--layers`` of its 16 layers) on ``--batch`` ×
+``--length`` tokens; and a training forward + backward (no optimizer step) of the CPU training
+config of docs/caduceus_training.md (Caduceus-Ph, d_model 64, 2 layers, 32 × 128 bp). Also the first compiled call's wall time (compile,
 or load from TorchInductor's disk cache), and the largest output differences.
 
     python benchmarks/cpu_scan_compile_ab.py [--rounds 5 --layers 16 --batch 4 --length 1024]
@@ -26,7 +28,7 @@ import torch
 from strandwise.io.atomic import atomic_write_text
 from strandwise.kernels import selective_scan_cpu
 from strandwise.kernels.selective_scan import selective_scan_fn
-from strandwise.models.caduceus import CaduceusForMaskedLM, published_config
+from strandwise.models.caduceus import CaduceusConfig, CaduceusForMaskedLM, published_config
 
 SIDES = {"chunked": "0", "compiled": "1"}
 
@@ -63,19 +65,47 @@ def main():
     model = CaduceusForMaskedLM(cfg).eval()
     ids = torch.randint(7, 11, (args.batch, args.length))
 
+    xg = {k: v.clone().requires_grad_(True) for k, v in x.items()}
+
+    def scan_fwd_bwd():
+        for v in xg.values():
+            v.grad = None
+        with torch.enable_grad():
+            out = selective_scan_fn(**xg, delta_softplus=True)
+            out.backward(torch.ones_like(out))
+        return xg["u"].grad
+
+    # the CPU training config of docs/caduceus_training.md (Caduceus-Ph, d_model 64, 2 layers)
+    small = CaduceusForMaskedLM(CaduceusConfig(d_model=64, n_layer=2, vocab_size=12, rcps=False,
+                                               ssm_cfg={"d_state": 16})).train()
+    opt = torch.optim.AdamW(small.parameters(), lr=1e-3)
+    sids = torch.randint(7, 11, (32, 128))
+
+    def train_step():
+        with torch.enable_grad():
+            opt.zero_grad(set_to_none=True)
+            logits = small(sids).logits
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), sids.reshape(-1))
+            loss.backward()
+        return loss.detach()
+
     cases = {
         "scan forward": lambda: selective_scan_fn(**x, delta_softplus=True),
         "scan reverse": lambda: selective_scan_fn(**x, delta_softplus=True, reverse=True),
         f"Caduceus-PS forward, {args.layers} layers, {args.batch} x {args.length} bp":
             lambda: model(ids).logits,
+        "scan forward + backward": scan_fwd_bwd,
+        "Caduceus-Ph d64 2 layers, training step (no optimizer), 32 x 128 bp": train_step,
     }
     rows, first, diffs = {k: {s: [] for s in SIDES} for k in cases}, {}, {}
-    with torch.no_grad():
+    with torch.no_grad():  # the training cases turn grad on themselves
         for name, fn in cases.items():  # warm-up; the compiled side's first call compiles
             outs = {}
             for side in SIDES:
                 _set(side)
                 first[f"{name}, {side}"], outs[side] = _timed(fn)
+            if name.startswith("Caduceus-Ph"):  # two different steps: no output to compare
+                continue
             diffs[name] = {"max_abs_diff": (outs["compiled"] - outs["chunked"]).abs().max().item(),
                            "max_abs": outs["chunked"].abs().max().item()}
         for r in range(args.rounds):

@@ -21,9 +21,9 @@ Three entry points:
   ``(B, d_inner, n_chunks, N)`` for backward, where each chunk is recomputed (spec §5.4 formulas).
   Peak extra memory is therefore independent of ``L`` beyond the ``(B, d_inner, L)`` inputs.
 * :func:`selective_scan_fn` — the dispatcher: CUDA + Triton → ``selective_scan_triton`` from
-  :mod:`strandwise.kernels.selective_scan_triton` (same arguments); CPU inference in fp32 → the
-  compiled scan of :mod:`strandwise.kernels.selective_scan_cpu` when it is wanted (see there);
-  else the chunked reference.
+  :mod:`strandwise.kernels.selective_scan_triton` (same arguments); CPU in fp32 → the compiled
+  scan of :mod:`strandwise.kernels.selective_scan_cpu` when it is wanted (see there); else the
+  chunked reference.
 
 Why a per-position loop inside each chunk rather than a log-depth (Hillis–Steele) scan: on CPU the
 loop body is one fused ``addcmul_`` over ``B·d_inner·N`` elements, so its cost is a few µs per
@@ -443,11 +443,11 @@ def selective_scan_fn(
     Notes
     -----
     CUDA tensors with Triton available run ``selective_scan_triton`` (same arguments). On the
-    CPU, a call that autograd does not record (inference) with an fp32 compute dtype may run the
-    compiled scan of :mod:`strandwise.kernels.selective_scan_cpu` (``STRANDWISE_CPU_SCAN_COMPILE``:
-    by default once this process has spent 20 s in such scans; equal up to fp32 rounding).
-    Everything else runs :func:`selective_scan_chunked`. The Triton and chunked paths are
-    differentiable.
+    CPU, a call with an fp32 compute dtype may run the compiled scan of
+    :mod:`strandwise.kernels.selective_scan_cpu` (``STRANDWISE_CPU_SCAN_COMPILE``: by default once
+    this process has spent 20 s in such scans; equal up to fp32 rounding; a compiled backward when
+    autograd records the call). Everything else runs :func:`selective_scan_chunked`. Every path
+    is differentiable.
     """
     if isinstance(u, torch.Tensor) and u.is_cuda:
         from strandwise.kernels.conv_norm import triton_available
@@ -463,14 +463,11 @@ def selective_scan_fn(
     kw = dict(D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus,
               return_last_state=return_last_state, reverse=reverse, initial_state=initial_state)
     if (isinstance(u, torch.Tensor) and u.device.type == "cpu"
-            and not autograd_records(u, delta, A, B, C, D, z, delta_bias, initial_state)
             and _compute_dtype(u, delta, A, B, C, D, z, delta_bias, initial_state) == torch.float32):
         from strandwise.kernels import selective_scan_cpu
 
         _check_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state)
         if selective_scan_cpu.wanted():
-            res = selective_scan_cpu.selective_scan_compiled(u, delta, A, B, C, **kw)
-            if res is not None:
-                return res
+            return selective_scan_cpu.selective_scan_compiled(u, delta, A, B, C, **kw)
         return selective_scan_cpu.timed_eager(lambda: selective_scan_chunked(u, delta, A, B, C, **kw))
     return selective_scan_chunked(u, delta, A, B, C, **kw)

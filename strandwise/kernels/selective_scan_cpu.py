@@ -1,32 +1,34 @@
-"""A compiled CPU selective scan for inference: one TorchInductor C++ kernel per chunk of positions.
+"""A compiled CPU selective scan: TorchInductor C++ kernels for chunks of positions, forward and
+backward.
 
 The chunked reference (:func:`strandwise.kernels.selective_scan.selective_scan_chunked`) runs the
 recurrence as one ``addcmul_`` per position and writes each chunk's decays and states to memory
 before contracting them with ``C``: on this project's 2-core CPU a (2, 512, 1,024, 16) no-grad
-scan is ~35–55 ms, and in the Caduceus-PS forward at 4 × 1 kbp the scan was 78 % of the time
-(BENCHMARKS.md, "Compiled CPU scan"). Here the recurrence over :data:`CHUNK` positions is
-written out step by step (``h = exp(Δ·A)·h + Δ·u·B``, ``y = Σ_n C·h``) and handed to
-``torch.compile``, whose C++ backend fuses the whole chunk — decays, states and the sum over
-states — into one vectorised OpenMP loop over (batch, state, channel) with the channels
-contiguous. No ``(L, batch, d_inner, N)`` tensor is written; the state lives in a
-``(batch, N, d_inner)`` tensor between chunks.
+scan is ~35–55 ms, the scan was 78 % of the Caduceus-PS forward at 4 × 1 kbp and 84 % of a
+training step of docs/caduceus_training.md's CPU config (BENCHMARKS.md, "Compiled CPU scan").
+Here the recurrence over a chunk of positions is written out step by step (``h = exp(Δ·A)·h +
+Δ·u·B``, ``y = Σ_n C·h``) and handed to ``torch.compile``, whose C++ backend fuses the whole
+chunk — decays, states and the sum over states — into vectorised OpenMP loops over (batch, state,
+channel) with the channels contiguous. No ``(L, batch, d_inner, N)`` tensor is written; the state
+lives in a ``(batch, N, d_inner)`` tensor between chunks. The backward (:func:`_chunk_bwd`,
+:class:`CompiledScanFn`) recomputes a chunk's states from the state saved at its start and walks
+it back, with the formulas of the chunked reference.
 
-Inference only (no autograd node): :func:`strandwise.kernels.selective_scan.selective_scan_fn`
-sends CPU calls here when autograd does not record them, the compute dtype is fp32 and
-:func:`wanted` says so. Results equal the chunked reference's up to fp32 rounding (the exponential
-and the order of the sum over states differ).
+:func:`strandwise.kernels.selective_scan.selective_scan_fn` sends CPU calls here when the compute
+dtype is fp32 and :func:`wanted` says so. Results equal the chunked reference's up to fp32 rounding
+(the exponential and the order of the sums differ).
 
 When (``STRANDWISE_CPU_SCAN_COMPILE``):
 
-* ``auto`` (default): after this process has spent :data:`AUTO_AFTER_S` seconds in eager no-grad
-  CPU scans. Compiling costs ~10–45 s once per machine (TorchInductor keeps the C++ in its disk
-  cache, ``TORCHINDUCTOR_CACHE_DIR``, default ``/tmp/torchinductor_<user>``) and ~5–10 s of
-  tracing in each later process, so short jobs never pay for it and long ones (embedding or
-  scoring many sequences) get the fast scan after their first seconds.
+* ``auto`` (default): after this process has spent :data:`AUTO_AFTER_S` seconds in eager fp32 CPU
+  scans (their forwards). Compiling costs ~10–45 s for inference and ~60 s more for the backward
+  once per machine (TorchInductor keeps the C++ in its disk cache, ``TORCHINDUCTOR_CACHE_DIR``,
+  default ``/tmp/torchinductor_<user>``) and ~5–15 s of tracing in each later process, so short
+  jobs never pay for it and long ones get the fast scan after their first seconds.
 * ``1``: from the first call. ``0``: never.
 
-If compiling fails (no C++ compiler, an unsupported platform), one warning says so and the process
-keeps the chunked reference.
+If compiling fails (no C++ compiler, an unsupported platform), one warning says so, the call under
+way completes with the same functions run eagerly, and later calls take the chunked reference.
 """
 
 from __future__ import annotations
@@ -40,13 +42,20 @@ import torch.nn.functional as F
 
 from strandwise.kernels._host import env_get
 
-__all__ = ["CHUNK", "AUTO_AFTER_S", "mode", "wanted", "note_eager", "timed_eager", "selective_scan_compiled"]
+__all__ = ["CHUNK", "TRAIN_CHUNK", "AUTO_AFTER_S", "CompiledScanFn", "mode", "wanted", "note_eager",
+           "timed_eager", "selective_scan_compiled"]
 
 #: Positions written out per compiled call. Longer chunks trace and compile longer (the graph
 #: grows with it) for fewer calls; the tail of a sequence is padded with Δ = 0 positions, which
 #: leave the state unchanged (``exp(0) = 1``, no input), so one compiled function serves every
 #: length.
 CHUNK = 32
+
+#: Positions per compiled call when autograd records the scan (training). The backward chunk
+#: graph holds the forward recomputation and the walk back, twice the forward's, and its compile
+#: time grows with it (~60 s at 16 on a 2-core CPU); the forward saves the state entering each
+#: chunk of this length.
+TRAIN_CHUNK = 16
 
 #: Seconds of eager no-grad CPU scans after which ``auto`` compiles.
 AUTO_AFTER_S = 20.0
@@ -106,7 +115,41 @@ def _gate(y, u, D, z):
     return y
 
 
-_FUNCS = {"chunk": _chunk, "gate": _gate}
+def _chunk_bwd(dtT, uT, A_t, BT, CT, h0, dyT, g):
+    """The backward of one chunk (spec §5.4), step by step: the states are recomputed from
+    ``h0`` (the state entering the chunk, saved by the forward), then walked back from the chunk's
+    end, where ``g`` (b, N, d) is the gradient reaching the last state from later positions.
+
+    Same layouts as :func:`_chunk`; ``dyT`` (T, b, d) is the gradient of ``y = Σ_n C·h``. Returns
+    the gradients of Δ and u (T, b, d), of B and C (T, b, N), of A (N, d) summed over the chunk,
+    and the gradient reaching ``h0``.
+    """
+    T = dtT.shape[0]
+    hs, decays = [h0], []
+    h = h0
+    for t in range(T):
+        dt = dtT[t][:, None, :]
+        a = torch.exp(dt * A_t)
+        h = a * h + (dt * uT[t][:, None, :]) * BT[t][:, :, None]
+        decays.append(a)
+        hs.append(h)
+    ddt, du, dB, dC = [None] * T, [None] * T, [None] * T, [None] * T
+    dA = None
+    for t in range(T - 1, -1, -1):
+        gs = CT[t][:, :, None] * dyT[t][:, None, :] + g  # dL/dh_t
+        dC[t] = (dyT[t][:, None, :] * hs[t + 1]).sum(2)
+        decay = gs * decays[t] * hs[t]  # g_t·a_t·h_{t-1}
+        gB = (gs * BT[t][:, :, None]).sum(1)
+        dB[t] = (gs * (dtT[t] * uT[t])[:, None, :]).sum(2)
+        du[t] = gB * dtT[t]
+        ddt[t] = gB * uT[t] + (decay * A_t).sum(1)
+        dA_t = (decay * dtT[t][:, None, :]).sum(0)
+        dA = dA_t if dA is None else dA + dA_t
+        g = decays[t] * gs
+    return torch.stack(ddt), torch.stack(du), torch.stack(dB), torch.stack(dC), dA, g
+
+
+_FUNCS = {"chunk": _chunk, "gate": _gate, "chunk_bwd": _chunk_bwd}
 
 
 def _compiled(name):
@@ -120,6 +163,7 @@ def _compiled(name):
 
 #: The sizes of ``_chunk``'s arguments marked free: all but the chunk length.
 _CHUNK_FREE = ((1, 2), (1, 2), (0, 1), (1, 2), (1, 2), (0, 1, 2))
+_CHUNK_BWD_FREE = _CHUNK_FREE + ((1, 2), (0, 1, 2))
 
 
 def _mark_free(args, dims_per_arg):
@@ -150,15 +194,47 @@ def _mark_free(args, dims_per_arg):
 
 
 def _call(name, *args, free=None):
-    """Call the compiled function ``name``; on the first call of each pattern of ``None``
-    arguments, mark the sizes free (``free``: dims per argument, ``None`` = all)."""
-    fn = _compiled(name)
-    variant = (name,) + tuple(a is None for a in args)
-    if variant in _state["ran"]:
-        return fn(*args)
-    out = fn(*_mark_free(args, free or (None,) * len(args)))
-    _state["ran"].add(variant)
-    return out
+    """Call the compiled function ``name``; on the first call of each variant (chunk length,
+    pattern of ``None`` arguments), mark the sizes free (``free``: dims per argument, ``None`` =
+    all). If compiling fails (no C++ compiler, an unsupported platform), warn once, remember it
+    (later scans take the chunked reference) and run the same function eagerly, so a call under
+    way, a backward included, still completes."""
+    # detached: a graph is compiled per requires_grad pattern, and the training Function's inputs
+    # may require grad (its forward runs without grad, but the flag stays on the tensors)
+    args = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
+    if not _state["failed"]:
+        fn = _compiled(name)
+        length = None if name == "gate" else args[0].shape[0]  # a chunk graph per chunk length
+        variant = (name, length) + tuple(a is None for a in args)
+        try:
+            if variant in _state["ran"]:
+                return fn(*args)
+            # compile on inputs at storage offset 0: a graph compiled on a view at an offset of
+            # 2 or more guards on that (Dynamo's 0/1 specialisation) and compiled again for the
+            # first chunk (the backward compiles on the last chunk); one compiled at offset 0
+            # serves every offset
+            first = [a.clone() if isinstance(a, torch.Tensor) and a.storage_offset() else a for a in args]
+            out = fn(*_mark_free(first, free or (None,) * len(args)))
+            _state["ran"].add(variant)
+            return out
+        except Exception as exc:  # noqa: BLE001 - any compiler failure means: keep the reference
+            _failed(exc)
+    return _FUNCS[name](*args)
+
+
+def _failed(exc):
+    with _lock:
+        first = not _state["failed"]
+        _state["failed"] = True
+    if first:
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        warnings.warn(
+            f"strandwise: compiling the CPU selective scan failed ({type(exc).__name__}: {msg}); "
+            "using the chunked PyTorch scan in this process "
+            "(STRANDWISE_CPU_SCAN_COMPILE=0 skips the attempt).",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
 
 def _position_major(t, L_pad, reverse):
@@ -178,61 +254,162 @@ def _position_major(t, L_pad, reverse):
     return out
 
 
-def _scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, reverse):
-    bsz, di, L = u.shape
-    N = A.shape[1]
-    L_pad = -(-L // CHUNK) * CHUNK
+def _channel_major(xT, L, reverse):
+    """Inverse of :func:`_position_major`: ``(L_pad, b, X)`` -> ``(b, X, L)``, contiguous."""
+    L_pad, b, x = xT.shape
+    y = xT.view(L_pad, b * x)[:L]
+    return (y.flip(0) if reverse else y).t().contiguous().view(b, x, L)
+
+
+def _prepare(u, delta, B, C, delta_bias, delta_softplus, reverse, chunk):
+    """Δ and the position-major, padded inputs of the chunk loop; also ``raw = delta + bias``."""
+    L = u.shape[-1]
+    L_pad = -(-L // chunk) * chunk
     raw = delta.float()
     if delta_bias is not None:
         raw = raw + delta_bias.float()[:, None]
     dt = F.softplus(raw, beta=1.0, threshold=20.0) if delta_softplus else raw
     dtT = _position_major(dt, L_pad, reverse)
-    del raw, dt
     uT, BT, CT = (_position_major(t, L_pad, reverse) for t in (u, B, C))
-    A_t = A.float().t().contiguous()
+    return raw, dtT, uT, BT, CT
+
+
+def _state0(u, A, initial_state):
     if initial_state is not None:
-        h = initial_state.float().transpose(1, 2).contiguous()
-    else:
-        h = u.new_zeros(bsz, N, di, dtype=torch.float32)
-    yT = u.new_empty(L_pad, bsz, di, dtype=torch.float32)
-    for s in range(0, L_pad, CHUNK):
-        e = s + CHUNK
+        return initial_state.float().transpose(1, 2).contiguous()
+    return u.new_zeros(u.shape[0], A.shape[1], u.shape[1], dtype=torch.float32)
+
+
+def _run_chunks(dtT, uT, A_t, BT, CT, h, chunk, starts=None):
+    """The forward chunk loop: ``yT`` (L_pad, b, d) before the gate, and the last state; with
+    ``starts`` (a list), the state entering each chunk is appended to it. Those states are
+    separate tensors, not views of one: Dynamo compiles storage offsets as symbols and unifies
+    equal ones ("duck sizing"); a view's offset k·b·N·d equals the inputs' k·T·b·d when N = T,
+    and such a guard fails on the next chunk."""
+    L_pad, bsz, di = dtT.shape
+    yT = dtT.new_empty(L_pad, bsz, di)
+    for s in range(0, L_pad, chunk):
+        e = s + chunk
+        if starts is not None:
+            starts.append(h)
         y, h = _call("chunk", dtT[s:e], uT[s:e], A_t, BT[s:e], CT[s:e], h, free=_CHUNK_FREE)
         yT[s:e].copy_(y)
-    y = yT.view(L_pad, bsz * di)[:L]
-    y = (y.flip(0) if reverse else y).t().contiguous()  # (b·d_inner, L)
-    if D is not None or z is not None:
-        rows = bsz * di
-        y = _call("gate", y, u.reshape(rows, L),
-                  None if D is None else D.float().repeat(bsz),
-                  None if z is None else z.reshape(rows, L))
-    return y.view(bsz, di, L).to(u.dtype), h.transpose(1, 2).contiguous()
+    return yT, h
+
+
+def _gated(y, u, D, z):
+    """``(y + D·u)·silu(z)`` on ``(b, d, L)`` fp32 ``y`` through the compiled gate."""
+    if D is None and z is None:
+        return y
+    bsz, di, L = y.shape
+    rows = bsz * di
+    out = _call("gate", y.view(rows, L), u.reshape(rows, L),
+                None if D is None else D.float().repeat(bsz),
+                None if z is None else z.reshape(rows, L))
+    return out.view(bsz, di, L)
+
+
+def _scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, reverse):
+    L = u.shape[-1]
+    _, dtT, uT, BT, CT = _prepare(u, delta, B, C, delta_bias, delta_softplus, reverse, CHUNK)
+    yT, h = _run_chunks(dtT, uT, A.float().t().contiguous(), BT, CT, _state0(u, A, initial_state), CHUNK)
+    y = _gated(_channel_major(yT, L, reverse), u, D, z)
+    return y.to(u.dtype), h.transpose(1, 2).contiguous()
+
+
+class CompiledScanFn(torch.autograd.Function):
+    """The compiled scan with a compiled backward (training on the CPU).
+
+    ``apply(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, reverse)`` returns
+    ``(out, last_state)``. The forward runs chunks of :data:`TRAIN_CHUNK` positions and keeps the
+    state entering each chunk (``(b, N, d_inner)`` fp32 each) and, with a gate, ``y`` before
+    it; the backward recomputes each chunk's states from its start in :func:`_chunk_bwd`, walking
+    the chunks from last to first, as the chunked reference does.
+    """
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, reverse):
+        L = u.shape[-1]
+        _, dtT, uT, BT, CT = _prepare(u, delta, B, C, delta_bias, delta_softplus, reverse, TRAIN_CHUNK)
+        starts = []
+        yT, h = _run_chunks(dtT, uT, A.float().t().contiguous(), BT, CT, _state0(u, A, initial_state),
+                            TRAIN_CHUNK, starts)
+        del dtT, uT, BT, CT
+        y = _channel_major(yT, L, reverse)
+        del yT
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state,
+                              y if z is not None else None, *starts)
+        ctx.flags = (bool(delta_softplus), bool(reverse))
+        return _gated(y, u, D, z).to(u.dtype), h.transpose(1, 2).contiguous()
+
+    @staticmethod
+    def backward(ctx, dout, dlast):
+        u, delta, A, B, C, D, z, delta_bias, initial_state, y, *starts = ctx.saved_tensors
+        delta_softplus, reverse = ctx.flags
+        bsz, di, L = u.shape
+        N = A.shape[1]
+        uf = u.float()
+        dout = dout.float() if dout is not None else uf.new_zeros(bsz, di, L)
+        dz = None
+        if z is not None:
+            zf = z.float()
+            sz = torch.sigmoid(zf)
+            y_pre = y + D.float()[:, None] * uf if D is not None else y
+            dz = (dout * y_pre * sz * (1 + zf * (1 - sz))).to(z.dtype)
+            dy = dout * zf * sz
+            del y_pre
+        else:
+            dy = dout
+        dD = (dy * uf).sum(dim=(0, 2)).to(D.dtype) if D is not None else None
+        raw, dtT, uT, BT, CT = _prepare(u, delta, B, C, delta_bias, delta_softplus, reverse, TRAIN_CHUNK)
+        L_pad = dtT.shape[0]
+        dyT = _position_major(dy, L_pad, reverse)
+        A_t = A.float().t().contiguous()
+        g = (dlast.float().transpose(1, 2).contiguous() if dlast is not None
+             else uf.new_zeros(bsz, N, di))
+        ddtT, duT = uf.new_empty(L_pad, bsz, di), uf.new_empty(L_pad, bsz, di)
+        dBT, dCT = uf.new_empty(L_pad, bsz, N), uf.new_empty(L_pad, bsz, N)
+        dA_t = uf.new_zeros(N, di)
+        for k in range(len(starts) - 1, -1, -1):
+            s, e = k * TRAIN_CHUNK, (k + 1) * TRAIN_CHUNK
+            ddt_k, du_k, dB_k, dC_k, dA_k, g = _call(
+                "chunk_bwd", dtT[s:e], uT[s:e], A_t, BT[s:e], CT[s:e], starts[k], dyT[s:e], g,
+                free=_CHUNK_BWD_FREE)
+            ddtT[s:e].copy_(ddt_k)
+            duT[s:e].copy_(du_k)
+            dBT[s:e].copy_(dB_k)
+            dCT[s:e].copy_(dC_k)
+            dA_t += dA_k
+        del dtT, uT, BT, CT, dyT
+        du = _channel_major(duT, L, reverse)
+        if D is not None:
+            du.addcmul_(D.float()[:, None], dy)
+        ddt = _channel_major(ddtT, L, reverse)
+        if delta_softplus:
+            # softplus' = sigmoid below the threshold, 1 above it (where softplus is the identity)
+            ddt = ddt * torch.where(raw > 20.0, torch.ones_like(raw), torch.sigmoid(raw))
+        ddelta_bias = ddt.sum(dim=(0, 2)).to(delta_bias.dtype) if delta_bias is not None else None
+        dB, dC = _channel_major(dBT, L, reverse), _channel_major(dCT, L, reverse)
+        dinit = g.transpose(1, 2).to(initial_state.dtype) if initial_state is not None else None
+        return (du.to(u.dtype), ddt.to(delta.dtype), dA_t.t().to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
+                dD, dz, ddelta_bias, dinit, None, None)
 
 
 def selective_scan_compiled(
     u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
     return_last_state=False, reverse=False, initial_state=None,
 ):
-    """The compiled no-grad CPU scan, or ``None`` when compiling failed (warned once; the caller
-    then runs the chunked reference). Arguments and returns are those of
+    """The compiled CPU scan (fp32 compute): an autograd node with the compiled backward when
+    autograd records the call, else the inference chunks. Arguments and returns are those of
     :func:`strandwise.kernels.selective_scan.selective_scan_fn`; inputs are checked by the caller.
     """
-    try:
+    from strandwise.kernels.selective_scan import autograd_records
+
+    if autograd_records(u, delta, A, B, C, D, z, delta_bias, initial_state):
+        out, last = CompiledScanFn.apply(u, delta, A, B, C, D, z, delta_bias, initial_state,
+                                         bool(delta_softplus), bool(reverse))
+    else:
         out, last = _scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, reverse)
-    except Exception as exc:  # a compiler that is missing or fails: keep the reference
-        with _lock:
-            first = not _state["failed"]
-            _state["failed"] = True
-        if first:
-            warnings.warn(
-                "strandwise: compiling the CPU selective scan failed "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                "using the chunked PyTorch scan in this process "
-                "(STRANDWISE_CPU_SCAN_COMPILE=0 skips the attempt).",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        return None
     return (out, last) if return_last_state else out
 
 
