@@ -153,7 +153,7 @@ _FUNCS = {"chunk": _chunk, "gate": _gate, "chunk_bwd": _chunk_bwd}
 
 
 def _compiled(name):
-    """The compiled ``_chunk`` or ``_gate``."""
+    """The compiled ``_chunk``, ``_gate`` or ``_chunk_bwd``."""
     with _lock:
         fns = _state["fn"]
         if fns is None:
@@ -161,7 +161,7 @@ def _compiled(name):
         return fns[name]
 
 
-#: The sizes of ``_chunk``'s arguments marked free: all but the chunk length.
+#: The sizes of ``_chunk``'s and ``_chunk_bwd``'s arguments marked free: all but the chunk length.
 _CHUNK_FREE = ((1, 2), (1, 2), (0, 1), (1, 2), (1, 2), (0, 1, 2))
 _CHUNK_BWD_FREE = _CHUNK_FREE + ((1, 2), (0, 1, 2))
 
@@ -241,7 +241,8 @@ def _position_major(t, L_pad, reverse):
     """``(b, X, L)`` -> ``(L_pad, b, X)`` fp32, zero-padded to whole chunks at the end, in the
     scan's order (positions reversed for a reverse scan). Padded positions carry Δ = 0, so they
     leave the state as it is (``exp(0) = 1``, no input). The copy is a two-dimensional transpose
-    ``(b·X, L)ᵀ``: PyTorch's three-dimensional permuted copy took ~4× longer."""
+    ``(b·X, L)ᵀ``: PyTorch's three-dimensional permuted copy took ~2.3× longer (1.8 against 0.8 ms
+    for 2 × 512 × 1,024)."""
     b, x, L = t.shape
     out = t.new_empty(L_pad, b, x, dtype=torch.float32)
     flat, src = out.view(L_pad, b * x), t.reshape(b * x, L).t()
