@@ -462,11 +462,12 @@ def selective_scan_fn(
                 )
     kw = dict(D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus,
               return_last_state=return_last_state, reverse=reverse, initial_state=initial_state)
+    if isinstance(u, torch.Tensor) and u.device.type == "cpu":
+        _check_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state)  # clear errors first
     if (isinstance(u, torch.Tensor) and u.device.type == "cpu"
             and _compute_dtype(u, delta, A, B, C, D, z, delta_bias, initial_state) == torch.float32):
         from strandwise.kernels import selective_scan_cpu
 
-        _check_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state)
         if selective_scan_cpu.wanted():
             return selective_scan_cpu.selective_scan_compiled(u, delta, A, B, C, **kw)
         return selective_scan_cpu.timed_eager(lambda: selective_scan_chunked(u, delta, A, B, C, **kw))
