@@ -105,6 +105,12 @@ def _softplus(x: torch.Tensor) -> torch.Tensor:
     return F.softplus(x, beta=1.0, threshold=SOFTPLUS_THRESHOLD)
 
 
+def _softplus_backward(grad: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+    """``grad · softplus'(raw)``: sigmoid below the threshold, 1 above it (where softplus is the
+    identity)."""
+    return grad * torch.where(raw > SOFTPLUS_THRESHOLD, torch.ones_like(raw), torch.sigmoid(raw))
+
+
 # ----------------------------------------------------------------------------------------------
 # Naive sequential reference (tests only)
 # ----------------------------------------------------------------------------------------------
@@ -336,8 +342,7 @@ class SelectiveScanChunkedFn(torch.autograd.Function):
             sz = torch.sigmoid(zf)
             dz = (dout * y_pre * sz * (1 + zf * (1 - sz))).to(z.dtype)
         if ctx.delta_softplus:
-            # softplus' = sigmoid below the threshold, 1 above it (where softplus is the identity).
-            ddt = ddt * torch.where(raw > SOFTPLUS_THRESHOLD, torch.ones_like(raw), torch.sigmoid(raw))
+            ddt = _softplus_backward(ddt, raw)
         ddelta_bias = ddt.sum(dim=(0, 2)).to(delta_bias.dtype) if delta_bias is not None else None
         dinit = g.to(initial_state.dtype) if initial_state is not None else None
         return (
@@ -464,11 +469,10 @@ def selective_scan_fn(
               return_last_state=return_last_state, reverse=reverse, initial_state=initial_state)
     if isinstance(u, torch.Tensor) and u.device.type == "cpu":
         _check_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state)  # clear errors first
-    if (isinstance(u, torch.Tensor) and u.device.type == "cpu"
-            and _compute_dtype(u, delta, A, B, C, D, z, delta_bias, initial_state) == torch.float32):
-        from strandwise.kernels import selective_scan_cpu
+        if _compute_dtype(u, delta, A, B, C, D, z, delta_bias, initial_state) == torch.float32:
+            from strandwise.kernels import selective_scan_cpu
 
-        if selective_scan_cpu.wanted():
-            return selective_scan_cpu.selective_scan_compiled(u, delta, A, B, C, **kw)
-        return selective_scan_cpu.timed_eager(lambda: selective_scan_chunked(u, delta, A, B, C, **kw))
+            if selective_scan_cpu.wanted():
+                return selective_scan_cpu.selective_scan_compiled(u, delta, A, B, C, **kw)
+            return selective_scan_cpu.timed_eager(lambda: selective_scan_chunked(u, delta, A, B, C, **kw))
     return selective_scan_chunked(u, delta, A, B, C, **kw)

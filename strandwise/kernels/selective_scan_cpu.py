@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 
 from strandwise.kernels._host import env_get
+from strandwise.kernels.selective_scan import _prepare as _reference_prepare
+from strandwise.kernels.selective_scan import _softplus_backward, autograd_records
 
 __all__ = ["CHUNK", "TRAIN_CHUNK", "AUTO_AFTER_S", "CompiledScanFn", "mode", "wanted", "note_eager",
            "timed_eager", "selective_scan_compiled"]
@@ -57,7 +59,7 @@ CHUNK = 32
 #: chunk of this length.
 TRAIN_CHUNK = 16
 
-#: Seconds of eager no-grad CPU scans after which ``auto`` compiles.
+#: Seconds of eager fp32 CPU scans (their forwards) after which ``auto`` compiles.
 AUTO_AFTER_S = 20.0
 
 _MODES = {"auto": "auto", "1": "on", "0": "off"}
@@ -79,7 +81,7 @@ def mode() -> str:
 
 
 def wanted() -> bool:
-    """Whether the next no-grad fp32 CPU scan should take the compiled path."""
+    """Whether the next fp32 CPU scan should take the compiled path."""
     if _state["failed"]:
         return False
     m = mode()
@@ -87,7 +89,8 @@ def wanted() -> bool:
 
 
 def note_eager(seconds: float) -> None:
-    """Add an eager no-grad CPU scan's wall time to the process's total (the ``auto`` rule)."""
+    """Add an eager CPU scan's wall time (its forward) to the process's total (the ``auto``
+    rule)."""
     _state["eager_s"] += seconds
 
 
@@ -262,14 +265,12 @@ def _channel_major(xT, L, reverse):
     return (y.flip(0) if reverse else y).t().contiguous().view(b, x, L)
 
 
-def _prepare(u, delta, B, C, delta_bias, delta_softplus, reverse, chunk):
-    """Δ and the position-major, padded inputs of the chunk loop; also ``raw = delta + bias``."""
+def _prepare(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, reverse, chunk):
+    """Δ and the position-major, padded inputs of the chunk loop; also ``raw = delta + bias``
+    (Δ as the chunked reference computes it, in fp32 here)."""
     L = u.shape[-1]
     L_pad = -(-L // chunk) * chunk
-    raw = delta.float()
-    if delta_bias is not None:
-        raw = raw + delta_bias.float()[:, None]
-    dt = F.softplus(raw, beta=1.0, threshold=20.0) if delta_softplus else raw
+    _, raw, dt = _reference_prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
     dtT = _position_major(dt, L_pad, reverse)
     uT, BT, CT = (_position_major(t, L_pad, reverse) for t in (u, B, C))
     return raw, dtT, uT, BT, CT
@@ -312,7 +313,8 @@ def _gated(y, u, D, z):
 
 def _scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, reverse):
     L = u.shape[-1]
-    _, dtT, uT, BT, CT = _prepare(u, delta, B, C, delta_bias, delta_softplus, reverse, CHUNK)
+    _, dtT, uT, BT, CT = _prepare(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus,
+                                  reverse, CHUNK)
     yT, h = _run_chunks(dtT, uT, A.float().t().contiguous(), BT, CT, _state0(u, A, initial_state), CHUNK)
     y = _gated(_channel_major(yT, L, reverse), u, D, z)
     return y.to(u.dtype), h.transpose(1, 2).contiguous()
@@ -331,7 +333,8 @@ class CompiledScanFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, reverse):
         L = u.shape[-1]
-        _, dtT, uT, BT, CT = _prepare(u, delta, B, C, delta_bias, delta_softplus, reverse, TRAIN_CHUNK)
+        _, dtT, uT, BT, CT = _prepare(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus,
+                                      reverse, TRAIN_CHUNK)
         starts = []
         yT, h = _run_chunks(dtT, uT, A.float().t().contiguous(), BT, CT, _state0(u, A, initial_state),
                             TRAIN_CHUNK, starts)
@@ -362,7 +365,8 @@ class CompiledScanFn(torch.autograd.Function):
         else:
             dy = dout
         dD = (dy * uf).sum(dim=(0, 2)).to(D.dtype) if D is not None else None
-        raw, dtT, uT, BT, CT = _prepare(u, delta, B, C, delta_bias, delta_softplus, reverse, TRAIN_CHUNK)
+        raw, dtT, uT, BT, CT = _prepare(u, delta, A, B, C, D, z, delta_bias, initial_state,
+                                        delta_softplus, reverse, TRAIN_CHUNK)
         L_pad = dtT.shape[0]
         dyT = _position_major(dy, L_pad, reverse)
         A_t = A.float().t().contiguous()
@@ -387,8 +391,7 @@ class CompiledScanFn(torch.autograd.Function):
             du.addcmul_(D.float()[:, None], dy)
         ddt = _channel_major(ddtT, L, reverse)
         if delta_softplus:
-            # softplus' = sigmoid below the threshold, 1 above it (where softplus is the identity)
-            ddt = ddt * torch.where(raw > 20.0, torch.ones_like(raw), torch.sigmoid(raw))
+            ddt = _softplus_backward(ddt, raw)
         ddelta_bias = ddt.sum(dim=(0, 2)).to(delta_bias.dtype) if delta_bias is not None else None
         dB, dC = _channel_major(dBT, L, reverse), _channel_major(dCT, L, reverse)
         dinit = g.transpose(1, 2).to(initial_state.dtype) if initial_state is not None else None
@@ -404,8 +407,6 @@ def selective_scan_compiled(
     autograd records the call, else the inference chunks. Arguments and returns are those of
     :func:`strandwise.kernels.selective_scan.selective_scan_fn`; inputs are checked by the caller.
     """
-    from strandwise.kernels.selective_scan import autograd_records
-
     if autograd_records(u, delta, A, B, C, D, z, delta_bias, initial_state):
         out, last = CompiledScanFn.apply(u, delta, A, B, C, D, z, delta_bias, initial_state,
                                          bool(delta_softplus), bool(reverse))
@@ -415,7 +416,7 @@ def selective_scan_compiled(
 
 
 def timed_eager(fn):
-    """Run ``fn()`` (an eager no-grad CPU scan) and add its wall time to the ``auto`` total."""
+    """Run ``fn()`` (an eager CPU scan's forward) and add its wall time to the ``auto`` total."""
     t0 = time.perf_counter()
     try:
         return fn()

@@ -108,18 +108,24 @@ def test_grid_order_rule_and_override(monkeypatch):
     assert cnt.stats_rows_first(1)
 
 
-@pytest.mark.parametrize("value, want", [("1", "True"), ("0", "False"), (None, "None")])
-def test_grid_order_environment(value, want):
+def _stats_setting_at_import(var, value, key):
+    """``conv_norm_triton._STATS[key]`` as a fresh process reads it with ``var`` set to ``value``
+    (``None``: unset)."""
     pytest.importorskip("triton")
     import os
 
-    env = {k: v for k, v in os.environ.items() if k != "STRANDWISE_STATS_ROWS_FIRST"}
+    env = {k: v for k, v in os.environ.items() if k != var}
     if value is not None:
-        env["STRANDWISE_STATS_ROWS_FIRST"] = value
+        env[var] = value
     out = subprocess.run(
-        [sys.executable, "-c", "from strandwise.kernels import conv_norm_triton as c; print(c._STATS['rows_first'])"],
-        env=env, capture_output=True, text=True, check=True).stdout.strip()
-    assert out == want
+        [sys.executable, "-c", f"from strandwise.kernels import conv_norm_triton as c; print(c._STATS[{key!r}])"],
+        env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize("value, want", [("1", "True"), ("0", "False"), (None, "None")])
+def test_grid_order_environment(value, want):
+    assert _stats_setting_at_import("STRANDWISE_STATS_ROWS_FIRST", value, "rows_first") == want
 
 
 def test_grid_order_environment_rejects_typos():
@@ -134,16 +140,7 @@ def test_grid_order_environment_rejects_typos():
 
 @pytest.mark.parametrize("value, want", [("4", "4"), ("0", "0"), ("", "0"), (None, "0")])
 def test_stats_loop_environment(value, want):
-    pytest.importorskip("triton")
-    import os
-
-    env = {k: v for k, v in os.environ.items() if k != "STRANDWISE_STATS_LOOP"}
-    if value is not None:
-        env["STRANDWISE_STATS_LOOP"] = value
-    out = subprocess.run(
-        [sys.executable, "-c", "from strandwise.kernels import conv_norm_triton as c; print(c._STATS['loop'])"],
-        env=env, capture_output=True, text=True, check=True).stdout.strip()
-    assert out == want
+    assert _stats_setting_at_import("STRANDWISE_STATS_LOOP", value, "loop") == want
 
 
 @pytest.mark.parametrize("value", ["yes", "-1", "65", "2.5"])

@@ -196,14 +196,20 @@ def test_a_failed_compile_warns_once_and_keeps_the_reference(monkeypatch):
     torch.testing.assert_close(out2, ref, rtol=0, atol=0)
 
 
-def test_caduceus_training_gradients_are_the_same_with_the_compiled_scan(monkeypatch):
-    """One masked-LM loss of a small bidirectional RC-equivariant Caduceus in training mode:
-    every parameter's gradient with the compiled scan and backward equals the reference's."""
+def _small_caduceus():
+    """A small bidirectional RC-equivariant Caduceus (eval mode) and a batch of ids for it."""
     cfg = CaduceusConfig(d_model=32, n_layer=2, vocab_size=12, rcps=True,
                          complement_map={7: 10, 8: 9, 9: 8, 10: 7}, ssm_cfg={"d_state": 8})
     torch.manual_seed(0)
-    model = CaduceusForMaskedLM(cfg).train()
-    ids = torch.randint(7, 11, (3, 75), generator=torch.Generator().manual_seed(1))
+    model = CaduceusForMaskedLM(cfg).eval()
+    return model, torch.randint(7, 11, (3, 75), generator=torch.Generator().manual_seed(1))
+
+
+def test_caduceus_training_gradients_are_the_same_with_the_compiled_scan(monkeypatch):
+    """One masked-LM loss of a small bidirectional RC-equivariant Caduceus in training mode:
+    every parameter's gradient with the compiled scan and backward equals the reference's."""
+    model, ids = _small_caduceus()
+    model.train()
     calls = _spy(monkeypatch)
 
     def grads(flag):
@@ -215,7 +221,7 @@ def test_caduceus_training_gradients_are_the_same_with_the_compiled_scan(monkeyp
 
     ref = grads("0")
     got = grads("1")
-    assert len(calls) >= 2 * cfg.n_layer
+    assert len(calls) >= 2 * model.config.n_layer
     assert set(got) == set(ref) and any("A_log" in n for n in ref)
     for n in ref:
         torch.testing.assert_close(got[n], ref[n], rtol=1e-4, atol=1e-6 + 1e-4 * ref[n].abs().max().item(), msg=n)
@@ -224,16 +230,12 @@ def test_caduceus_training_gradients_are_the_same_with_the_compiled_scan(monkeyp
 def test_caduceus_inference_is_the_same_with_the_compiled_scan(monkeypatch):
     """A bidirectional RC-equivariant Caduceus (forward and reverse scans, both strands): no-grad
     logits with the compiled scan equal the chunked reference's up to fp32 rounding."""
-    cfg = CaduceusConfig(d_model=32, n_layer=2, vocab_size=12, rcps=True,
-                         complement_map={7: 10, 8: 9, 9: 8, 10: 7}, ssm_cfg={"d_state": 8})
-    torch.manual_seed(0)
-    model = CaduceusForMaskedLM(cfg).eval()
-    ids = torch.randint(7, 11, (3, 75), generator=torch.Generator().manual_seed(1))
+    model, ids = _small_caduceus()
     calls = _spy(monkeypatch)
     with torch.no_grad():
         monkeypatch.setenv("STRANDWISE_CPU_SCAN_COMPILE", "0")
         ref = model(ids).logits
         monkeypatch.setenv("STRANDWISE_CPU_SCAN_COMPILE", "1")
         out = model(ids).logits
-    assert len(calls) >= 2 * cfg.n_layer  # both directions of every layer
+    assert len(calls) >= 2 * model.config.n_layer  # both directions of every layer
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
